@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m scaling.demo
+	$(BIN)/python -m scaling.sweep -m sweeps=demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,169 @@
+"""LightningModule: next-token loss, AdamW, LR schedule, log-spaced validation, metrics.
+
+The step axis of every metric is *tokens seen* (optimizer steps x batch x seq_len), so curves of
+runs with different batch sizes line up, and approach-1 analyses read loss at a token count.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import lightning as L
+import numpy as np
+import torch
+
+from scaling.config import TrainConfig
+from scaling.model import GPT, GPTConfig
+
+MetricSink = Callable[[dict[str, float], int], None]
+
+
+class DivergedError(RuntimeError):
+    """Training loss became non-finite; the run is stopped early and marked FAILED."""
+
+
+def lr_factor(step: int, total_steps: int, cfg: TrainConfig) -> float:
+    """Multiplier of the peak LR at optimizer ``step`` (0-based) of a ``total_steps`` run.
+
+    cosine: linear warmup, then cosine decay to ``min_lr_ratio`` at the end of *this* run's
+    horizon (Hoffmann et al. 2022, Sec. 3 / Fig. A1: a schedule longer than the run overestimates
+    its loss). wsd: warmup, constant, then linear cooldown to ``min_lr_ratio`` over the final
+    ``cooldown`` fraction (Hu et al. 2024, "MiniCPM").
+    """
+    warmup = max(1, round(cfg.warmup * total_steps)) if cfg.warmup > 0 else 0
+    floor = cfg.min_lr_ratio
+    if step < warmup:
+        return (step + 1) / warmup
+    if cfg.schedule == "cosine":
+        span = max(1, total_steps - warmup)
+        progress = min(1.0, (step - warmup) / span)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    cooldown_start = total_steps - max(1, round(cfg.cooldown * total_steps))
+    if step < cooldown_start:
+        return 1.0
+    progress = min(1.0, (step - cooldown_start + 1) / max(1, total_steps - cooldown_start))
+    return 1.0 - (1.0 - floor) * progress
+
+
+def eval_steps(total_steps: int, points: int) -> list[int]:
+    """Optimizer steps (1-based counts) after which validation runs: log-spaced, last = final."""
+    if points <= 1 or total_steps <= 1:
+        return [total_steps]
+    raw = np.geomspace(1, total_steps, points)
+    return sorted({int(round(s)) for s in raw} | {total_steps})
+
+
+class LMModule(L.LightningModule):
+    """Trains a :class:`GPT`; validation on a fixed token set at log-spaced token counts."""
+
+    def __init__(
+        self,
+        model_cfg: GPTConfig,
+        train_cfg: TrainConfig,
+        total_steps: int,
+        tokens_per_step: int,
+        val_windows: torch.Tensor,
+        eval_batch_size: int,
+        sink: MetricSink | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = GPT(model_cfg)
+        self.train_cfg = train_cfg
+        self.total_steps = total_steps
+        self.tokens_per_step = tokens_per_step
+        self.val_windows = val_windows
+        self.eval_batch_size = eval_batch_size
+        self.sink = sink
+        self.eval_at = eval_steps(total_steps, train_cfg.eval_points)
+        self.final_val_loss: float | None = None
+        self.last_train_loss: float | None = None
+        self._last_seen_step = -1
+        self._clock: float | None = None
+        self._train_seconds = 0.0
+        self._timed_tokens = 0
+        self._loss_sum = torch.zeros(())
+        self._loss_count = 0
+
+    # ---- optimisation ------------------------------------------------------------------------
+    def configure_optimizers(self):  # type: ignore[no-untyped-def]
+        cfg = self.train_cfg
+        opt = torch.optim.AdamW(
+            self.model.param_groups(cfg.weight_decay),
+            lr=cfg.lr,
+            betas=(cfg.beta1, cfg.beta2),
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: lr_factor(step, self.total_steps, cfg)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch  # (B, T), (B, T)
+        _, loss = self.model(x, y)
+        self._loss_sum = self._loss_sum + loss.detach().float()
+        self._loss_count += 1
+        return loss
+
+    # ---- bookkeeping at optimizer-step boundaries ----------------------------------------------
+    def tokens_seen(self) -> int:
+        return self.trainer.global_step * self.tokens_per_step
+
+    def on_train_start(self) -> None:
+        self._clock = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:  # type: ignore[no-untyped-def]
+        step = self.trainer.global_step
+        if step == self._last_seen_step:
+            return  # mid-accumulation
+        self._last_seen_step = step
+        now = time.perf_counter()
+        if self._clock is not None and step > 1:  # the first step pays one-off costs
+            self._train_seconds += now - self._clock
+            self._timed_tokens += self.tokens_per_step
+        self._clock = now
+        tokens = self.tokens_seen()
+        if step % self.train_cfg.log_every == 0 or step == self.total_steps:
+            loss = (self._loss_sum / max(1, self._loss_count)).item()
+            self._loss_sum, self._loss_count = torch.zeros(()), 0
+            if not math.isfinite(loss):
+                raise DivergedError(f"train/loss became {loss} after {tokens:,} tokens (step {step})")
+            self.last_train_loss = loss
+            self.log("train/loss", loss, prog_bar=True)
+            metrics = {"train/loss": loss, "lr": self.lr_schedulers().get_last_lr()[0]}
+            if self._train_seconds > 0:
+                metrics["throughput/tokens_per_s"] = self.throughput()
+            self._emit(metrics, tokens)
+        if step in self.eval_at:
+            val = self.evaluate()
+            self.log("val/loss", val, prog_bar=True)
+            self._emit({"val/loss": val}, tokens)
+            if step == self.total_steps:
+                self.final_val_loss = val
+            self._clock = time.perf_counter()  # evaluation time is not training throughput
+
+    def throughput(self) -> float:
+        """Steady-state training tokens/s (excludes the first step and evaluations)."""
+        return self._timed_tokens / self._train_seconds if self._train_seconds else float("nan")
+
+    def _emit(self, metrics: dict[str, float], tokens: int) -> None:
+        if self.sink is not None and self.trainer.is_global_zero:
+            self.sink(metrics, tokens)
+
+    # ---- validation on the fixed set ---------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean next-token loss (nats/token) over every validation window, equal on all ranks."""
+        was_training = self.model.training
+        self.model.eval()
+        total, count = torch.zeros((), dtype=torch.float64), 0
+        windows = self.val_windows
+        with self.trainer.precision_plugin.forward_context():
+            for i in range(0, len(windows), self.eval_batch_size):
+                chunk = windows[i : i + self.eval_batch_size].to(self.device)
+                _, loss = self.model(chunk[:, :-1], chunk[:, 1:])
+                total += loss.double().cpu() * len(chunk)
+                count += len(chunk)
+        self.model.train(was_training)
+        return float(total / count)

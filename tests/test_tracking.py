@@ -1,0 +1,114 @@
+"""The MLflow side: a real tracking server, collect, and unreachable stores."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from scaling.errors import TrackingError
+from scaling.tracking import check_reachable, collect_runs
+from tests.conftest import SMALL_TEXT_DIR, TINY
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real `mlflow server` on 127.0.0.1 (SQLite backend), stopped by its process group."""
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    proc = subprocess.Popen(
+        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'srv.db'}",
+         "--default-artifact-root", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(uri + "/health", timeout=1)
+            break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                pytest.fail("mlflow server did not start")
+            time.sleep(0.5)
+    yield uri
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_sweep_against_a_real_tracking_server_and_collect_reads_it_back(
+    tmp_path: Path, mlflow_server: str
+) -> None:
+    env = {**os.environ, "SCALING_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run(
+        [sys.executable, "-m", "scaling.sweep", "-m", *TINY, "data=text",
+         f"data.path={SMALL_TEXT_DIR}", f"tracking.uri={mlflow_server}",
+         "tracking.experiment=served", f"results_dir={tmp_path / 'results'}",
+         "sweep.fit=false", "model.n_layer=1,2"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "2 finished" in out.stdout
+    table = collect_runs(mlflow_server, "served")
+    assert len(table) == 2 and table.loss.notna().all()
+    assert (table.status == "FINISHED").all()
+    # The CLI writes the same table.
+    dest = tmp_path / "served.csv"
+    cli = subprocess.run(
+        [sys.executable, "-m", "scaling", "collect", "--tracking-uri", mlflow_server,
+         "--experiment", "served", "--out", str(dest)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert len(pd.read_csv(dest)) == 2
+
+
+def test_unreachable_server_is_one_line_and_quick() -> None:
+    started = time.perf_counter()
+    with pytest.raises(TrackingError, match="unreachable") as err:
+        check_reachable(f"http://127.0.0.1:{_free_port()}")
+    assert time.perf_counter() - started < 10
+    assert "\n" not in str(err.value)
+
+
+def test_collect_curves_gives_one_row_per_validation_point(compose, text_data) -> None:
+    from scaling.train import prepare, train
+
+    prep = prepare(compose(*text_data, "train.eval_points=5"))
+    train(prep)
+    final = collect_runs(prep.cfg.tracking.uri, prep.cfg.tracking.experiment)
+    curves = collect_runs(prep.cfg.tracking.uri, prep.cfg.tracking.experiment, curves=True)
+    assert len(final) == 1 and len(curves) == 5
+    assert curves.tokens.is_monotonic_increasing
+    assert curves.tokens.iloc[-1] == final.tokens.iloc[0]
+    assert curves.loss.iloc[-1] == pytest.approx(final.loss.iloc[0])
+    assert (curves.flops == 6 * curves.params * curves.tokens).all()
+
+
+def test_collect_of_a_missing_experiment_names_the_ones_that_exist(compose, text_data) -> None:
+    from scaling.train import prepare, train
+
+    prep = prepare(compose(*text_data))
+    train(prep)
+    with pytest.raises(TrackingError, match="scaling"):
+        collect_runs(prep.cfg.tracking.uri, "no-such-experiment")
