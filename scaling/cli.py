@@ -1,0 +1,425 @@
+"""``scaling``: the command line (also ``python -m scaling``).
+
+Subcommands::
+
+    scaling collect [--tracking-uri URI] [--experiment NAME] [--curves] --out FILE
+    scaling fit RUNS [--law chinchilla|kaplan|...] [--approach 1|2|3] [--bootstrap N]
+                [--out DIR] [--json]
+    scaling predict --fit DIR/fit.json (--flops C | --params N --tokens D | --target-loss L
+                    | --gpu-hours H --peak-flops F --mfu U) [--json]
+    scaling report DIR
+
+User mistakes exit with status 2 and one ``error: ...`` line; nothing is written unless the whole
+command succeeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from scaling.errors import UserError, exit_on_user_error
+
+DEFAULT_TRACKING_URI = "sqlite:///results/mlflow.db"
+DEFAULT_EXPERIMENT = "scaling"
+
+EPILOG_FIT = """\
+examples:
+  scaling fit results/runs.csv --out analysis/sweep1            # Chinchilla law, approach 3
+  scaling fit results/runs.csv --law kaplan --bootstrap 0       # Kaplan L(N, D), no intervals
+  scaling fit results/isoflop.csv --approach 2 --out analysis/iso
+  scaling fit results/curves.csv --approach 1                   # from `scaling collect --curves`
+
+The run table needs columns params, tokens, loss (optional flops; default 6*params*tokens).
+Approach 1 needs a curves table: run_id, params, tokens, loss, one row per logged point.
+"""
+
+EPILOG_PREDICT = """\
+examples:
+  scaling predict --fit analysis/sweep1/fit.json --flops 1e21
+  scaling predict --fit analysis/sweep1/fit.json --params 1e9 --tokens 2e10 --json
+  scaling predict --fit analysis/sweep1/fit.json --target-loss 2.5
+  scaling predict --fit analysis/sweep1/fit.json --gpu-hours 1000 --peak-flops 989e12 --mfu 0.4
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 1e21, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of the ``scaling`` command."""
+    from scaling.laws import LAWS
+
+    parser = argparse.ArgumentParser(
+        prog="scaling",
+        description="Scaling-law harness: collect runs, fit Kaplan/Chinchilla laws with "
+        "uncertainty, predict compute-optimal allocations, write reports.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "collect",
+        help="export tracked runs (MLflow) to a run table",
+        description="Read finished runs from the tracking store and write the run table "
+        "(CSV or Parquet by the extension of --out).",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        default=DEFAULT_TRACKING_URI,
+        help=f"MLflow tracking URI (default: {DEFAULT_TRACKING_URI})",
+    )
+    p.add_argument(
+        "--experiment",
+        default=DEFAULT_EXPERIMENT,
+        help=f"experiment name (default: {DEFAULT_EXPERIMENT})",
+    )
+    p.add_argument(
+        "--curves",
+        action="store_true",
+        help="write loss-vs-tokens curves (one row per logged point) for approach 1",
+    )
+    p.add_argument("--out", required=True, type=Path, help="output table, .csv or .parquet")
+    p.set_defaults(handler=cmd_collect)
+
+    p = sub.add_parser(
+        "fit",
+        help="fit a scaling law to a run table and write fit.json, report.md and plots",
+        description="Fit a scaling law to a run table (CSV or Parquet) and write "
+        "DIR/fit.json, DIR/report.md and DIR/*.png.",
+        epilog=EPILOG_FIT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("runs", type=Path, metavar="RUNS", help="run table (.csv or .parquet)")
+    p.add_argument(
+        "--law",
+        default="chinchilla",
+        choices=list(LAWS),
+        help="law to fit with approach 3 (default: chinchilla)",
+    )
+    p.add_argument(
+        "--approach",
+        type=int,
+        default=3,
+        choices=(1, 2, 3),
+        help="1: envelope of loss curves, 2: IsoFLOP parabolas, 3: parametric law (default: 3)",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="bootstrap resamples over runs for intervals; 0 = none (default: 1000)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    p.add_argument(
+        "--level", type=float, default=0.95, help="interval coverage, e.g. 0.95 (default: 0.95)"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes for the bootstrap (default: all available CPUs)",
+    )
+    p.add_argument(
+        "--huber-delta",
+        type=float,
+        default=1e-3,
+        help="Huber delta on log-residuals (default: 1e-3, Hoffmann et al.)",
+    )
+    p.add_argument(
+        "--grid-stride",
+        type=int,
+        default=1,
+        metavar="K",
+        help="use every K-th start of the published 4,500-point grid (default: 1)",
+    )
+    p.add_argument(
+        "--params-column",
+        default="params",
+        help="column with the parameter count, e.g. params_nonembed (default: params)",
+    )
+    p.add_argument(
+        "--isoflop-tolerance",
+        type=float,
+        default=0.05,
+        metavar="DECADES",
+        help="runs within this many decades of compute share a budget (default: 0.05)",
+    )
+    p.add_argument(
+        "--backtest-quantile",
+        type=float,
+        default=0.75,
+        help="backtest fits runs below this compute quantile, predicts the rest (default: 0.75)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="output directory (default: analysis/<RUNS name>)",
+    )
+    p.add_argument(
+        "--no-report", action="store_true", help="write fit.json only (skip report.md and plots)"
+    )
+    p.add_argument("--json", action="store_true", help="also print fit.json to stdout")
+    p.set_defaults(handler=cmd_fit)
+
+    p = sub.add_parser(
+        "predict",
+        help="predict compute-optimal size, tokens and loss from a fit.json",
+        description="Predict from a fit: the compute-optimal allocation for a budget, the loss "
+        "of a given model size and token count, or the least compute that reaches a loss.",
+        epilog=EPILOG_PREDICT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--fit", required=True, type=Path, help="fit.json written by `scaling fit`")
+    p.add_argument("--flops", type=_number, help="compute budget C in FLOPs")
+    p.add_argument("--params", type=_number, help="model parameters N (with --tokens)")
+    p.add_argument("--tokens", type=_number, help="training tokens D (with --params)")
+    p.add_argument("--target-loss", type=_number, help="loss to reach (nats/token)")
+    p.add_argument("--gpu-hours", type=_number, help="budget in accelerator hours")
+    p.add_argument(
+        "--peak-flops", type=_number, help="peak FLOP/s per accelerator (with --gpu-hours)"
+    )
+    p.add_argument(
+        "--mfu", type=_number, help="model FLOPs utilisation in (0, 1] (with --gpu-hours)"
+    )
+    p.add_argument("--json", action="store_true", help="print the prediction as JSON")
+    p.set_defaults(handler=cmd_predict)
+
+    p = sub.add_parser(
+        "report",
+        help="re-render report.md and plots from an existing fit directory",
+        description="Re-render DIR/report.md and DIR/*.png from DIR/fit.json and DIR/runs.csv.",
+    )
+    p.add_argument("dir", type=Path, metavar="DIR", help="directory written by `scaling fit`")
+    p.add_argument("--backtest-quantile", type=float, default=0.75)
+    p.set_defaults(handler=cmd_report)
+    return parser
+
+
+# --------------------------------------------------------------------------------------------
+# Handlers
+# --------------------------------------------------------------------------------------------
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    """``scaling collect``: tracked runs -> run table."""
+    from scaling.table import write_table
+    from scaling.tracking import collect_runs
+
+    suffix = args.out.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise UserError(f"--out {args.out}: use a .csv or .parquet file name")
+    df = collect_runs(args.tracking_uri, args.experiment, curves=args.curves)
+    path = write_table(df, args.out)
+    print(f"wrote {len(df):,} rows to {path}", file=sys.stderr)
+    return 0
+
+
+def _validate_fit_args(args: argparse.Namespace) -> None:
+    if not 0 < args.level < 1:
+        raise UserError(f"--level must be in (0, 1), got {args.level:g}")
+    if not args.huber_delta > 0:
+        raise UserError(f"--huber-delta must be positive, got {args.huber_delta:g}")
+    if args.grid_stride < 1:
+        raise UserError(f"--grid-stride must be >= 1, got {args.grid_stride}")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    if not args.isoflop_tolerance > 0:
+        raise UserError("--isoflop-tolerance must be positive")
+    if not 0 < args.backtest_quantile < 1:
+        raise UserError("--backtest-quantile must be in (0, 1)")
+    if args.approach != 3 and args.law != "chinchilla":
+        raise UserError(
+            f"--law {args.law} applies to approach 3; approaches 1 and 2 fit power laws in C"
+        )
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """``scaling fit``: run table -> fit.json, report.md, plots (written only on success)."""
+    from scaling.fitting import FitOptions, fit
+    from scaling.table import read_run_table, write_table
+
+    _validate_fit_args(args)
+    runs = read_run_table(args.runs, args.params_column, curves=args.approach == 1)
+    options = FitOptions(
+        huber_delta=args.huber_delta,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        level=args.level,
+        workers=args.workers,
+        grid_stride=args.grid_stride,
+        isoflop_tolerance=args.isoflop_tolerance,
+    )
+    result = fit(runs, law=args.law, approach=args.approach, options=options)
+    doc = result.to_dict()
+    doc["data"] = {
+        "path": str(args.runs),
+        "params_column": args.params_column,
+        "rows": int(len(runs)),
+    }
+    out = args.out if args.out is not None else Path("analysis") / args.runs.stem
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
+    parent = out.parent if str(out.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=parent, prefix=f".{out.name}.") as tmp:
+        stage = Path(tmp)
+        (stage / "fit.json").write_text(json.dumps(doc, indent=2) + "\n")
+        write_table(runs, stage / "runs.csv")
+        if not args.no_report:
+            from scaling.report import write_report
+
+            write_report(
+                result, runs, stage, source=str(args.runs), backtest_quantile=args.backtest_quantile
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for item in sorted(stage.iterdir()):
+            target = out / item.name
+            item.replace(target)
+            written.append(target)
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(_fit_summary(doc))
+    print(
+        f"wrote {', '.join(str(w) for w in written if w.suffix != '.png')} and "
+        f"{sum(w.suffix == '.png' for w in written)} plot(s)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _fit_summary(doc: dict[str, Any]) -> str:
+    lines = [f"law {doc['law']} (approach {doc['approach']}), {doc['n_points']} points"]
+    ci = doc.get("ci") or {}
+    for group in ("params", "exponents"):
+        for k, v in (doc.get(group) or {}).items():
+            if v is None:
+                continue
+            interval = ci.get(k)
+            extra = (
+                f"  [{interval[0]:.4g}, {interval[1]:.4g}]"
+                if interval and None not in interval
+                else ""
+            )
+            lines.append(f"  {k:>8} = {v:.4g}{extra}")
+    return "\n".join(lines)
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.4g}"
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``scaling predict``: a budget, a model size, or a target loss -> prediction."""
+    from scaling.allocation import Predictor, gpu_hours_to_flops, load_fit
+
+    modes = [
+        args.flops is not None,
+        args.params is not None or args.tokens is not None,
+        args.target_loss is not None,
+        any(v is not None for v in (args.gpu_hours, args.peak_flops, args.mfu)),
+    ]
+    if sum(modes) != 1:
+        raise UserError(
+            "give exactly one of --flops C, --params N --tokens D, --target-loss L, or "
+            "--gpu-hours H --peak-flops F --mfu U"
+        )
+    predictor = Predictor(load_fit(args.fit))
+    if args.flops is not None:
+        pred = predictor.at_budget(args.flops)
+    elif modes[1]:
+        if args.params is None or args.tokens is None:
+            raise UserError("--params and --tokens go together")
+        pred = predictor.at_size(args.params, args.tokens)
+    elif args.target_loss is not None:
+        pred = predictor.for_target_loss(args.target_loss)
+    else:
+        if None in (args.gpu_hours, args.peak_flops, args.mfu):
+            raise UserError("--gpu-hours needs --peak-flops (FLOP/s) and --mfu (0..1)")
+        pred = predictor.at_budget(gpu_hours_to_flops(args.gpu_hours, args.peak_flops, args.mfu))
+    for w in pred.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(pred.to_json()))
+        return 0
+    level = f"{pred.level:.0%}" if pred.level else ""
+
+    def row(name: str, value: float | None, ci: tuple[float, float] | None, unit: str) -> str:
+        text = f"{name:>16}: {_fmt(value)} {unit}".rstrip()
+        if ci is not None:
+            text += f"   ({level} interval {_fmt(ci[0])} .. {_fmt(ci[1])})"
+        return text
+
+    lines = [
+        row("compute", pred.flops, pred.flops_ci, "FLOPs"),
+        row("params", pred.params, pred.params_ci, ""),
+        row("tokens", pred.tokens, pred.tokens_ci, ""),
+    ]
+    if pred.tokens_per_param is not None:
+        lines.append(f"{'tokens/param':>16}: {pred.tokens_per_param:.3g}")
+    lines.append(row("loss", pred.loss, pred.loss_ci, "nats/token"))
+    print("\n".join(line for line in lines if ": n/a" not in line))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``scaling report DIR``: re-render report.md and plots from DIR/fit.json + DIR/runs.csv."""
+    from scaling.allocation import load_fit
+    from scaling.fitting import result_from_dict
+    from scaling.report import write_report
+    from scaling.table import read_run_table
+
+    doc = load_fit(args.dir / "fit.json")
+    runs_path = args.dir / "runs.csv"
+    runs = read_run_table(runs_path, curves=doc.get("approach") == 1)
+    result = result_from_dict(doc)
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix=".report.") as tmp:
+        stage = Path(tmp)
+        write_report(
+            result,
+            runs,
+            stage,
+            source=str((doc.get("data") or {}).get("path", runs_path)),
+            backtest_quantile=args.backtest_quantile,
+        )
+        for item in sorted(stage.iterdir()):
+            item.replace(args.dir / item.name)
+    print(f"wrote {args.dir / 'report.md'}", file=sys.stderr)
+    return 0
+
+
+@exit_on_user_error
+def _run(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``scaling`` console script; returns the exit status."""
+    return _run(argv)

@@ -1,0 +1,319 @@
+"""Scaling-law forms, by name.
+
+Every law is fitted in *log space*: the optimiser works on a parameter vector ``theta`` (exponents
+as they are, scale constants as their logarithms) and the law returns ``log L`` together with its
+Jacobian with respect to ``theta``, vectorised over a batch of parameter vectors.  This is what
+makes the multi-start fit in :mod:`scaling.fitting` fast (all starts move in one numpy call) and
+numerically safe (log-sum-exp instead of sums of huge powers).
+
+Registered laws (``LAWS[name]``):
+
+========== ==================================================================== ============
+name       equation                                                             inputs
+========== ==================================================================== ============
+chinchilla ``L(N, D) = E + A / N^alpha + B / D^beta``  (Hoffmann et al. 2022, eq. 2) N, D
+kaplan     ``L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D``            N, D
+           (Kaplan et al. 2020, eq. 1.5)
+kaplan_n   ``L(N) = (N_c/N)^alpha_N``   (Kaplan et al. 2020, eq. 1.1)            N
+kaplan_d   ``L(D) = (D_c/D)^alpha_D``   (Kaplan et al. 2020, eq. 1.2)            D
+kaplan_c   ``L(C) = (C_c/C)^alpha_C``   (Kaplan et al. 2020, eq. 1.3, frontier)  C
+========== ==================================================================== ============
+
+Each Kaplan form also exists with an irreducible term, ``<name>_e``: ``L = E + (Kaplan form)``
+(the "irreducible loss" of Henighan et al. 2020 / Hoffmann et al. 2022).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Array = np.ndarray
+
+# A log-space model: (theta (S, P), X (K, n)) -> (log L (S, n), d log L / d theta (S, n, P)).
+LogModel = Callable[[Array, Array], tuple[Array, Array]]
+# The same model in vector-Jacobian form: (theta, X) -> (log L, vjp) with vjp(v (S, n)) =
+# sum_n v * d log L / d theta, shape (S, P).  Avoids materialising the (S, n, P) Jacobian.
+VjpModel = Callable[[Array, Array], tuple[Array, Callable[[Array], Array]]]
+
+
+@dataclass(frozen=True)
+class Law:
+    """A scaling law: named parameters, its log-space model and the grid of starting points.
+
+    ``theta_names`` are the optimiser's coordinates; ``to_params``/``from_params`` convert between
+    them and the named, natural-scale parameters a user reads (``A = exp(a)`` and so on).
+    """
+
+    name: str
+    equation: str
+    inputs: tuple[str, ...]
+    param_names: tuple[str, ...]
+    theta_names: tuple[str, ...]
+    log_theta: tuple[bool, ...]  # True where param = exp(theta)
+    log_model: LogModel
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    grid: tuple[tuple[float, ...], ...]
+    irreducible: bool = False
+    citation: str = ""
+    frontier: bool = False  # fitted to the compute-efficient frontier, not to every run
+    vjp_model: VjpModel | None = field(default=None, compare=False)
+
+    def log_model_vjp(self, theta: Array, X: Array) -> tuple[Array, Callable[[Array], Array]]:
+        """``log L`` and its vector-Jacobian product (fast path for the objective's gradient)."""
+        if self.vjp_model is not None:
+            return self.vjp_model(theta, X)
+        f, jac = self.log_model(theta, X)
+        return f, lambda v: np.einsum("kn,knp->kp", v, jac)
+
+    @property
+    def n_params(self) -> int:
+        return len(self.param_names)
+
+    def to_params(self, theta: Sequence[float]) -> dict[str, float]:
+        """Named natural-scale parameters from an optimiser vector."""
+        return {
+            name: float(np.exp(t)) if is_log else float(t)
+            for name, t, is_log in zip(self.param_names, theta, self.log_theta, strict=True)
+        }
+
+    def to_params_array(self, theta: Array) -> dict[str, Array]:
+        """Like :meth:`to_params` for a batch ``theta`` of shape (S, P)."""
+        theta = np.atleast_2d(theta)
+        return {
+            name: np.exp(theta[:, i]) if is_log else theta[:, i]
+            for i, (name, is_log) in enumerate(zip(self.param_names, self.log_theta, strict=True))
+        }
+
+    def from_params(self, params: Mapping[str, float]) -> Array:
+        """Optimiser vector from named natural-scale parameters."""
+        try:
+            values = [float(params[name]) for name in self.param_names]
+        except KeyError as err:
+            raise KeyError(f"law {self.name!r} needs parameter {err.args[0]!r}") from None
+        return np.array(
+            [np.log(v) if is_log else v for v, is_log in zip(values, self.log_theta, strict=True)]
+        )
+
+    def start_grid(self) -> Array:
+        """Cartesian product of :attr:`grid`, shape (n_starts, P)."""
+        mesh = np.meshgrid(*[np.asarray(g, dtype=float) for g in self.grid], indexing="ij")
+        return np.stack([m.ravel() for m in mesh], axis=1)
+
+    def design(
+        self, N: Array | None = None, D: Array | None = None, C: Array | None = None
+    ) -> Array:
+        """Stack the log inputs this law needs into X of shape (len(inputs), n)."""
+        given = {"N": N, "D": D, "C": C}
+        rows = []
+        for key in self.inputs:
+            value = given[key]
+            if value is None:
+                raise ValueError(f"law {self.name!r} needs input {key}")
+            rows.append(np.log(np.asarray(value, dtype=float)))
+        return np.atleast_2d(np.stack(rows))
+
+    def predict(
+        self,
+        params: Mapping[str, float],
+        N: Array | float | None = None,
+        D: Array | float | None = None,
+        C: Array | float | None = None,
+    ) -> Array:
+        """Loss predicted by the law (natural units, nats/token)."""
+        theta = self.from_params(params)[None, :]
+        arrays = {
+            k: None if v is None else np.atleast_1d(v) for k, v in {"N": N, "D": D, "C": C}.items()
+        }
+        shape = np.broadcast_shapes(*[np.shape(arrays[k]) for k in self.inputs])
+        X = self.design(**{k: np.broadcast_to(arrays[k], shape).ravel() for k in self.inputs})
+        log_loss, _ = self.log_model(theta, X)
+        out = np.exp(log_loss[0]).reshape(shape)
+        scalar = all(np.ndim(v) == 0 for v in (N, D, C) if v is not None)
+        return out[0] if scalar else out
+
+
+def _softmax_terms(terms: list[Array]) -> tuple[Array, list[Array]]:
+    """log(sum exp(terms)) and the weights exp(term - lse), all broadcast to one shape."""
+    m = terms[0]
+    for t in terms[1:]:
+        m = np.maximum(m, t)
+    exps = [np.exp(t - m) for t in terms]
+    total = exps[0]
+    for e in exps[1:]:
+        total = total + e
+    lse = m + np.log(total)
+    return lse, [e / total for e in exps]
+
+
+def _chinchilla(theta: Array, X: Array) -> tuple[Array, Array]:
+    """``log L = LSE(a - alpha log N, b - beta log D, e)`` (Besiroglu et al. 2024, eq. 3)."""
+    a, b, e, alpha, beta = (theta[:, i : i + 1] for i in range(5))
+    x, y = X[0][None, :], X[1][None, :]
+    lse, (w1, w2, w3) = _softmax_terms([a - alpha * x, b - beta * y, e + 0.0 * x])
+    jac = np.stack([w1, w2, w3, -w1 * x, -w2 * y], axis=-1)
+    return lse, jac
+
+
+def _chinchilla_vjp(theta: Array, X: Array) -> tuple[Array, Callable[[Array], Array]]:
+    """:func:`_chinchilla` evaluated in natural space, ``L = E + A N^-alpha + B D^-beta``.
+
+    No overflow is possible inside the bounds of :data:`CHINCHILLA` (each term <= e^80) and the
+    sum is never 0 (E >= e^-12), so the log-sum-exp shift is unnecessary; this costs two ``exp``
+    and one ``log`` per point, the minimum.
+    """
+    a, b, e, alpha, beta = theta.T
+    x, y = X[0], X[1]
+    t1 = np.multiply.outer(-alpha, x)
+    t1 += a[:, None]
+    np.exp(t1, out=t1)
+    t2 = np.multiply.outer(-beta, y)
+    t2 += b[:, None]
+    np.exp(t2, out=t2)
+    E = np.exp(e)
+    total = t1 + t2
+    total += E[:, None]
+    f = np.log(total)
+
+    def vjp(v: Array) -> Array:
+        w = v / total
+        g = np.empty((theta.shape[0], 5))
+        w1, w2 = w * t1, w * t2
+        g[:, 0] = w1.sum(axis=1)
+        g[:, 1] = w2.sum(axis=1)
+        g[:, 2] = w.sum(axis=1) * E
+        g[:, 3] = -(w1 @ x)
+        g[:, 4] = -(w2 @ y)
+        return g
+
+    return f, vjp
+
+
+def _power(theta: Array, X: Array) -> tuple[Array, Array]:
+    """``log L = alpha (log c - log x)``, i.e. ``L = (c/x)^alpha`` with theta = (alpha, log c)."""
+    alpha, log_c = theta[:, 0:1], theta[:, 1:2]
+    diff = log_c - X[0][None, :]
+    jac = np.stack([diff, np.broadcast_to(alpha, diff.shape)], axis=-1)
+    return alpha * diff, jac
+
+
+def _kaplan_joint(theta: Array, X: Array) -> tuple[Array, Array]:
+    """Kaplan eq. 1.5 in log space.
+
+    ``log L = alpha_D LSE((alpha_N/alpha_D)(log N_c - log N), log D_c - log D)``.
+    """
+    alpha_n, log_nc, alpha_d, log_dc = (theta[:, i : i + 1] for i in range(4))
+    x, y = X[0][None, :], X[1][None, :]
+    safe_d = np.where(np.abs(alpha_d) < 1e-12, 1e-12, alpha_d)
+    ratio = alpha_n / safe_d
+    dn = log_nc - x
+    lse, (w1, w2) = _softmax_terms([ratio * dn, log_dc - y])
+    jac = np.stack([w1 * dn, w1 * alpha_n, lse - w1 * dn * ratio, alpha_d * w2], axis=-1)
+    return alpha_d * lse, jac
+
+
+def _with_irreducible(base: LogModel) -> LogModel:
+    """``log L = LSE(log L_base, e)``: the base law plus an irreducible term ``E = exp(e)``."""
+
+    def model(theta: Array, X: Array) -> tuple[Array, Array]:
+        f, jac = base(theta[:, :-1], X)
+        e = theta[:, -1:]
+        lse, (v1, v2) = _softmax_terms([f, e + 0.0 * f])
+        return lse, np.concatenate([v1[..., None] * jac, v2[..., None]], axis=-1)
+
+    return model
+
+
+_EXP_GRID = (0.0, 0.5, 1.0, 1.5, 2.0)
+_LOG_GRID = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
+_E_GRID = (-1.0, -0.5, 0.0, 0.5, 1.0)
+# Kaplan scale constants are large (N_c ~ 1e13): log N_c ~ 30.
+_K_EXP_GRID = (0.03, 0.1, 0.3, 1.0)
+_K_LOG_GRID = (10.0, 20.0, 30.0, 40.0)
+_K_E_GRID = (-1.0, 0.0, 1.0)
+_E_BOUNDS = (-12.0, 4.0)  # E in [6e-6, 55] nats
+
+
+def _kaplan_single(name: str, var: str, eq: str, irreducible: bool) -> Law:
+    sym = {"N": "N", "D": "D", "C": "C"}[var]
+    param_names = (f"alpha_{sym}", f"{sym}_c") + (("E",) if irreducible else ())
+    theta_names = (f"alpha_{sym}", f"log_{sym}_c") + (("e",) if irreducible else ())
+    law_name = name + ("_e" if irreducible else "")
+    equation = f"L({sym}) = " + ("E + " if irreducible else "") + f"({sym}_c/{sym})^alpha_{sym}"
+    return Law(
+        name=law_name,
+        equation=equation,
+        inputs=(var,),
+        param_names=param_names,
+        theta_names=theta_names,
+        log_theta=(False, True) + ((True,) if irreducible else ()),
+        log_model=_with_irreducible(_power) if irreducible else _power,
+        lower=(0.0, -50.0) + ((_E_BOUNDS[0],) if irreducible else ()),
+        upper=(5.0, 200.0) + ((_E_BOUNDS[1],) if irreducible else ()),
+        grid=(_K_EXP_GRID, _K_LOG_GRID) + ((_K_E_GRID,) if irreducible else ()),
+        irreducible=irreducible,
+        citation=f"Kaplan et al. 2020, {eq}",
+        frontier=var == "C",
+    )
+
+
+def _kaplan_joint_law(irreducible: bool) -> Law:
+    extra = ("E",) if irreducible else ()
+    return Law(
+        name="kaplan" + ("_e" if irreducible else ""),
+        equation="L(N, D) = "
+        + ("E + " if irreducible else "")
+        + "[(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D",
+        inputs=("N", "D"),
+        param_names=("alpha_N", "N_c", "alpha_D", "D_c") + extra,
+        theta_names=("alpha_N", "log_N_c", "alpha_D", "log_D_c") + (("e",) if irreducible else ()),
+        log_theta=(False, True, False, True) + ((True,) if irreducible else ()),
+        log_model=_with_irreducible(_kaplan_joint) if irreducible else _kaplan_joint,
+        lower=(0.0, -50.0, 1e-3, -50.0) + ((_E_BOUNDS[0],) if irreducible else ()),
+        upper=(5.0, 200.0, 5.0, 200.0) + ((_E_BOUNDS[1],) if irreducible else ()),
+        grid=(_K_EXP_GRID, _K_LOG_GRID, _K_EXP_GRID, _K_LOG_GRID)
+        + ((_K_E_GRID,) if irreducible else ()),
+        irreducible=irreducible,
+        citation="Kaplan et al. 2020, eq. 1.5",
+    )
+
+
+CHINCHILLA = Law(
+    name="chinchilla",
+    equation="L(N, D) = E + A/N^alpha + B/D^beta",
+    inputs=("N", "D"),
+    param_names=("A", "B", "E", "alpha", "beta"),
+    theta_names=("a", "b", "e", "alpha", "beta"),
+    log_theta=(True, True, True, False, False),
+    log_model=_chinchilla,
+    vjp_model=_chinchilla_vjp,
+    lower=(-20.0, -20.0, _E_BOUNDS[0], 0.0, 0.0),
+    upper=(80.0, 80.0, _E_BOUNDS[1], 5.0, 5.0),
+    # The published grid (Hoffmann et al. 2022 App. D.2; Besiroglu et al. 2024): 6*6*5*5*5 = 4500.
+    grid=(_LOG_GRID, _LOG_GRID, _E_GRID, _EXP_GRID, _EXP_GRID),
+    irreducible=True,
+    citation="Hoffmann et al. 2022, eq. 2; fitted as in Besiroglu et al. 2024",
+)
+
+
+def _build_registry() -> dict[str, Law]:
+    laws = [CHINCHILLA, _kaplan_joint_law(False), _kaplan_joint_law(True)]
+    for irreducible in (False, True):
+        laws.append(_kaplan_single("kaplan_n", "N", "eq. 1.1", irreducible))
+        laws.append(_kaplan_single("kaplan_d", "D", "eq. 1.2", irreducible))
+        laws.append(_kaplan_single("kaplan_c", "C", "eq. 1.3", irreducible))
+    return {law.name: law for law in laws}
+
+
+LAWS: dict[str, Law] = _build_registry()
+
+
+def get_law(name: str) -> Law:
+    """The registered law called ``name``; raises ``KeyError`` listing the known names."""
+    try:
+        return LAWS[name]
+    except KeyError:
+        raise KeyError(f"unknown law {name!r}; known laws: {', '.join(LAWS)}") from None
