@@ -66,6 +66,7 @@ class FitOptions:
     polish: int = 8  # distinct optima polished with scipy L-BFGS-B
     isoflop_tolerance: float = 0.05  # decades of C within which runs share a budget
     extra_starts: tuple[tuple[float, ...], ...] = ()
+    use_grid: bool = True  # False: start only from extra_starts (warm refits)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -436,7 +437,7 @@ def _polish(
         jac=True,
         method="L-BFGS-B",
         bounds=list(zip(lower, upper, strict=True)),
-        options={"maxiter": 10_000, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 20},
+        options={"maxiter": 3000, "ftol": 1e-14, "gtol": 1e-11, "maxcor": 20},
     )
 
 
@@ -499,39 +500,55 @@ def _minimise_law(
     if starts is None:
         starts = law.start_grid()[:: max(1, options.grid_stride)]
         if options.extra_starts:
-            starts = np.vstack([starts, np.array(options.extra_starts, dtype=float)])
+            extra = np.array(options.extra_starts, dtype=float)
+            starts = np.vstack([starts, extra]) if options.use_grid else extra
     fg = make_objective(law, X, log_loss, options.huber_delta)
-    # Explore with scipy's default stopping rule (ftol 2.2e-9, gtol 1e-5), then polish.
-    batch = batched_lbfgs(fg, starts, lower, upper, gtol=1e-5, ftol=2.2e-9, maxiter=200)
-    best_rows = _distinct_best(batch.x, batch.f, max(1, options.polish))
-    if not best_rows:
-        raise DataError(f"law {law.name!r}: the objective is not finite at any start")
-    polished = []
-    for i in best_rows:
-        res = _polish(fg, batch.x[i], lower, upper)
-        polished.append((float(res.fun), res, i))
-    polished.sort(key=lambda t: t[0])
-    fun, res, i = polished[0]
-    if not fun <= batch.f[i]:  # polishing never makes it worse
-        theta, fun = batch.x[i], float(batch.f[i])
+    if options.polish <= 0:
+        # Warm refits: the batch alone, run to tight tolerances.
+        batch = batched_lbfgs(fg, starts, lower, upper, gtol=1e-9, ftol=1e-13, maxiter=1000)
+        i = int(np.argmin(batch.f))
+        theta = batch.x[i]
+        status = int(batch.status[i])
+        converged = status in (0, 1)
+        message = [
+            "gradient below tolerance",
+            "no further decrease",
+            "max iterations",
+            "line search failed",
+        ][status]
+        n_iter = int(batch.n_iter[i])
+        optima = [batch.x[j] for j in _distinct_best(batch.x, batch.f, 4)]
     else:
-        theta = np.asarray(res.x)
+        # Explore with scipy's default stopping rule (ftol 2.2e-9, gtol 1e-5), then polish.
+        batch = batched_lbfgs(fg, starts, lower, upper, gtol=1e-5, ftol=2.2e-9, maxiter=200)
+        best_rows = _distinct_best(batch.x, batch.f, options.polish)
+        if not best_rows:
+            raise DataError(f"law {law.name!r}: the objective is not finite at any start")
+        polished = []
+        for i in best_rows:
+            res = _polish(fg, batch.x[i], lower, upper)
+            polished.append((float(res.fun), res, i))
+        polished.sort(key=lambda t: t[0])
+        fun, res, i = polished[0]
+        theta = np.asarray(res.x) if fun <= batch.f[i] else batch.x[i]  # never make it worse
+        converged = bool(res.success)
+        message = str(res.message)
+        n_iter = int(batch.n_iter.max()) + int(res.nit)
+        optima = [np.asarray(r.x) for _, r, _ in polished]
+    if not np.isfinite(batch.f).any():
+        raise DataError(f"law {law.name!r}: the objective is not finite at any start")
     f_chk, g_chk = fg(theta[None, :], np.zeros(1, dtype=int))
     pg = np.clip(theta - g_chk[0], lower, upper) - theta
-    # Converged: scipy says so, or the projected gradient is negligible relative to the scale
-    # of the gradient of one Huber term (L-BFGS-B's line search often ends "abnormally" once it
-    # is at machine precision).
+    # Also converged when the projected gradient is negligible next to the gradient scale of
+    # the Huber terms (L-BFGS-B's line search often ends "abnormally" at machine precision).
     small = float(np.abs(pg).max()) <= 1e-7 * max(1.0, options.huber_delta * len(log_loss))
-    converged = bool(res.success) or small
-    message = str(res.message) if not isinstance(res.message, bytes) else res.message.decode()
     conv = Convergence(
-        converged=converged,
+        converged=converged or small,
         message=message,
         n_starts=len(starts),
-        n_iterations=int(batch.n_iter.max()) + int(res.nit),
+        n_iterations=n_iter,
         on_bounds=_on_bounds(law, theta),
     )
-    optima = [np.asarray(r.x) for _, r, _ in polished]
     return theta, float(f_chk[0]), conv, optima
 
 
@@ -638,6 +655,20 @@ def _law_warnings(
             + ", ".join(conv.on_bounds)
             + " (the law may be degenerate for this data, e.g. no visible curvature)"
         )
+    if law.name == "chinchilla":
+        terms = {
+            "A/N^alpha": params["A"] * N ** -params["alpha"],
+            "B/D^beta": params["B"] * D ** -params["beta"],
+            "E": np.full(N.shape, params["E"]),
+        }
+        total = sum(terms.values())
+        for name, term in terms.items():
+            share = float(np.max(term / total))
+            if share < 1e-4:
+                out.append(
+                    f"the {name} term is below {share:.1e} of the loss at every run: its "
+                    "parameters are not identified by this data (degenerate fit)"
+                )
     if "N" in law.inputs and "D" in law.inputs:
         for c in (C.min(), C.max()):
             n_opt, d_opt = optimal_allocation(law.name, params, np.array([c]))
@@ -858,7 +889,7 @@ def fit_isoflop(runs: pd.DataFrame, options: FitOptions | None = None) -> FitRes
         if not math.isfinite(m.params):
             warnings.append(f"budget C={m.flops:.3g}: loss is not convex in log N; budget skipped")
         elif m.at_edge:
-            where = "outside" if not m.used else "at the edge of"
+            where = "outside (beyond the edge of)" if not m.used else "at the edge of"
             warnings.append(
                 f"budget C={m.flops:.3g}: IsoFLOP minimum N={m.params:.3g} is {where} the sampled "
                 f"sizes {m.params_range[0]:.3g}..{m.params_range[1]:.3g}"
@@ -1087,7 +1118,11 @@ def fit(
 def result_from_dict(doc: Mapping[str, Any]) -> FitResult:
     """Rebuild a :class:`FitResult` from a ``fit.json`` document (for re-rendering reports)."""
     opts = doc.get("options") or {}
-    known = {f for f in FitOptions.__dataclass_fields__ if f not in ("workers", "extra_starts")}
+    known = {
+        f
+        for f in FitOptions.__dataclass_fields__
+        if f not in ("workers", "extra_starts", "use_grid")
+    }
     options = FitOptions(**{k: v for k, v in opts.items() if k in known})
     conv = doc.get("convergence") or {}
     boot_doc = doc.get("bootstrap")

@@ -113,8 +113,8 @@ class Law:
             value = given[key]
             if value is None:
                 raise ValueError(f"law {self.name!r} needs input {key}")
-            rows.append(np.log(np.asarray(value, dtype=float)))
-        return np.atleast_2d(np.stack(rows))
+            rows.append(np.log(np.atleast_1d(np.asarray(value, dtype=float))))
+        return np.stack(rows)
 
     def predict(
         self,

@@ -1,0 +1,194 @@
+"""`scaling fit` / `scaling predict` round trips and bad input (collect is tested with tracking)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from synthetic_runs import grid_runs, isoflop_runs
+
+from scaling.cli import main
+
+FAST = ["--bootstrap", "10", "--grid-stride", "60", "--workers", "1"]
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    runs = root / "runs.csv"
+    grid_runs(n=60, seed=2).to_csv(runs, index=False)
+    out = root / "analysis"
+    assert main(["fit", str(runs), "--out", str(out), "--no-report", *FAST]) == 0
+    return root, out
+
+
+def test_fit_then_predict_json_round_trip(fitted, capsys) -> None:
+    _, out = fitted
+    doc = json.loads((out / "fit.json").read_text())
+    assert doc["law"] == "chinchilla"
+    assert set(doc["params"]) == {"E", "A", "B", "alpha", "beta"}
+    assert {"a", "b"} <= set(doc["exponents"]) and {"alpha", "a"} <= set(doc["ci"])
+    assert doc["n_points"] == 60 and set(doc["ranges"]) >= {"N", "D", "C"}
+    assert doc["objective"] > 0 and doc["options"]["bootstrap"] == 10
+    capsys.readouterr()
+    assert main(["predict", "--fit", str(out / "fit.json"), "--flops", "1e21", "--json"]) == 0
+    pred = json.loads(capsys.readouterr().out)
+    assert {"flops", "params", "tokens", "loss", "loss_ci"} <= set(pred)
+    assert pred["params"] * pred["tokens"] * 6 == pytest.approx(1e21)
+    assert (
+        main(
+            [
+                "predict",
+                "--fit",
+                str(out / "fit.json"),
+                "--params",
+                str(pred["params"]),
+                "--tokens",
+                str(pred["tokens"]),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    same = json.loads(capsys.readouterr().out)
+    assert same["loss"] == pytest.approx(pred["loss"])
+    assert (
+        main(
+            [
+                "predict",
+                "--fit",
+                str(out / "fit.json"),
+                "--target-loss",
+                str(pred["loss"]),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["flops"] == pytest.approx(1e21, rel=1e-5)
+    assert (
+        main(
+            [
+                "predict",
+                "--fit",
+                str(out / "fit.json"),
+                "--gpu-hours",
+                "1e6",
+                "--peak-flops",
+                "1e15",
+                "--mfu",
+                "0.5",
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr()
+    assert "params" in text.out and "warning" in text.err  # 1.8e24 is far beyond the fitted C
+
+
+def test_fit_json_flag_and_report(tmp_path, capsys) -> None:
+    runs = tmp_path / "iso.csv"
+    isoflop_runs().to_csv(runs, index=False)
+    out = tmp_path / "iso"
+    assert (
+        main(
+            [
+                "fit",
+                str(runs),
+                "--approach",
+                "2",
+                "--out",
+                str(out),
+                "--json",
+                "--bootstrap",
+                "10",
+                "--grid-stride",
+                "60",
+            ]
+        )
+        == 0
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["approach"] == 2 and doc["params"] == {} and "a" in doc["exponents"]
+    assert (out / "report.md").exists() and (out / "isoflop.png").exists()
+    assert main(["report", str(out)]) == 0
+    assert main(["predict", "--fit", str(out), "--flops", "1e19", "--json"]) == 0
+    assert "params" in json.loads(capsys.readouterr().out)
+
+
+def _bad_tables(tmp_path):
+    good = grid_runs(n=30, seed=1)
+    cases = {
+        "missing": (good.drop(columns="loss"), "missing column"),
+        "text": (
+            good.astype({"loss": object}).assign(loss=["x"] + list(good.loss[1:])),
+            "non-numeric",
+        ),
+        "negative": (good.assign(tokens=-good.tokens), "must be positive"),
+        "nan": (good.assign(loss=[np.nan] + list(good.loss[1:])), "NaN"),
+        "few": (good.head(3), "free parameters"),
+        "one_size": (good.assign(params=1e8), "same params"),
+    }
+    for name, (df, msg) in cases.items():
+        path = tmp_path / f"{name}.csv"
+        df.to_csv(path, index=False)
+        yield name, path, msg
+
+
+def test_each_bad_table_is_one_line_exit_2_nothing_written(tmp_path, capsys) -> None:
+    for name, path, msg in _bad_tables(tmp_path):
+        out = tmp_path / f"out_{name}"
+        with pytest.raises(SystemExit) as exc:
+            main(["fit", str(path), "--out", str(out), *FAST])
+        assert exc.value.code == 2, name
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and msg in err and "\n" not in err, (name, err)
+        assert not out.exists(), name
+
+
+def test_bad_fit_file_and_budget(fitted, tmp_path, capsys) -> None:
+    root, out = fitted
+    bad = tmp_path / "fit.json"
+    bad.write_text("{oops")
+    cases = [
+        (["predict", "--fit", str(tmp_path / "none.json"), "--flops", "1e21"], "no such fit"),
+        (["predict", "--fit", str(bad), "--flops", "1e21"], "not valid JSON"),
+        (["predict", "--fit", str(out / "fit.json"), "--flops", "0"], "positive"),
+        (["predict", "--fit", str(out / "fit.json"), "--flops=-1e20"], "positive"),
+        (["predict", "--fit", str(out / "fit.json"), "--params", "1e9"], "go together"),
+        (["predict", "--fit", str(out / "fit.json")], "exactly one"),
+        (["fit", str(root / "nope.csv")], "no such file"),
+    ]
+    for argv, msg in cases:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert msg in err and "\n" not in err, err
+
+
+def test_no_traceback_from_the_console(tmp_path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("params,tokens\n1,2\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "scaling", "fit", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_help_lists_subcommands(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for sub in ("collect", "fit", "predict", "report"):
+        assert sub in text
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    assert "--target-loss" in capsys.readouterr().out
