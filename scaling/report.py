@@ -83,7 +83,7 @@ def _quick(
         options,
         bootstrap=0,
         grid_stride=max(options.grid_stride, 5),
-        polish=2,
+        polish=1,
         extra_starts=extra,
         workers=1,
     )

@@ -89,32 +89,19 @@ def test_fit_then_predict_json_round_trip(fitted, capsys) -> None:
     assert "params" in text.out and "warning" in text.err  # 1.8e24 is far beyond the fitted C
 
 
-def test_fit_json_flag_and_report(tmp_path, capsys) -> None:
+def test_fit_json_flag_then_report_subcommand(tmp_path, capsys) -> None:
     runs = tmp_path / "iso.csv"
     isoflop_runs().to_csv(runs, index=False)
     out = tmp_path / "iso"
-    assert (
-        main(
-            [
-                "fit",
-                str(runs),
-                "--approach",
-                "2",
-                "--out",
-                str(out),
-                "--json",
-                "--bootstrap",
-                "10",
-                "--grid-stride",
-                "60",
-            ]
-        )
-        == 0
-    )
+    argv = ["fit", str(runs), "--approach", "2", "--out", str(out), "--json", "--no-report"]
+    assert main([*argv, "--bootstrap", "10", "--grid-stride", "60"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["approach"] == 2 and doc["params"] == {} and "a" in doc["exponents"]
-    assert (out / "report.md").exists() and (out / "isoflop.png").exists()
-    assert main(["report", str(out)]) == 0
+    assert not (out / "report.md").exists()
+    assert main(["report", str(out)]) == 0  # renders from fit.json + runs.csv
+    text = (out / "report.md").read_text()
+    assert "IsoFLOP budgets" in text and "](isoflop.png)" in text and "## Backtest" in text
+    assert (out / "isoflop.png").stat().st_size > 5000
     assert main(["predict", "--fit", str(out), "--flops", "1e19", "--json"]) == 0
     assert "params" in json.loads(capsys.readouterr().out)
 

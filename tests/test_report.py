@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from synthetic_runs import grid_runs, isoflop_runs
+from synthetic_runs import grid_runs
 
-from scaling.fitting import FitOptions, fit_isoflop, fit_law
+from scaling.fitting import FitOptions, fit_law
 from scaling.report import write_report
 
 
@@ -33,13 +33,4 @@ def test_approach3_report(tmp_path) -> None:
     assert "95% interval" in text and "`alpha`" in text
     for png in ("loss_vs_compute.png", "allocation.png", "residuals.png", "bootstrap.png"):
         assert f"]({png})" in text
-    _check(text, tmp_path)
-
-
-def test_approach2_report_has_isoflop_plot(tmp_path) -> None:
-    runs = isoflop_runs(budgets=(1e17, 3e17, 1e18, 3e18, 1e19, 3e19))
-    result = fit_isoflop(runs, FitOptions(bootstrap=20))
-    text = write_report(result, runs, tmp_path).read_text()
-    assert "](isoflop.png)" in text and "IsoFLOP budgets" in text
-    assert "## Backtest" in text
     _check(text, tmp_path)
