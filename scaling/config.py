@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -271,13 +270,17 @@ def nominal_vocab_size(data: DataConfig) -> int:
     return 256
 
 
-def _plain(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+def plain_config(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved config as plain containers, without Hydra's own ``hydra`` node."""
     if isinstance(cfg, DictConfig):
+        keys = [k for k in cfg.keys() if k != "hydra"]
         try:
-            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+            return OmegaConf.to_container(  # type: ignore[return-value]
+                OmegaConf.masked_copy(cfg, keys), resolve=True
+            )
         except OmegaConfBaseException as err:
             raise ConfigError(f"cannot resolve the config: {str(err).splitlines()[0]}") from None
-    return dict(cfg)
+    return {k: v for k, v in cfg.items() if k != "hydra"}
 
 
 def build_run_config(cfg: DictConfig | Mapping[str, Any], vocab_size: int | None = None) -> RunConfig:
@@ -286,8 +289,7 @@ def build_run_config(cfg: DictConfig | Mapping[str, Any], vocab_size: int | None
     ``vocab_size`` is the corpus's real vocabulary once loaded; before that the nominal one from
     the data config is used, so every config error surfaces before any data is touched.
     """
-    raw = _plain(cfg)
-    hydra_free = {k: v for k, v in raw.items() if k != "hydra"}
+    hydra_free = plain_config(cfg)
     for group in ("model", "data", "train"):
         if not isinstance(hydra_free.get(group), Mapping):
             raise ConfigError(f"config group {group!r} is missing: pass {group}=<name>")
@@ -334,9 +336,3 @@ def describe_horizon(cfg: RunConfig) -> dict[str, Any]:
         "planned.micro_batch_size": cfg.micro_batch_size,
         "planned.tokens_per_param": cfg.tokens / max(1, count_params(cfg.model).total),
     }
-
-
-def round_sig(x: float, digits: int = 3) -> float:
-    if x == 0 or not math.isfinite(x):
-        return x
-    return round(x, -int(math.floor(math.log10(abs(x)))) + digits - 1)

@@ -735,7 +735,7 @@ class TokenBatches(Dataset):
     permutation drawn from ``SeedSequence([seed, e])``; epoch 0 starts at offset ``o = 0``, later
     epochs at a seeded offset in ``[0, seq_len)`` so that repeated data is cut differently.
     Item ``i`` depends only on ``(seed, i)``: a run resumed with ``start=k`` sees exactly items
-    ``k, k+1, ...`` of the uninterrupted run.
+    ``k, k+1, ...`` of the uninterrupted run (``resumed[j] == full[k + j]``).
     """
 
     def __init__(
@@ -757,7 +757,11 @@ class TokenBatches(Dataset):
         self._perm: tuple[int, np.ndarray] | None = None  # the current epoch's permutation
 
     def __len__(self) -> int:
-        return self.n_sequences - self.start
+        # The full run's length even when resuming: Lightning restores its batch counter from
+        # the checkpoint and ends the epoch at len(loader) batches, so a shorter loader would
+        # make it start a new epoch (re-reading early items) before max_steps. Items past the
+        # horizon are well defined and only ever prefetched, never trained on.
+        return self.n_sequences
 
     def _rng(self, epoch: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence([self.seed, epoch]))

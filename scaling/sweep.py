@@ -45,6 +45,19 @@ class GridPoint:
     name: str
     uri: str
     experiment: str
+    params: int
+    tokens: int
+    flops: float
+
+
+def plan_table(points: list[GridPoint]) -> str:
+    """What a sweep would train (``sweep.dry_run=true``), one line per run."""
+    lines = [f"{'run':<44} {'params':>10} {'tokens':>12} {'FLOPs (6ND)':>12}"]
+    for p in points:
+        lines.append(f"{p.name:<44} {p.params:>10,} {p.tokens:>12,} {p.flops:>12.3g}")
+    total = sum(p.flops for p in points)
+    lines.append(f"{len(points)} runs, {total:.3g} FLOPs in all")
+    return "\n".join(lines)
 
 
 # ---- grid expansion and validation (driver) ---------------------------------------------------
@@ -62,28 +75,33 @@ def expand_grid(config: DictConfig) -> list[list[str]]:
     return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
-def validate_grid(jobs: list[list[str]], config_name: str) -> tuple[list[GridPoint], list[str]]:
+def validate_grid(master: DictConfig, jobs: list[list[str]]) -> tuple[list[GridPoint], list[str]]:
     """Compose and check every grid point; returns (points, errors) without training anything.
 
-    Loading each point's corpus here also builds the token cache (and trains a BPE tokenizer)
-    once, in the driver, instead of in every parallel worker at once.
+    Points are composed exactly as the launchers will compose them. Loading each point's corpus
+    here also builds the token cache (and trains a BPE tokenizer) once, in the driver, instead of
+    in every parallel worker at once.
     """
-    from hydra import compose
+    from hydra.core.global_hydra import GlobalHydra
 
     from scaling.config import run_key, run_name
+    from scaling.counting import count_params
     from scaling.train import prepare
 
+    loader = GlobalHydra.instance().config_loader()
     points: list[GridPoint] = []
     errors: list[str] = []
     for job in jobs:
         try:
-            cfg = compose(config_name=config_name, overrides=job)
+            cfg = loader.load_sweep_config(master, job)
             prep = prepare(cfg, check_tracking=False)
         except UserError as err:
             errors.append(f"{' '.join(job) or '(defaults)'}: {err}")
             continue
-        points.append(GridPoint(tuple(job), run_key(prep.cfg), run_name(prep.cfg),
-                                prep.cfg.tracking.uri, prep.cfg.tracking.experiment))
+        c = prep.cfg
+        points.append(GridPoint(tuple(job), run_key(c), run_name(c), c.tracking.uri,
+                                c.tracking.experiment, count_params(c.model).total, c.tokens,
+                                c.flops("6N")))
     return points, errors
 
 
@@ -107,22 +125,23 @@ class SweepCallback(Callback):
         self.started_ms = 0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from scaling.tracking import ensure_experiment
+        self._guard(self._start, config)
 
-        self._guard(self._start, config, kwargs.get("config_name") or "sweep")
-
-    def _start(self, config: DictConfig, config_name: str) -> None:
+    def _start(self, config: DictConfig) -> None:
         from scaling.tracking import ensure_experiment
         from scaling.train import quiet_libraries
 
         quiet_libraries()
         self.started_ms = int(time.time() * 1000)
         jobs = expand_grid(config)
-        self.points, errors = validate_grid(jobs, config_name)
+        self.points, errors = validate_grid(config, jobs)
         if errors:
             listing = "; ".join(errors)
             raise UserError(f"{len(errors)} of {len(jobs)} grid points are invalid, nothing was "
                             f"trained: {listing}")
+        if config.sweep.dry_run:
+            print(plan_table(self.points))
+            raise SystemExit(0)
         for uri, experiment in sorted({(p.uri, p.experiment) for p in self.points}):
             ensure_experiment(uri, experiment)
         os.environ[_ENV_TOTAL] = str(len(self.points))
@@ -178,7 +197,7 @@ def fit_table(table: Path, out: Path, bootstrap: int) -> None:
         from scaling.cli import main as cli_main
     except ImportError:  # fitting not installed
         return
-    args = [str(table), "--out", str(out), "--bootstrap", str(bootstrap)]
+    args = ["fit", str(table), "--out", str(out), "--bootstrap", str(bootstrap)]
     try:
         code = cli_main(args)
     except SystemExit as exc:  # a user-level problem (e.g. too few runs): already printed

@@ -23,7 +23,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from scaling.config import RunConfig, build_run_config, describe_horizon, run_key, run_name
+from scaling.config import (
+    RunConfig,
+    build_run_config,
+    describe_horizon,
+    plain_config,
+    run_key,
+    run_name,
+)
 from scaling.counting import FLOPS_CONVENTIONS, count_params
 from scaling.data import Corpus, load_corpus, train_epochs
 from scaling.errors import UserError, exit_on_user_error
@@ -78,9 +85,7 @@ def prepare(raw: DictConfig | dict[str, Any], check_tracking: bool = True) -> Pr
     if corpus.vocab_size != cfg.model.vocab_size:
         cfg = build_run_config(raw, vocab_size=corpus.vocab_size)
     epochs = train_epochs(corpus, cfg.tokens, cfg.data.allow_repeat)
-    resolved = OmegaConf.to_container(raw, resolve=True) if isinstance(raw, DictConfig) else raw
-    resolved = {k: v for k, v in dict(resolved).items() if k != "hydra"}
-    return PreparedRun(cfg=cfg, corpus=corpus, epochs=epochs, resolved=resolved)
+    return PreparedRun(cfg=cfg, corpus=corpus, epochs=epochs, resolved=plain_config(raw))
 
 
 def set_threads(threads: int) -> int:
