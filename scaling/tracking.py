@@ -90,6 +90,13 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(rest) if not rest.startswith("/") else Path("/" + rest.lstrip("/"))
 
 
+def artifact_location(uri: str) -> str | None:
+    """Artifacts of a SQLite store live beside the database (``results/artifacts``), not in
+    ``./mlruns`` of whatever directory a run happened to start in. Servers choose their own."""
+    db = sqlite_path(uri)
+    return (db.parent.resolve() / "artifacts").as_uri() if db is not None else None
+
+
 def ensure_experiment(uri: str, experiment: str) -> str:
     """Create the store (SQLite migrations) and the experiment; return its id.
 
@@ -104,7 +111,7 @@ def ensure_experiment(uri: str, experiment: str) -> str:
             client.restore_experiment(exp.experiment_id)
         return exp.experiment_id
     try:
-        return client.create_experiment(experiment)
+        return client.create_experiment(experiment, artifact_location=artifact_location(uri))
     except Exception:  # created concurrently by another process
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
@@ -287,7 +294,10 @@ def collect_runs(uri: str, experiment: str, curves: bool = False):  # -> pandas.
         if not curves:
             rows.append(base)
             continue
-        history = client.get_metric_history(run.info.run_id, "val/loss")
+        # One point per token count (a resumed run may have logged a step twice: keep the last).
+        by_step = {m.step: m for m in sorted(client.get_metric_history(run.info.run_id, "val/loss"),
+                                             key=lambda m: m.timestamp)}
+        history = list(by_step.values())
         per_token_flops = {k: float(base[f"flops_{k}"]) / float(base["tokens"])
                            for k in ("6N", "6N_attn", "chinchilla") if f"flops_{k}" in base}
         for point in sorted(history, key=lambda m: m.step):

@@ -243,10 +243,9 @@ def train(prep: PreparedRun, resume: bool = True) -> RunResult:
     finally:
         result.wall_s = time.perf_counter() - started
     if recorder is not None:
-        final = {"val/loss": result.val_loss}
+        # val/loss at step=tokens was logged by the final evaluation; add the steady-state rate.
         if result.tokens_per_s == result.tokens_per_s:  # not NaN
-            final["throughput/tokens_per_s"] = result.tokens_per_s
-        recorder.log_metrics(final, step=cfg.tokens)
+            recorder.log_metrics({"throughput/tokens_per_s": result.tokens_per_s}, cfg.tokens)
         recorder.log_json(_summary(prep, result, module), "summary.json")
         recorder.finish("FINISHED")
         shutil.rmtree(ckpt_dir, ignore_errors=True)
