@@ -41,7 +41,7 @@ _register_resolvers()
 class TrainConfig:
     """Optimisation and horizon settings (Hydra group ``train``)."""
 
-    tokens: int | None = 2_000_000
+    tokens: int | None = 1_000_000
     flops: float | None = None
     flops_convention: str = "6N"
     batch_size: int = 32
