@@ -47,6 +47,7 @@ def _client(uri: str):  # type: ignore[no-untyped-def]
     _quiet_mlflow()
     from mlflow import MlflowClient
 
+    _quiet_mlflow()  # mlflow resets its loggers' levels on import
     return MlflowClient(tracking_uri=uri)
 
 
@@ -290,6 +291,9 @@ def collect_runs(uri: str, experiment: str, curves: bool = False):  # -> pandas.
             source = tags if key == KEY_TAG else params
             if key in source:
                 base[col] = _number(source[key])
+        for key, value in params.items():  # every config key, under its Hydra name
+            if key.startswith(("model.", "train.", "data.", "trainer.")):
+                base.setdefault(key, _number(value))
         base["loss"] = run.data.metrics.get("val/loss")
         base["tokens_per_s"] = run.data.metrics.get("throughput/tokens_per_s")
         base["flops"] = 6.0 * float(base.get("params", 0)) * float(base.get("tokens", 0))

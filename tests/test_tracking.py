@@ -73,14 +73,14 @@ def test_a_sweep_against_a_real_tracking_server_and_collect_reads_it_back(
     assert len(table) == 2 and table.loss.notna().all()
     assert (table.status == "FINISHED").all()
     # The CLI writes the same table.
-    dest = tmp_path / "served.csv"
+    dest = tmp_path / "served.parquet"
     cli = subprocess.run(
         [sys.executable, "-m", "scaling", "collect", "--tracking-uri", mlflow_server,
          "--experiment", "served", "--out", str(dest)],
         capture_output=True, text=True, timeout=120,
     )
     assert cli.returncode == 0, cli.stderr
-    assert len(pd.read_csv(dest)) == 2
+    assert len(pd.read_parquet(dest)) == 2
 
 
 def test_unreachable_server_is_one_line_and_quick() -> None:
@@ -99,6 +99,10 @@ def test_collect_curves_gives_one_row_per_validation_point(compose, text_data) -
     final = collect_runs(prep.cfg.tracking.uri, prep.cfg.tracking.experiment)
     curves = collect_runs(prep.cfg.tracking.uri, prep.cfg.tracking.experiment, curves=True)
     assert len(final) == 1 and len(curves) == 5
+    # the full config travels with each row, under its Hydra key
+    assert final["model.n_layer"].iloc[0] == 1 and final["train.lr"].iloc[0] == 3e-3
+    assert final["data.tokenizer"].iloc[0] == "byte"
+    assert {"flops_6N", "flops_6N_attn", "flops_chinchilla", "params_embed"} <= set(final.columns)
     assert curves.tokens.is_monotonic_increasing
     assert curves.tokens.iloc[-1] == final.tokens.iloc[0]
     assert curves.loss.iloc[-1] == pytest.approx(final.loss.iloc[0])
