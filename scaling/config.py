@@ -107,7 +107,9 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ConfigError(f"train.{unknown[0]} is not a known key; known: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"train.{unknown[0]} is not a known key; known: {', '.join(sorted(known))}"
+            )
         values = dict(d)
         if values.get("tokens") is not None:
             values["tokens"] = int(float(values["tokens"]))
@@ -283,7 +285,9 @@ def plain_config(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg.items() if k != "hydra"}
 
 
-def build_run_config(cfg: DictConfig | Mapping[str, Any], vocab_size: int | None = None) -> RunConfig:
+def build_run_config(
+    cfg: DictConfig | Mapping[str, Any], vocab_size: int | None = None
+) -> RunConfig:
     """Validate a composed Hydra config into a :class:`RunConfig` (raises ConfigError).
 
     ``vocab_size`` is the corpus's real vocabulary once loaded; before that the nominal one from

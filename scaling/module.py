@@ -118,7 +118,9 @@ class LMModule(L.LightningModule):
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
         x, y = batch  # (B, T), (B, T)
         _, loss = self.model(x, y)
         self._loss_sum = self._loss_sum + loss.detach().float()
@@ -147,7 +149,9 @@ class LMModule(L.LightningModule):
             loss = (self._loss_sum / max(1, self._loss_count)).item()
             self._loss_sum, self._loss_count = torch.zeros(()), 0
             if not math.isfinite(loss):
-                raise DivergedError(f"train/loss became {loss} after {tokens:,} tokens (step {step})")
+                raise DivergedError(
+                    f"train/loss became {loss} after {tokens:,} tokens (step {step})"
+                )
             self.last_train_loss = loss
             if self._progress_bar:  # Lightning self.log costs ~1 ms a call; only the bar reads it
                 self.log("train/loss", loss, prog_bar=True)

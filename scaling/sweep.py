@@ -99,9 +99,18 @@ def validate_grid(master: DictConfig, jobs: list[list[str]]) -> tuple[list[GridP
             errors.append(f"{' '.join(job) or '(defaults)'}: {err}")
             continue
         c = prep.cfg
-        points.append(GridPoint(tuple(job), run_key(c), run_name(c), c.tracking.uri,
-                                c.tracking.experiment, count_params(c.model).total, c.tokens,
-                                c.flops("6N")))
+        points.append(
+            GridPoint(
+                tuple(job),
+                run_key(c),
+                run_name(c),
+                c.tracking.uri,
+                c.tracking.experiment,
+                count_params(c.model).total,
+                c.tokens,
+                c.flops("6N"),
+            )
+        )
     return points, errors
 
 
@@ -137,8 +146,10 @@ class SweepCallback(Callback):
         self.points, errors = validate_grid(config, jobs)
         if errors:
             listing = "; ".join(errors)
-            raise UserError(f"{len(errors)} of {len(jobs)} grid points are invalid, nothing was "
-                            f"trained: {listing}")
+            raise UserError(
+                f"{len(errors)} of {len(jobs)} grid points are invalid, nothing was "
+                f"trained: {listing}"
+            )
         if config.sweep.dry_run:
             print(plan_table(self.points))
             raise SystemExit(0)
@@ -146,8 +157,12 @@ class SweepCallback(Callback):
             ensure_experiment(uri, experiment)
         os.environ[_ENV_TOTAL] = str(len(self.points))
         os.environ[_ENV_START] = str(time.time())
-        print(f"sweep: {len(self.points)} runs -> {self.points[0].uri} "
-              f"(experiment {self.points[0].experiment!r})", file=sys.stderr, flush=True)
+        print(
+            f"sweep: {len(self.points)} runs -> {self.points[0].uri} "
+            f"(experiment {self.points[0].experiment!r})",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._guard(self._end, config)
@@ -160,8 +175,10 @@ class SweepCallback(Callback):
             if state == "failed" and run is not None:
                 reason = run.data.tags.get("scaling.failure_reason", run.info.status)
             tally[state].append(f"{point.name}{': ' + reason if reason else ''}")
-        print(f"sweep summary: {len(tally['finished'])} finished, {len(tally['skipped'])} skipped "
-              f"(already done), {len(tally['failed'])} failed")
+        print(
+            f"sweep summary: {len(tally['finished'])} finished, {len(tally['skipped'])} skipped "
+            f"(already done), {len(tally['failed'])} failed"
+        )
         for line in tally["failed"]:
             print(f"  FAILED {line}")
         if config.sweep.collect and self.points:
@@ -233,8 +250,8 @@ def _threads_for_launcher(threads: int) -> int:
 
 def task(cfg: DictConfig) -> dict[str, Any]:
     """One grid point. Never raises for a failed run: the sweep goes on."""
-    from scaling.train import RunResult, prepare, quiet_libraries, report, train
     from scaling.tracking import finished_run_id
+    from scaling.train import RunResult, prepare, quiet_libraries, report, train
 
     quiet_libraries()
     started = time.perf_counter()
@@ -250,8 +267,13 @@ def task(cfg: DictConfig) -> dict[str, Any]:
     c = prep.cfg
     done = finished_run_id(c.tracking.uri, c.tracking.experiment, prep.key)
     if done is not None:
-        result = RunResult(run_key=prep.key, run_name=prep.name, status="SKIPPED", run_id=done,
-                           wall_s=time.perf_counter() - started)
+        result = RunResult(
+            run_key=prep.key,
+            run_name=prep.name,
+            status="SKIPPED",
+            run_id=done,
+            wall_s=time.perf_counter() - started,
+        )
         print(f"{prep.name}: already FINISHED in MLflow (run {done}), skipped", flush=True)
         return asdict(result)
     try:
@@ -260,8 +282,12 @@ def task(cfg: DictConfig) -> dict[str, Any]:
         print(f"{prep.name}: FAILED {type(err).__name__}: {err}", file=sys.stderr, flush=True)
         if not isinstance(err, UserError) and os.environ.get("SCALING_DEBUG"):
             traceback.print_exc()
-        return {"run_key": prep.key, "run_name": prep.name, "status": "FAILED",
-                "reason": f"{type(err).__name__}: {err}"}
+        return {
+            "run_key": prep.key,
+            "run_name": prep.name,
+            "status": "FAILED",
+            "reason": f"{type(err).__name__}: {err}",
+        }
     print(report(result), flush=True)
     return asdict(result)
 
@@ -287,10 +313,14 @@ def _progress_line(cfg: DictConfig, name: str) -> None:
 
 def _argv_defaults(argv: list[str]) -> list[str]:
     """Make presets in sweeps/ findable and bound submitit_local's concurrency to the cores."""
-    extra = [f"hydra.searchpath=[file://{REPO}]"] if not any(
-        a.startswith("hydra.searchpath") for a in argv) else []
+    extra = (
+        [f"hydra.searchpath=[file://{REPO}]"]
+        if not any(a.startswith("hydra.searchpath") for a in argv)
+        else []
+    )
     if any(a.endswith("launcher=submitit_local") for a in argv) and not any(
-            a.startswith("hydra.sweeper.max_batch_size") for a in argv):
+        a.startswith("hydra.sweeper.max_batch_size") for a in argv
+    ):
         extra.append(f"hydra.sweeper.max_batch_size={os.cpu_count() or 1}")
     return argv + extra
 

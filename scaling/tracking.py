@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import socket
 import tempfile
 import time
 import urllib.error
@@ -63,8 +62,10 @@ def check_reachable(uri: str, timeout: float = 3.0) -> None:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
                 if resp.status != 200:
-                    raise TrackingError(f"tracking.uri={uri} answered HTTP {resp.status} on /health")
-        except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as err:
+                    raise TrackingError(
+                        f"tracking.uri={uri} answered HTTP {resp.status} on /health"
+                    )
+        except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as err:
             reason = getattr(err, "reason", err)
             raise TrackingError(
                 f"tracking.uri={uri} is unreachable ({reason}): start the MLflow server or use "
@@ -80,9 +81,10 @@ def check_reachable(uri: str, timeout: float = 3.0) -> None:
                     f"tracking.uri={uri}: cannot create {db.parent} ({err.strerror})"
                 ) from None
     elif parsed.scheme in ("", "file"):
+        folder = uri.removeprefix("file://").rstrip("/") or "results"
         raise TrackingError(
             f"tracking.uri={uri}: MLflow 3 no longer supports the file store; use "
-            f"tracking.uri=sqlite:///{uri.removeprefix('file://').rstrip('/') or 'results'}/mlflow.db"
+            f"tracking.uri=sqlite:///{folder}/mlflow.db"
         )
 
 
@@ -155,8 +157,13 @@ class RunRecorder:
         self._metrics: list[Any] = []
         self._last_flush = time.monotonic()
 
-    def start(self, run_name: str, run_key: str, tags: Mapping[str, str] | None = None,
-              resume_run_id: str | None = None) -> str:
+    def start(
+        self,
+        run_name: str,
+        run_key: str,
+        tags: Mapping[str, str] | None = None,
+        resume_run_id: str | None = None,
+    ) -> str:
         """Create the run (or reopen ``resume_run_id``, a run that was killed mid-way)."""
         all_tags = {KEY_TAG: run_key, **(tags or {})}
         if resume_run_id is not None:
@@ -171,9 +178,7 @@ class RunRecorder:
         from mlflow.entities import Param
 
         existing = self.client.get_run(self.run_id).data.params if self.run_id else {}
-        items = [
-            Param(k, str(v)[:6000]) for k, v in params.items() if k not in existing
-        ]
+        items = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in existing]
         for i in range(0, len(items), _MAX_PARAMS):
             self.client.log_batch(self.run_id, params=items[i : i + _MAX_PARAMS])
 
@@ -182,7 +187,9 @@ class RunRecorder:
 
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int, flush_after_s: float = 30.0) -> None:
+    def log_metrics(
+        self, metrics: Mapping[str, float], step: int, flush_after_s: float = 30.0
+    ) -> None:
         """Queue metrics at ``step`` (tokens seen); written in a batch at most every 30 s."""
         from mlflow.entities import Metric
 
@@ -260,8 +267,9 @@ def _iter_runs(client: Any, experiment_id: str, status: str | None) -> Iterable[
     token = None
     filt = f"attributes.status = '{status}'" if status else ""
     while True:
-        page = client.search_runs([experiment_id], filter_string=filt, max_results=1000,
-                                  page_token=token)
+        page = client.search_runs(
+            [experiment_id], filter_string=filt, max_results=1000, page_token=token
+        )
         yield from page
         token = page.token
         if not token:
@@ -285,8 +293,11 @@ def collect_runs(uri: str, experiment: str, curves: bool = False):  # -> pandas.
     rows: list[dict[str, Any]] = []
     for run in _iter_runs(client, exp.experiment_id, "FINISHED"):
         params, tags = run.data.params, run.data.tags
-        base: dict[str, Any] = {"run_id": run.info.run_id, "run_name": run.info.run_name,
-                                "status": run.info.status}
+        base: dict[str, Any] = {
+            "run_id": run.info.run_id,
+            "run_name": run.info.run_name,
+            "status": run.info.status,
+        }
         for col, key in RUN_TABLE_KEYS.items():
             source = tags if key == KEY_TAG else params
             if key in source:
@@ -302,11 +313,18 @@ def collect_runs(uri: str, experiment: str, curves: bool = False):  # -> pandas.
             rows.append(base)
             continue
         # One point per token count (a resumed run may have logged a step twice: keep the last).
-        by_step = {m.step: m for m in sorted(client.get_metric_history(run.info.run_id, "val/loss"),
-                                             key=lambda m: m.timestamp)}
+        by_step = {
+            m.step: m
+            for m in sorted(
+                client.get_metric_history(run.info.run_id, "val/loss"), key=lambda m: m.timestamp
+            )
+        }
         history = list(by_step.values())
-        per_token_flops = {k: float(base[f"flops_{k}"]) / float(base["tokens"])
-                           for k in ("6N", "6N_attn", "chinchilla") if f"flops_{k}" in base}
+        per_token_flops = {
+            k: float(base[f"flops_{k}"]) / float(base["tokens"])
+            for k in ("6N", "6N_attn", "chinchilla")
+            if f"flops_{k}" in base
+        }
         for point in sorted(history, key=lambda m: m.step):
             row = dict(base, tokens=int(point.step), loss=point.value, final_tokens=base["tokens"])
             row["flops"] = 6.0 * float(base.get("params", 0)) * point.step

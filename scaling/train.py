@@ -33,7 +33,7 @@ from scaling.config import (
 )
 from scaling.counting import FLOPS_CONVENTIONS, count_params
 from scaling.data import Corpus, load_corpus, train_epochs
-from scaling.errors import UserError, exit_on_user_error
+from scaling.errors import exit_on_user_error
 from scaling.tracking import RunRecorder, check_reachable, find_runs
 
 log = logging.getLogger("scaling.train")
@@ -100,8 +100,12 @@ def set_threads(threads: int) -> int:
 def git_commit() -> str:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-            text=True, timeout=5, check=False,
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
@@ -161,50 +165,83 @@ def train(prep: PreparedRun, resume: bool = True) -> RunResult:
         try:
             start_step = _resume_step(ckpt)
         except Exception as err:  # noqa: BLE001 -- a checkpoint torn by a kill: start over
-            print(f"{prep.name}: unreadable checkpoint {ckpt} ({err}); starting over",
-                  file=sys.stderr)
+            print(
+                f"{prep.name}: unreadable checkpoint {ckpt} ({err}); starting over", file=sys.stderr
+            )
             ckpt.unlink(missing_ok=True)
         else:
-            print(f"{prep.name}: resumed from step {start_step:,} of {cfg.steps:,} ({ckpt})",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{prep.name}: resumed from step {start_step:,} of {cfg.steps:,} ({ckpt})",
+                file=sys.stderr,
+                flush=True,
+            )
 
     is_rank_zero = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
     recorder = RunRecorder(cfg.tracking.uri, cfg.tracking.experiment) if is_rank_zero else None
-    result = RunResult(run_key=key, run_name=prep.name, status="FAILED",
-                       params=count_params(cfg.model).total, tokens=cfg.tokens,
-                       resumed_from_step=start_step)
+    result = RunResult(
+        run_key=key,
+        run_name=prep.name,
+        status="FAILED",
+        params=count_params(cfg.model).total,
+        tokens=cfg.tokens,
+        resumed_from_step=start_step,
+    )
     if recorder is not None:
-        previous = [r for r in find_runs(cfg.tracking.uri, cfg.tracking.experiment, key)
-                    if r.info.status != "FINISHED"] if start_step else []
+        previous = (
+            [
+                r
+                for r in find_runs(cfg.tracking.uri, cfg.tracking.experiment, key)
+                if r.info.status != "FINISHED"
+            ]
+            if start_step
+            else []
+        )
         result.run_id = recorder.start(
-            prep.name, key, tags={"mlflow.source.git.commit": git_commit()},
+            prep.name,
+            key,
+            tags={"mlflow.source.git.commit": git_commit()},
             resume_run_id=previous[0].info.run_id if previous else None,
         )
         recorder.log_params(run_params(prep))
         recorder.log_text(OmegaConf.to_yaml(OmegaConf.create(prep.resolved)), "config.yaml")
         if prep.epochs > 1:
-            msg = (f"train.tokens={cfg.tokens:,} is {prep.epochs:.2f} epochs of the corpus "
-                   f"({len(prep.corpus.train):,} training tokens): data repeats")
+            msg = (
+                f"train.tokens={cfg.tokens:,} is {prep.epochs:.2f} epochs of the corpus "
+                f"({len(prep.corpus.train):,} training tokens): data repeats"
+            )
             print(f"warning: {msg}", file=sys.stderr, flush=True)
             recorder.set_tags({"scaling.warning.epochs": msg})
     sink = recorder.log_metrics if recorder is not None else None
     try:
         module = LMModule(
-            cfg.model, cfg.train, total_steps=cfg.steps, tokens_per_step=cfg.tokens_per_step,
+            cfg.model,
+            cfg.train,
+            total_steps=cfg.steps,
+            tokens_per_step=cfg.tokens_per_step,
             val_windows=val_windows(prep.corpus, cfg.model.seq_len),
-            eval_batch_size=cfg.micro_batch_size, sink=sink,
+            eval_batch_size=cfg.micro_batch_size,
+            sink=sink,
         )
         datamodule = TokenDataModule(
-            prep.corpus, seq_len=cfg.model.seq_len, micro_batch_size=cfg.micro_batch_size,
-            n_sequences=cfg.steps * cfg.train.batch_size, seed=cfg.seed,
+            prep.corpus,
+            seq_len=cfg.model.seq_len,
+            micro_batch_size=cfg.micro_batch_size,
+            n_sequences=cfg.steps * cfg.train.batch_size,
+            seed=cfg.seed,
             start_sequence=start_step * cfg.train.batch_size,
         )
         callbacks = []
         if cfg.train.checkpoint_every > 0:
-            callbacks.append(ModelCheckpoint(
-                dirpath=ckpt_dir, filename="last", save_top_k=0, save_last=True,
-                every_n_train_steps=cfg.train.checkpoint_every, enable_version_counter=False,
-            ))
+            callbacks.append(
+                ModelCheckpoint(
+                    dirpath=ckpt_dir,
+                    filename="last",
+                    save_top_k=0,
+                    save_last=True,
+                    every_n_train_steps=cfg.train.checkpoint_every,
+                    enable_version_counter=False,
+                )
+            )
         trainer = L.Trainer(
             max_steps=cfg.steps,
             accumulate_grad_batches=cfg.accumulate,
@@ -227,8 +264,12 @@ def train(prep: PreparedRun, resume: bool = True) -> RunResult:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
-            trainer.fit(module, datamodule=datamodule,
-                        ckpt_path=str(ckpt) if start_step else None, weights_only=True)
+            trainer.fit(
+                module,
+                datamodule=datamodule,
+                ckpt_path=str(ckpt) if start_step else None,
+                weights_only=True,
+            )
         if module.final_val_loss is None:
             raise RuntimeError("training ended before the final validation")
         result.val_loss = module.final_val_loss
@@ -237,8 +278,10 @@ def train(prep: PreparedRun, resume: bool = True) -> RunResult:
     except BaseException as err:
         result.reason = f"{type(err).__name__}: {err}"
         if recorder is not None:
-            recorder.finish("FAILED" if not isinstance(err, KeyboardInterrupt) else "KILLED",
-                            reason=result.reason)
+            recorder.finish(
+                "FAILED" if not isinstance(err, KeyboardInterrupt) else "KILLED",
+                reason=result.reason,
+            )
         raise
     finally:
         result.wall_s = time.perf_counter() - started
@@ -277,8 +320,12 @@ def _summary(prep: PreparedRun, result: RunResult, module: Any) -> dict[str, Any
 
 def quiet_libraries() -> None:
     """Keep Lightning's banner lines out of a one-line-per-run log."""
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
-                 "lightning.fabric.utilities.seed", "lightning.fabric.utilities.distributed"):
+    for name in (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.pytorch.accelerators.cuda",
+        "lightning.fabric.utilities.seed",
+        "lightning.fabric.utilities.distributed",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -287,8 +334,10 @@ def quiet_libraries() -> None:
 def report(result: RunResult) -> str:
     if result.status == "FINISHED":
         tps = f", {result.tokens_per_s:,.0f} tokens/s" if result.tokens_per_s else ""
-        return (f"{result.run_name}: val/loss {result.val_loss:.4f} nats/token after "
-                f"{result.tokens:,} tokens ({result.wall_s:.1f} s{tps}) [run {result.run_id}]")
+        return (
+            f"{result.run_name}: val/loss {result.val_loss:.4f} nats/token after "
+            f"{result.tokens:,} tokens ({result.wall_s:.1f} s{tps}) [run {result.run_id}]"
+        )
     return f"{result.run_name}: {result.status} {result.reason or ''}".strip()
 
 
@@ -297,14 +346,19 @@ def _main(cfg: DictConfig) -> None:
     prep = prepare(cfg)
     c = prep.cfg
     n = count_params(c.model)
-    print(f"{prep.name}: {n.total:,} params ({n.nonembedding:,} non-embedding), "
-          f"{c.tokens:,} tokens in {c.steps:,} steps of {c.tokens_per_step:,}, "
-          f"{c.flops('6N'):.3g} FLOPs (6ND); corpus {prep.corpus.corpus_id}, "
-          f"tokenizer {prep.corpus.tokenizer_id}", file=sys.stderr)
+    print(
+        f"{prep.name}: {n.total:,} params ({n.nonembedding:,} non-embedding), "
+        f"{c.tokens:,} tokens in {c.steps:,} steps of {c.tokens_per_step:,}, "
+        f"{c.flops('6N'):.3g} FLOPs (6ND); corpus {prep.corpus.corpus_id}, "
+        f"tokenizer {prep.corpus.tokenizer_id}",
+        file=sys.stderr,
+    )
     result = train(prep)
     print(report(result))
-    print(f"tracking: {c.tracking.uri} (experiment {c.tracking.experiment!r}); "
-          f"view with: mlflow ui --backend-store-uri {c.tracking.uri}")
+    print(
+        f"tracking: {c.tracking.uri} (experiment {c.tracking.experiment!r}); "
+        f"view with: mlflow ui --backend-store-uri {c.tracking.uri}"
+    )
 
 
 def main() -> None:

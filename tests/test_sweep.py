@@ -20,11 +20,21 @@ REPO = Path(__file__).resolve().parent.parent
 def sweep(tmp_path: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     """Run `python -m scaling.sweep -m` with tiny runs, everything under tmp_path."""
     env = {**os.environ, "SCALING_CACHE": str(tmp_path / "cache"), "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-m", "scaling.sweep", "-m", *TINY,
-           "data=text", f"data.path={SMALL_TEXT_DIR}",
-           f"results_dir={tmp_path / 'results'}", "sweep.fit=false", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env,
-                          timeout=timeout)
+    cmd = [
+        sys.executable,
+        "-m",
+        "scaling.sweep",
+        "-m",
+        *TINY,
+        "data=text",
+        f"data.path={SMALL_TEXT_DIR}",
+        f"results_dir={tmp_path / 'results'}",
+        "sweep.fit=false",
+        *args,
+    ]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=timeout
+    )
 
 
 def runs(tmp_path: Path, experiment: str = "scaling") -> pd.DataFrame:
@@ -33,9 +43,17 @@ def runs(tmp_path: Path, experiment: str = "scaling") -> pd.DataFrame:
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
     exp = client.get_experiment_by_name(experiment)
     found = client.search_runs([exp.experiment_id]) if exp else []
-    return pd.DataFrame([{"status": r.info.status, "name": r.info.run_name,
-                          "key": r.data.tags.get("scaling.run_key"),
-                          "reason": r.data.tags.get("scaling.failure_reason")} for r in found])
+    return pd.DataFrame(
+        [
+            {
+                "status": r.info.status,
+                "name": r.info.run_name,
+                "key": r.data.tags.get("scaling.run_key"),
+                "reason": r.data.tags.get("scaling.failure_reason"),
+            }
+            for r in found
+        ]
+    )
 
 
 def test_sweep_trains_the_grid_collects_it_and_a_rerun_retrains_nothing(tmp_path) -> None:
@@ -47,8 +65,20 @@ def test_sweep_trains_the_grid_collects_it_and_a_rerun_retrains_nothing(tmp_path
     assert len(df) == 4 and set(df.status) == {"FINISHED"} and df.key.nunique() == 4
     table = pd.read_csv(tmp_path / "results" / "scaling.csv")
     assert len(table) == 4
-    assert {"params", "tokens", "loss", "params_nonembed", "flops", "run_id", "n_layer",
-            "d_model", "n_head", "seq_len", "vocab_size", "status"} <= set(table.columns)
+    assert {
+        "params",
+        "tokens",
+        "loss",
+        "params_nonembed",
+        "flops",
+        "run_id",
+        "n_layer",
+        "d_model",
+        "n_head",
+        "seq_len",
+        "vocab_size",
+        "status",
+    } <= set(table.columns)
     assert sorted(table.n_layer.unique()) == [1, 2]
     assert (table.flops == 6 * table.params * table.tokens).all()
 
@@ -90,9 +120,21 @@ def test_unknown_preset_lists_the_existing_ones_and_unknown_keys_get_hydras_erro
 def test_presets_expand_to_valid_grids_and_dry_run_trains_nothing(tmp_path, preset) -> None:
     env = {**os.environ, "SCALING_CACHE": str(tmp_path.parent / "stdlib-cache")}
     out = subprocess.run(
-        [sys.executable, "-m", "scaling.sweep", "-m", f"sweeps={preset}", "sweep.dry_run=true",
-         f"results_dir={tmp_path / 'results'}"],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "scaling.sweep",
+            "-m",
+            f"sweeps={preset}",
+            "sweep.dry_run=true",
+            f"results_dir={tmp_path / 'results'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
     assert lines[-1].split()[1] == "runs,"
@@ -103,8 +145,14 @@ def test_presets_expand_to_valid_grids_and_dry_run_trains_nothing(tmp_path, pres
 
 
 def test_joblib_runs_in_parallel_without_losing_runs(tmp_path) -> None:
-    out = sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                "model.n_layer=1,2", "seed=0,1", "threads=0")
+    out = sweep(
+        tmp_path,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "model.n_layer=1,2",
+        "seed=0,1",
+        "threads=0",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     df = runs(tmp_path)
     assert len(df) == 4 and set(df.status) == {"FINISHED"}
@@ -119,21 +167,40 @@ def test_submitit_local_runs_the_slurm_code_path(tmp_path) -> None:
 
 
 def _train_cmd(tmp_path: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "scaling.train", *TINY, "data=text",
-            f"data.path={SMALL_TEXT_DIR}", f"results_dir={tmp_path / 'results'}", *args]
+    return [
+        sys.executable,
+        "-m",
+        "scaling.train",
+        *TINY,
+        "data=text",
+        f"data.path={SMALL_TEXT_DIR}",
+        f"results_dir={tmp_path / 'results'}",
+        *args,
+    ]
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_final_loss(tmp_path) -> None:
     env = {**os.environ, "SCALING_CACHE": str(tmp_path / "cache")}
     horizon = ["train.tokens=300000", "train.checkpoint_every=20", "train.eval_points=3"]
-    reference = subprocess.run(_train_cmd(tmp_path / "ref", *horizon), capture_output=True,
-                               text=True, cwd=tmp_path, env=env, timeout=300)
+    reference = subprocess.run(
+        _train_cmd(tmp_path / "ref", *horizon),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     ckpt_root = tmp_path / "killed" / "results" / "checkpoints"
-    proc = subprocess.Popen(_train_cmd(tmp_path / "killed", *horizon), cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _train_cmd(tmp_path / "killed", *horizon),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     while not list(ckpt_root.glob("*/last.ckpt")) and time.time() < deadline:
         assert proc.poll() is None, "run ended before its first checkpoint"
@@ -143,8 +210,14 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_final_loss(tmp_pat
     proc.wait()
     assert list(ckpt_root.glob("*/last.ckpt")), "no checkpoint was written"
 
-    resumed = subprocess.run(_train_cmd(tmp_path / "killed", *horizon), capture_output=True,
-                             text=True, cwd=tmp_path, env=env, timeout=300)
+    resumed = subprocess.run(
+        _train_cmd(tmp_path / "killed", *horizon),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from step" in resumed.stderr
 
@@ -161,7 +234,12 @@ def test_ddp_with_two_cpu_processes_finishes_with_the_planned_tokens(tmp_path) -
     env = {**os.environ, "SCALING_CACHE": str(tmp_path / "cache")}
     out = subprocess.run(
         _train_cmd(tmp_path, "trainer.devices=2", "trainer.strategy=ddp", "train.tokens=40000"),
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("scaling")

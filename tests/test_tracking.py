@@ -32,10 +32,24 @@ def mlflow_server(tmp_path: Path):  # type: ignore[no-untyped-def]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'srv.db'}",
-         "--default-artifact-root", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+        [
+            str(mlflow_bin),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'srv.db'}",
+            "--default-artifact-root",
+            str(tmp_path / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
     )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -61,11 +75,25 @@ def test_a_sweep_against_a_real_tracking_server_and_collect_reads_it_back(
 ) -> None:
     env = {**os.environ, "SCALING_CACHE": str(tmp_path / "cache")}
     out = subprocess.run(
-        [sys.executable, "-m", "scaling.sweep", "-m", *TINY, "data=text",
-         f"data.path={SMALL_TEXT_DIR}", f"tracking.uri={mlflow_server}",
-         "tracking.experiment=served", f"results_dir={tmp_path / 'results'}",
-         "sweep.fit=false", "model.n_layer=1,2"],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "scaling.sweep",
+            "-m",
+            *TINY,
+            "data=text",
+            f"data.path={SMALL_TEXT_DIR}",
+            f"tracking.uri={mlflow_server}",
+            "tracking.experiment=served",
+            f"results_dir={tmp_path / 'results'}",
+            "sweep.fit=false",
+            "model.n_layer=1,2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "2 finished" in out.stdout
@@ -75,9 +103,21 @@ def test_a_sweep_against_a_real_tracking_server_and_collect_reads_it_back(
     # The CLI writes the same table.
     dest = tmp_path / "served.parquet"
     cli = subprocess.run(
-        [sys.executable, "-m", "scaling", "collect", "--tracking-uri", mlflow_server,
-         "--experiment", "served", "--out", str(dest)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "scaling",
+            "collect",
+            "--tracking-uri",
+            mlflow_server,
+            "--experiment",
+            "served",
+            "--out",
+            str(dest),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert cli.returncode == 0, cli.stderr
     assert len(pd.read_parquet(dest)) == 2

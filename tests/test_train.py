@@ -70,11 +70,21 @@ def test_same_config_and_seed_give_the_same_final_loss(compose, text_data) -> No
 
 @pytest.mark.slow
 def test_synthetic_source_approaches_but_never_beats_its_entropy_rate(compose) -> None:
-    prep = prepare(compose(
-        "data=markov", "data.states=16", "data.concentration=0.2", "data.corpus_tokens=400000",
-        "model.n_layer=2", "model.d_model=64", "model.n_head=2",
-        "train.tokens=400000", "train.lr=3e-3", "train.eval_points=6", "data.val_tokens=16384",
-    ))
+    prep = prepare(
+        compose(
+            "data=markov",
+            "data.states=16",
+            "data.concentration=0.2",
+            "data.corpus_tokens=400000",
+            "model.n_layer=2",
+            "model.d_model=64",
+            "model.n_head=2",
+            "train.tokens=400000",
+            "train.lr=3e-3",
+            "train.eval_points=6",
+            "data.val_tokens=16384",
+        )
+    )
     entropy = prep.corpus.entropy_rate
     assert entropy is not None and 0 < entropy < math.log(16)
     result = train(prep)
@@ -110,8 +120,9 @@ def test_flops_horizon_derives_tokens_with_the_chosen_convention(compose) -> Non
     cfg = build_run_config(compose("train.tokens=null", "train.flops=1e11"))
     per_token = flops_per_token(cfg.model, "6N")
     assert cfg.tokens <= 1e11 / per_token < cfg.tokens + cfg.tokens_per_step
-    kaplan = build_run_config(compose("train.tokens=null", "train.flops=1e11",
-                                      "train.flops_convention=6N+attn"))
+    kaplan = build_run_config(
+        compose("train.tokens=null", "train.flops=1e11", "train.flops_convention=6N+attn")
+    )
     kaplan_per_token = flops_per_token(kaplan.model, "6N+attn")
     assert kaplan_per_token != per_token
     assert kaplan.tokens <= 1e11 / kaplan_per_token < kaplan.tokens + kaplan.tokens_per_step
@@ -150,9 +161,19 @@ def test_empty_corpus_is_reported(compose, tmp_path) -> None:
 def test_cli_bad_input_exits_2_with_one_line_and_creates_no_run(tmp_path) -> None:
     db = tmp_path / "mlflow.db"
     proc = subprocess.run(
-        [sys.executable, "-m", "scaling.train", "model.d_model=30", "model.n_head=4",
-         f"tracking.uri=sqlite:///{db}", f"results_dir={tmp_path}"],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "scaling.train",
+            "model.d_model=30",
+            "model.n_head=4",
+            f"tracking.uri=sqlite:///{db}",
+            f"results_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
