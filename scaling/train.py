@@ -148,7 +148,6 @@ def train(prep: PreparedRun, resume: bool = True) -> RunResult:
     """Train one prepared run, tracked in MLflow. Exceptions inside training mark the run FAILED
     (with the reason) and are re-raised; the caller decides whether to go on."""
     import lightning as L
-    import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from scaling.data import TokenDataModule, val_windows
@@ -270,6 +269,8 @@ def train(prep: PreparedRun, resume: bool = True) -> RunResult:
                 ckpt_path=str(ckpt) if start_step else None,
                 weights_only=True,
             )
+        if trainer.interrupted:  # Lightning swallows Ctrl-C; the checkpoint allows a resume
+            raise KeyboardInterrupt("interrupted; rerun the same command to resume")
         if module.final_val_loss is None:
             raise RuntimeError("training ended before the final validation")
         result.val_loss = module.final_val_loss
@@ -292,7 +293,6 @@ def train(prep: PreparedRun, resume: bool = True) -> RunResult:
         recorder.log_json(_summary(prep, result, module), "summary.json")
         recorder.finish("FINISHED")
         shutil.rmtree(ckpt_dir, ignore_errors=True)
-    torch.set_num_threads(torch.get_num_threads())
     return result
 
 
