@@ -671,6 +671,13 @@ def _law_warnings(
     from scaling.allocation import optimal_allocation
 
     out = []
+    n_points = len(N)
+    if n_points < 2 * law.n_params:
+        out.append(
+            f"only {n_points} runs for {law.n_params} free parameters: the fit is barely "
+            "constrained and its intervals are wide; add runs (at least "
+            f"{2 * law.n_params}) before trusting an extrapolation"
+        )
     if not conv.converged:
         out.append(f"optimizer did not converge ({conv.message})")
     if conv.on_bounds:

@@ -143,6 +143,13 @@ def test_warns_on_extreme_tokens_per_parameter() -> None:
     assert any("tokens per parameter" in w for w in result.warnings)
 
 
+def test_few_runs_for_the_free_parameters_are_flagged() -> None:
+    few = fit_law(grid_runs("chinchilla", CHINCHILLA_TRUE, n=7, seed=3), "chinchilla", QUICK)
+    assert any("barely constrained" in w for w in few.warnings)
+    many = fit_law(grid_runs("chinchilla", CHINCHILLA_TRUE, n=60, seed=3), "chinchilla", QUICK)
+    assert not any("barely constrained" in w for w in many.warnings)
+
+
 def test_parameter_on_bound_is_reported() -> None:
     # Loss does not depend on D: the D-term cannot be identified.
     truth = {"E": 1.7, "A": 400.0, "B": 1e-30, "alpha": 0.34, "beta": 0.28}
