@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -192,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG_PREDICT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # argparse takes "-1e20" for an option name; read it as a (bad) number so that the user gets
+    # our one-line "must be positive" error instead of a usage dump.
+    p._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
     p.add_argument("--fit", required=True, type=Path, help="fit.json written by `scaling fit`")
     p.add_argument("--flops", type=_number, help="compute budget C in FLOPs")
     p.add_argument("--params", type=_number, help="model parameters N (with --tokens)")

@@ -145,6 +145,7 @@ def test_bad_fit_file_and_budget(fitted, tmp_path, capsys) -> None:
         (["predict", "--fit", str(bad), "--flops", "1e21"], "not valid JSON"),
         (["predict", "--fit", str(out / "fit.json"), "--flops", "0"], "positive"),
         (["predict", "--fit", str(out / "fit.json"), "--flops=-1e20"], "positive"),
+        (["predict", "--fit", str(out / "fit.json"), "--flops", "-1e20"], "positive"),
         (["predict", "--fit", str(out / "fit.json"), "--params", "1e9"], "go together"),
         (["predict", "--fit", str(out / "fit.json")], "exactly one"),
         (["fit", str(root / "nope.csv")], "no such file"),
