@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import sysconfig
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +32,17 @@ TINY = [
     "threads=1",
     "progress=false",
 ]
+
+
+def run_module(
+    cwd: Path, *args: str, cache: Path | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    """`python -m <args>` as a user would run it, from ``cwd``, with its own token cache."""
+    env = {**os.environ, "SCALING_CACHE": str(cache or cwd / "cache"), "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -12,29 +12,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import SMALL_TEXT_DIR, TINY
+from tests.conftest import SMALL_TEXT_DIR, TINY, run_module
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def sweep(tmp_path: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     """Run `python -m scaling.sweep -m` with tiny runs, everything under tmp_path."""
-    env = {**os.environ, "SCALING_CACHE": str(tmp_path / "cache"), "PYTHONWARNINGS": "ignore"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "scaling.sweep",
-        "-m",
-        *TINY,
-        "data=text",
-        f"data.path={SMALL_TEXT_DIR}",
-        f"results_dir={tmp_path / 'results'}",
-        "sweep.fit=false",
-        *args,
-    ]
-    return subprocess.run(
-        cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=timeout
-    )
+    return run_module(
+        tmp_path, "scaling.sweep", "-m", *TINY, "data=text", f"data.path={SMALL_TEXT_DIR}",
+        f"results_dir={tmp_path / 'results'}", "sweep.fit=false", *args, timeout=timeout,
+    )  # fmt: skip
 
 
 def runs(tmp_path: Path, experiment: str = "scaling") -> pd.DataFrame:
@@ -118,23 +106,10 @@ def test_unknown_preset_lists_the_existing_ones_and_unknown_keys_get_hydras_erro
 
 @pytest.mark.parametrize("preset", ["kaplan", "isoflop", "horizons", "demo"])
 def test_presets_expand_to_valid_grids_and_dry_run_trains_nothing(tmp_path, preset) -> None:
-    env = {**os.environ, "SCALING_CACHE": str(tmp_path.parent / "stdlib-cache")}
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scaling.sweep",
-            "-m",
-            f"sweeps={preset}",
-            "sweep.dry_run=true",
-            f"results_dir={tmp_path / 'results'}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
-    )
+    out = run_module(
+        tmp_path, "scaling.sweep", "-m", f"sweeps={preset}", "sweep.dry_run=true",
+        f"results_dir={tmp_path / 'results'}", cache=tmp_path.parent / "stdlib-cache",
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
     assert lines[-1].split()[1] == "runs,"
@@ -166,37 +141,21 @@ def test_submitit_local_runs_the_slurm_code_path(tmp_path) -> None:
     assert set(runs(tmp_path).status) == {"FINISHED"} and len(runs(tmp_path)) == 2
 
 
-def _train_cmd(tmp_path: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "scaling.train",
-        *TINY,
-        "data=text",
-        f"data.path={SMALL_TEXT_DIR}",
-        f"results_dir={tmp_path / 'results'}",
-        *args,
-    ]
+def _train_args(root: Path, *args: str) -> list[str]:
+    return ["scaling.train", *TINY, "data=text", f"data.path={SMALL_TEXT_DIR}",
+            f"results_dir={root / 'results'}", *args]  # fmt: skip
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_final_loss(tmp_path) -> None:
-    env = {**os.environ, "SCALING_CACHE": str(tmp_path / "cache")}
     horizon = ["train.tokens=300000", "train.checkpoint_every=20", "train.eval_points=3"]
-    reference = subprocess.run(
-        _train_cmd(tmp_path / "ref", *horizon),
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
-    )
+    reference = run_module(tmp_path, *_train_args(tmp_path / "ref", *horizon))
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     ckpt_root = tmp_path / "killed" / "results" / "checkpoints"
     proc = subprocess.Popen(
-        _train_cmd(tmp_path / "killed", *horizon),
+        [sys.executable, "-m", *_train_args(tmp_path / "killed", *horizon)],
         cwd=tmp_path,
-        env=env,
+        env={**os.environ, "SCALING_CACHE": str(tmp_path / "cache")},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -210,14 +169,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_final_loss(tmp_pat
     proc.wait()
     assert list(ckpt_root.glob("*/last.ckpt")), "no checkpoint was written"
 
-    resumed = subprocess.run(
-        _train_cmd(tmp_path / "killed", *horizon),
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
-    )
+    resumed = run_module(tmp_path, *_train_args(tmp_path / "killed", *horizon))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from step" in resumed.stderr
 
@@ -231,14 +183,9 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_final_loss(tmp_pat
 def test_ddp_with_two_cpu_processes_finishes_with_the_planned_tokens(tmp_path) -> None:
     from mlflow import MlflowClient
 
-    env = {**os.environ, "SCALING_CACHE": str(tmp_path / "cache")}
-    out = subprocess.run(
-        _train_cmd(tmp_path, "trainer.devices=2", "trainer.strategy=ddp", "train.tokens=40000"),
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
+    out = run_module(
+        tmp_path,
+        *_train_args(tmp_path, "trainer.devices=2", "trainer.strategy=ddp", "train.tokens=40000"),
     )
     assert out.returncode == 0, out.stderr[-3000:]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")

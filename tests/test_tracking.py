@@ -16,7 +16,7 @@ import pytest
 
 from scaling.errors import TrackingError
 from scaling.tracking import check_reachable, collect_runs
-from tests.conftest import SMALL_TEXT_DIR, TINY
+from tests.conftest import SMALL_TEXT_DIR, TINY, run_module
 
 
 def _free_port() -> int:
@@ -73,28 +73,11 @@ def mlflow_server(tmp_path: Path):  # type: ignore[no-untyped-def]
 def test_a_sweep_against_a_real_tracking_server_and_collect_reads_it_back(
     tmp_path: Path, mlflow_server: str
 ) -> None:
-    env = {**os.environ, "SCALING_CACHE": str(tmp_path / "cache")}
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scaling.sweep",
-            "-m",
-            *TINY,
-            "data=text",
-            f"data.path={SMALL_TEXT_DIR}",
-            f"tracking.uri={mlflow_server}",
-            "tracking.experiment=served",
-            f"results_dir={tmp_path / 'results'}",
-            "sweep.fit=false",
-            "model.n_layer=1,2",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
-    )
+    out = run_module(
+        tmp_path, "scaling.sweep", "-m", *TINY, "data=text", f"data.path={SMALL_TEXT_DIR}",
+        f"tracking.uri={mlflow_server}", "tracking.experiment=served",
+        f"results_dir={tmp_path / 'results'}", "sweep.fit=false", "model.n_layer=1,2",
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert "2 finished" in out.stdout
     table = collect_runs(mlflow_server, "served")
@@ -102,23 +85,10 @@ def test_a_sweep_against_a_real_tracking_server_and_collect_reads_it_back(
     assert (table.status == "FINISHED").all()
     # The CLI writes the same table.
     dest = tmp_path / "served.parquet"
-    cli = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scaling",
-            "collect",
-            "--tracking-uri",
-            mlflow_server,
-            "--experiment",
-            "served",
-            "--out",
-            str(dest),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    cli = run_module(
+        tmp_path, "scaling", "collect", "--tracking-uri", mlflow_server,
+        "--experiment", "served", "--out", str(dest),
+    )  # fmt: skip
     assert cli.returncode == 0, cli.stderr
     assert len(pd.read_parquet(dest)) == 2
 
