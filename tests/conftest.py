@@ -45,6 +45,18 @@ def run_module(
     )  # fmt: skip
 
 
+@pytest.fixture
+def one_torch_thread():  # type: ignore[no-untyped-def]
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine OpenMP's
+    barrier spinning makes each op ~30x slower under load."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One token cache for the whole session (tokenizing is what the cache saves)."""
