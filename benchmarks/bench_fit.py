@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from scaling.fitting import FitOptions, fit_law
-from scaling.laws import CHINCHILLA
+from scaling.analysis.fitting import FitOptions, fit_law
+from scaling.analysis.laws import CHINCHILLA
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinchilla_epoch_ndl.csv"
 

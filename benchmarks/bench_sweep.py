@@ -11,7 +11,7 @@
    hydra.launcher.n_jobs=2`` (the sweep gives each worker cores / workers = 1 thread). Prints
    joblib wall / sequential wall (target <= 0.7).
 
-Every measurement is ``python -m scaling.sweep -m ...`` from the repository root with a fresh
+Every measurement is ``python -m scaling.training.sweep -m ...`` from the repository root with a fresh
 temporary ``results_dir`` (its own MLflow SQLite store) and ``sweep.fit=false``; all share one
 token cache (``$SCALING_CACHE``, else .cache/scaling), built before any timing by a dry run.
 Wall time = the whole command, interpreter start-up and imports included.
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"<= {TARGET_PARALLEL:.2f} {verdict}"))
 
     print()
-    print("Sweep benchmark: python -m scaling.sweep -m ... (subprocess, wall time incl. "
+    print("Sweep benchmark: python -m scaling.training.sweep -m ... (subprocess, wall time incl. "
           f"start-up); 6-point grid train.tokens={tokens:,}/{2 * tokens:,}, 4 runs of "
           f"{ptokens:,} tokens (n_layer 2, d_model 32)")
     header = f"{'measurement':<48} {'wall (s)':>9} {'ratio':>7}  target"

@@ -9,9 +9,9 @@ What is measured, in one run, side by side:
 
 * **Peak.** The machine's matmul peak: best of several square matmuls (2048^3 on CPU, 8192^3 on
   CUDA) in fp32 and bf16, with the thread count training uses.
-* **Bare loop.** ``scaling.model.GPT`` trained by a plain PyTorch loop: the same AdamW
-  (``scaling.module.build_optimizer``: ``GPT.param_groups``, fused kernel), gradient clipping,
-  LR schedule (``scaling.module.lr_factor``), seed and data batches (``TokenBatches`` through a
+* **Bare loop.** ``scaling.training.model.GPT`` trained by a plain PyTorch loop: the same AdamW
+  (``scaling.training.module.build_optimizer``: ``GPT.param_groups``, fused kernel), gradient clipping,
+  LR schedule (``scaling.training.module.lr_factor``), seed and data batches (``TokenBatches`` through a
   ``DataLoader``, as ``TokenDataModule`` builds them) as the harness.
 * **Harness.** ``train(prepare(cfg))`` -- Hydra-composed config, Lightning, a real MLflow SQLite
   store in a temp dir -- reporting ``RunResult.tokens_per_s`` (``LMModule.throughput()``).
@@ -81,7 +81,7 @@ class Shape:
 def timed_steps(shape: Shape, quick: bool, device: str, peak: float) -> int:
     """Steps timed per measurement: ~6 s (quick: ~2 s) of steady state, assuming 40% MFU."""
     from scaling.counting import flops_per_token as fpt
-    from scaling.model import GPTConfig
+    from scaling.training.model import GPTConfig
 
     cfg = GPTConfig(n_layer=shape.n_layer, d_model=shape.d_model, seq_len=shape.seq_len,
                     n_head=max(1, shape.d_model // 16))
@@ -173,9 +173,9 @@ def bare_loop(prep, device: str, precision: str,  # type: ignore[no-untyped-def]
     without native bf16 is ~10x slower; the ratio is clear long before the horizon)."""
     from torch.utils.data import DataLoader
 
-    from scaling.data import TokenBatches
-    from scaling.model import GPT
-    from scaling.module import build_optimizer, lr_factor
+    from scaling.training.data import TokenBatches
+    from scaling.training.model import GPT
+    from scaling.training.module import build_optimizer, lr_factor
 
     cfg = prep.cfg
     tc = cfg.train
@@ -220,7 +220,7 @@ def bare_loop(prep, device: str, precision: str,  # type: ignore[no-untyped-def]
 
 
 def harness(cfg) -> float:  # type: ignore[no-untyped-def]
-    from scaling.train import prepare, train
+    from scaling.training.run import prepare, train
 
     result = train(prepare(cfg))
     if result.status != "FINISHED" or not result.tokens_per_s:
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning").setLevel(logging.ERROR)
 
-    from scaling.train import prepare, quiet_libraries, set_threads
+    from scaling.training.run import prepare, quiet_libraries, set_threads
 
     quiet_libraries()
     threads = set_threads(args.threads)
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     tps: dict[tuple[int, str], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_train-") as tmp:
         results = Path(tmp)
-        from scaling.tracking import ensure_experiment
+        from scaling.training.tracking import ensure_experiment
 
         ensure_experiment(f"sqlite:///{results}/mlflow.db", "bench_train")  # migrations once
         cfgs = {}

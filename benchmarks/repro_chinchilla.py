@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scaling.allocation import chinchilla_exponents
-from scaling.fitting import FitOptions, fit_isoflop, fit_law, fit_power_law, make_objective
-from scaling.laws import CHINCHILLA
+from scaling.analysis.allocation import chinchilla_exponents
+from scaling.analysis.fitting import FitOptions, fit_isoflop, fit_law, fit_power_law, make_objective
+from scaling.analysis.laws import CHINCHILLA
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PUBLISHED = {"E": 1.82, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}

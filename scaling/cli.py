@@ -69,7 +69,7 @@ def _number(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of the ``scaling`` command."""
-    from scaling.laws import LAWS
+    from scaling.analysis.laws import LAWS
 
     parser = argparse.ArgumentParser(
         prog="scaling",
@@ -229,8 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     """``scaling collect``: tracked runs -> run table."""
-    from scaling.table import write_table
-    from scaling.tracking import collect_runs
+    from scaling.analysis.table import write_table
+    from scaling.training.tracking import collect_runs
 
     suffix = args.out.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
@@ -262,8 +262,8 @@ def _validate_fit_args(args: argparse.Namespace) -> None:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """``scaling fit``: run table -> fit.json, report.md, plots (written only on success)."""
-    from scaling.fitting import FitOptions, fit
-    from scaling.table import read_run_table, write_table
+    from scaling.analysis.fitting import FitOptions, fit
+    from scaling.analysis.table import read_run_table, write_table
 
     _validate_fit_args(args)
     runs = read_run_table(args.runs, args.params_column, curves=args.approach == 1)
@@ -293,7 +293,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         (stage / "fit.json").write_text(json.dumps(doc, indent=2) + "\n")
         write_table(runs, stage / "runs.csv")
         if not args.no_report:
-            from scaling.report import write_report
+            from scaling.analysis.report import write_report
 
             write_report(
                 result, runs, stage, source=str(args.runs), backtest_quantile=args.backtest_quantile
@@ -341,7 +341,7 @@ def _fmt(x: float | None) -> str:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``scaling predict``: a budget, a model size, or a target loss -> prediction."""
-    from scaling.allocation import Predictor, gpu_hours_to_flops, load_fit
+    from scaling.analysis.allocation import Predictor, gpu_hours_to_flops, load_fit
 
     modes = [
         args.flops is not None,
@@ -394,10 +394,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """``scaling report DIR``: re-render report.md and plots from DIR/fit.json + DIR/runs.csv."""
-    from scaling.allocation import load_fit
-    from scaling.fitting import result_from_dict
-    from scaling.report import write_report
-    from scaling.table import read_run_table
+    from scaling.analysis.allocation import load_fit
+    from scaling.analysis.fitting import result_from_dict
+    from scaling.analysis.report import write_report
+    from scaling.analysis.table import read_run_table
 
     doc = load_fit(args.dir / "fit.json")
     runs_path = args.dir / "runs.csv"

@@ -3,7 +3,7 @@
 Everything here is analytic -- computed from the config, never from a built module -- so the
 analysis side (fitting, allocation, predict) can import it without torch, and a sweep can size a
 grid before any model exists. ``tests/test_counting.py`` checks every count against
-``sum(p.numel())`` of the real :class:`scaling.model.GPT`.
+``sum(p.numel())`` of the real :class:`scaling.training.model.GPT`.
 
 Parameter groups (returned together so analysis can pick its convention):
 
@@ -26,12 +26,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from scaling.errors import ConfigError
 
-if TYPE_CHECKING:
-    from scaling.model import GPTConfig
+
+class ModelShape(Protocol):
+    """What counting reads of a model config (:class:`scaling.config.GPTConfig` or any object
+    with these attributes; ``d_ff, pos, norm, mlp, bias, tie_embeddings`` are optional)."""
+
+    vocab_size: int
+    seq_len: int
+    n_layer: int
+    n_head: int
+    d_model: int
+
+
+# numbers or numpy arrays: the analysis side applies C = 6ND to whole columns at once
+Num = TypeVar("Num")
 
 FLOPS_CONVENTIONS = ("6N", "6N+attn", "chinchilla")
 
@@ -53,11 +65,12 @@ def default_d_ff(d_model: int, mlp: str = "gelu") -> int:
     return 4 * d_model
 
 
-def _arch(cfg: Any) -> dict[str, Any]:
+def _arch(cfg: ModelShape | Any) -> dict[str, Any]:
     """Read the fields counting needs from any object shaped like :class:`GPTConfig`.
 
-    Optional fields fall back to the GPTConfig defaults, so a plain namespace or an OmegaConf node
-    holding only ``vocab_size, seq_len, n_layer, n_head, d_model`` counts like the default model.
+    Optional fields fall back to GPT-2's choices (GELU, LayerNorm, learned positions, biases,
+    tied embeddings), so a plain namespace or an OmegaConf node holding only ``vocab_size,
+    seq_len, n_layer, n_head, d_model`` counts like the default model.
     """
     d_model = int(cfg.d_model)
     mlp = getattr(cfg, "mlp", "gelu")
@@ -98,7 +111,7 @@ class ParamCounts:
         }
 
 
-def count_params(cfg: GPTConfig | Any) -> ParamCounts:
+def count_params(cfg: ModelShape) -> ParamCounts:
     """Count the parameters of ``GPT(cfg)`` analytically, tied weights once.
 
     Mirrors ``scaling/model.py`` module by module; any change there must change this too (the
@@ -189,6 +202,29 @@ def chinchilla_paper_params(
     return n_layers * per_layer + 2 * d + d * vocab_size  # + final norm + output matrix
 
 
+# ---- C = 6ND --------------------------------------------------------------------------------
+# Kaplan et al. 2020 (Sec. 2.1) and Hoffmann et al. 2022: training costs ~6 FLOPs per parameter
+# per token (2 forward, 4 backward). The analysis side works with (N, D, C) columns and budgets;
+# these three functions are its only way between them.
+
+FLOPS_PER_PARAM_TOKEN = 6.0
+
+
+def compute_from(params: Num, tokens: Num) -> Num:
+    """Training compute ``C = 6 N D`` of ``params`` trained on ``tokens`` (scalars or arrays)."""
+    return FLOPS_PER_PARAM_TOKEN * params * tokens  # type: ignore[operator,return-value]
+
+
+def tokens_from_compute(flops: Num, params: Num) -> Num:
+    """Tokens ``D = C / 6N`` that a budget of ``flops`` buys a model of ``params``."""
+    return flops / (FLOPS_PER_PARAM_TOKEN * params)  # type: ignore[operator,return-value]
+
+
+def params_from_compute(flops: Num, tokens: Num) -> Num:
+    """Parameters ``N = C / 6D`` that a budget of ``flops`` buys at ``tokens``."""
+    return flops / (FLOPS_PER_PARAM_TOKEN * tokens)  # type: ignore[operator,return-value]
+
+
 def _canonical(convention: str) -> str:
     name = _CONVENTION_ALIASES.get(convention, convention)
     if name not in FLOPS_CONVENTIONS:
@@ -197,13 +233,13 @@ def _canonical(convention: str) -> str:
     return name
 
 
-def flops_per_token(cfg: GPTConfig | Any, convention: str = "6N") -> float:
+def flops_per_token(cfg: ModelShape, convention: str = "6N") -> float:
     """Training FLOPs (forward + backward) per token of ``GPT(cfg)`` under ``convention``."""
     name = _canonical(convention)
     a = _arch(cfg)
     counts = count_params(cfg)
     if name == "6N":
-        return 6.0 * counts.total
+        return compute_from(float(counts.total), 1.0)
     if name == "6N+attn":
         # Kaplan et al. 2020, Table 1: 2 n_layer n_ctx d_attn per token forward for the
         # attention scores and their weighted sum; d_attn = d_model here.
@@ -221,14 +257,14 @@ def flops_per_token(cfg: GPTConfig | Any, convention: str = "6N") -> float:
     return per_sequence / a["seq_len"]
 
 
-def flops_for_tokens(cfg: GPTConfig | Any, tokens: int, convention: str = "6N") -> float:
+def flops_for_tokens(cfg: ModelShape, tokens: int, convention: str = "6N") -> float:
     """Training FLOPs to train ``GPT(cfg)`` on ``tokens`` tokens."""
     if not tokens >= 0:
         raise ConfigError(f"train.tokens={tokens} must be a non-negative number of tokens")
     return flops_per_token(cfg, convention) * tokens
 
 
-def tokens_for_flops(cfg: GPTConfig | Any, flops: float, convention: str = "6N") -> int:
+def tokens_for_flops(cfg: ModelShape, flops: float, convention: str = "6N") -> int:
     """Whole tokens that fit in a budget of ``flops`` training FLOPs (rounded down)."""
     if not (flops >= 0 and math.isfinite(flops)):
         raise ConfigError(f"train.flops={flops} must be a finite, non-negative FLOPs budget")
@@ -238,9 +274,18 @@ def tokens_for_flops(cfg: GPTConfig | Any, flops: float, convention: str = "6N")
     return nearest if abs(tokens - nearest) <= 1e-9 * max(1.0, tokens) else math.floor(tokens)
 
 
-def all_conventions(cfg: GPTConfig | Any) -> dict[str, float]:
-    """FLOPs per token under every convention, keyed for logging (``+`` spelled ``_``)."""
-    return {
-        f"flops_per_token_{name.replace('+', '_')}": flops_per_token(cfg, name)
-        for name in FLOPS_CONVENTIONS
-    }
+def convention_slug(convention: str) -> str:
+    """A convention's name as it appears in MLflow keys and run-table columns (``+`` -> ``_``:
+    MLflow names may not contain ``+``), e.g. ``6N+attn`` -> ``6N_attn``."""
+    return _canonical(convention).replace("+", "_")
+
+
+def all_conventions(cfg: ModelShape, tokens: int) -> dict[str, float]:
+    """Training FLOPs and FLOPs per token under every convention, under the MLflow param names
+    ``flops.<slug>`` and ``flops_per_token.<slug>``."""
+    out: dict[str, float] = {}
+    for name in FLOPS_CONVENTIONS:
+        slug = convention_slug(name)
+        out[f"flops.{slug}"] = flops_for_tokens(cfg, tokens, name)
+        out[f"flops_per_token.{slug}"] = flops_per_token(cfg, name)
+    return out

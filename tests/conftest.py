@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-CONF = REPO / "conf"
+CONF = REPO / "scaling" / "conf"
 
 # Real text that every Python install has: one stdlib package (~150 KB of Python source).
 SMALL_TEXT_DIR = Path(sysconfig.get_paths()["stdlib"]) / "json"
@@ -68,6 +68,10 @@ def compose(tmp_path: Path, shared_cache: Path) -> Callable[..., object]:
     """compose(*overrides) -> DictConfig of conf/config.yaml with results under tmp_path."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+
+    from scaling.config import register_configs
+
+    register_configs()
 
     def _compose(*overrides: str, tiny: bool = True):  # type: ignore[no-untyped-def]
         base = [

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from synthetic_runs import CHINCHILLA_TRUE, grid_runs
 
-from scaling.allocation import (
+from scaling.analysis.allocation import (
     Predictor,
     chinchilla_exponents,
     chinchilla_optimal,
@@ -19,8 +19,8 @@ from scaling.allocation import (
     optimal_allocation,
 )
 from scaling.errors import DataError, UserError
-from scaling.fitting import FitOptions, fit_law
-from scaling.laws import get_law
+from scaling.analysis.fitting import FitOptions, fit_law
+from scaling.analysis.laws import get_law
 
 
 @pytest.mark.parametrize("C", [1e18, 5.76e23, 1e26])

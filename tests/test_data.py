@@ -13,8 +13,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from scaling import data as D
-from scaling.data import (
+from scaling.training import data as D
+from scaling.training.data import (
     Corpus,
     DataConfig,
     TokenBatches,

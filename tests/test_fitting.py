@@ -12,7 +12,7 @@ from scipy.optimize import minimize
 from synthetic_runs import CHINCHILLA_TRUE, curve_runs, grid_runs, isoflop_runs
 
 from scaling.errors import DataError
-from scaling.fitting import (
+from scaling.analysis.fitting import (
     FitOptions,
     batched_lbfgs,
     fit,
@@ -21,7 +21,7 @@ from scaling.fitting import (
     fit_law,
     make_objective,
 )
-from scaling.laws import get_law
+from scaling.analysis.laws import get_law
 
 QUICK = FitOptions(grid_stride=7, polish=3)
 
@@ -158,7 +158,7 @@ def test_parameter_on_bound_is_reported() -> None:
 
 
 def test_on_bound_detection() -> None:
-    from scaling.fitting import _on_bounds
+    from scaling.analysis.fitting import _on_bounds
 
     law = get_law("chinchilla")
     theta = law.from_params(CHINCHILLA_TRUE)
@@ -184,12 +184,12 @@ def test_fitting_modules_run_without_torch() -> None:
         import sys
         sys.modules["torch"] = None  # any `import torch` now raises ImportError
         import numpy as np, pandas as pd
-        import scaling.fitting, scaling.allocation, scaling.report, scaling.cli, scaling.table
+        import scaling.analysis.fitting, scaling.analysis.allocation, scaling.analysis.report, scaling.cli, scaling.analysis.table
         rng = np.random.default_rng(0)
         N = np.exp(rng.uniform(np.log(1e7), np.log(1e9), 40)); D = N * 20 * rng.uniform(0.2, 5, 40)
         loss = 1.7 + 400 * N ** -0.34 + 400 * D ** -0.28
         runs = pd.DataFrame({"params": N, "tokens": D, "loss": loss, "flops": 6 * N * D})
-        r = scaling.fitting.fit_law(runs, "chinchilla", scaling.fitting.FitOptions(grid_stride=50))
+        r = scaling.analysis.fitting.fit_law(runs, "chinchilla", scaling.analysis.fitting.FitOptions(grid_stride=50))
         assert abs(r.params["alpha"] - 0.34) < 0.05, r.params
         assert "torch" not in [m for m in sys.modules if sys.modules[m] is not None]
         print("ok")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from scaling.errors import ConfigError
-from scaling.model import GPT, GPTConfig
+from scaling.training.model import GPT, GPTConfig
 
 TINY = dict(vocab_size=64, seq_len=16, n_layer=2, n_head=2, d_model=32)
 VARIANTS = list(

@@ -6,8 +6,8 @@ import re
 
 from synthetic_runs import grid_runs
 
-from scaling.fitting import FitOptions, fit_law
-from scaling.report import write_report
+from scaling.analysis.fitting import FitOptions, fit_law
+from scaling.analysis.report import write_report
 
 
 def _check(report: str, out) -> None:

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def sweep(tmp_path: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    """Run `python -m scaling.sweep -m` with tiny runs, everything under tmp_path."""
+    """Run `python -m scaling.training.sweep -m` with tiny runs, everything under tmp_path."""
     return run_module(
         tmp_path, "scaling.sweep", "-m", *TINY, "data=text", f"data.path={SMALL_TEXT_DIR}",
         f"results_dir={tmp_path / 'results'}", "sweep.fit=false", *args, timeout=timeout,

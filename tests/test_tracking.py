@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from scaling.errors import TrackingError
-from scaling.tracking import check_reachable, collect_runs
+from scaling.training.tracking import check_reachable, collect_runs
 from tests.conftest import SMALL_TEXT_DIR, TINY, run_module
 
 
@@ -102,7 +102,7 @@ def test_unreachable_server_is_one_line_and_quick() -> None:
 
 
 def test_collect_curves_gives_one_row_per_validation_point(compose, text_data) -> None:
-    from scaling.train import prepare, train
+    from scaling.training.run import prepare, train
 
     prep = prepare(compose(*text_data, "train.eval_points=5"))
     train(prep)
@@ -120,7 +120,7 @@ def test_collect_curves_gives_one_row_per_validation_point(compose, text_data) -
 
 
 def test_collect_of_a_missing_experiment_names_the_ones_that_exist(compose, text_data) -> None:
-    from scaling.train import prepare, train
+    from scaling.training.run import prepare, train
 
     prep = prepare(compose(*text_data))
     train(prep)

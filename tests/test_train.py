@@ -12,8 +12,8 @@ import pytest
 
 from scaling.config import build_run_config
 from scaling.errors import ConfigError
-from scaling.module import eval_steps, lr_factor
-from scaling.train import prepare, train
+from scaling.training.module import eval_steps, lr_factor
+from scaling.training.run import prepare, train
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,8 +14,8 @@ import lightning as L
 import numpy as np
 import torch
 
-from scaling.config import TrainConfig
-from scaling.model import GPT, GPTConfig
+from scaling.config import GPTConfig, TrainConfig
+from scaling.training.model import GPT
 
 MetricSink = Callable[[dict[str, float], int], None]
 

@@ -29,7 +29,7 @@ import numpy as np
 from scipy.optimize import brentq, minimize_scalar
 
 from scaling.errors import DataError, UserError
-from scaling.laws import LAWS, get_law
+from scaling.analysis.laws import LAWS, get_law
 
 Array = np.ndarray
 

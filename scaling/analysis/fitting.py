@@ -8,7 +8,7 @@
   (a mean makes L-BFGS stop early, the failure Besiroglu et al. found), from the published grid of
   4,500 starting points.  All starts run at once in a batched, bound-projected L-BFGS written in
   numpy with analytic gradients (:func:`batched_lbfgs`); the best few distinct optima are then
-  polished with scipy's L-BFGS-B.  The same routine fits every law in :mod:`scaling.laws` (the
+  polished with scipy's L-BFGS-B.  The same routine fits every law in :mod:`scaling.analysis.laws` (the
   Kaplan forms use the same Huber loss in log space).
 * **Approach 2** (IsoFLOP, :func:`fit_isoflop`): group runs by compute budget, fit a parabola of
   loss against ``log N`` per budget, take its vertex, then least squares in log space for
@@ -38,7 +38,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from scaling.errors import DataError
-from scaling.laws import Law, get_law
+from scaling.analysis.laws import Law, get_law
 
 Array = np.ndarray
 
@@ -646,7 +646,7 @@ def _ranges(N: Array, D: Array, C: Array, loss: Array) -> dict[str, tuple[float,
 
 def _law_allocation(law: Law, params: Mapping[str, float]) -> tuple[dict, dict]:
     """Exponents a, b (``N_opt ∝ C^a``, ``D_opt ∝ C^b``) and allocation constants of a law."""
-    from scaling.allocation import chinchilla_exponents
+    from scaling.analysis.allocation import chinchilla_exponents
 
     if law.name == "chinchilla":
         a, b, G = chinchilla_exponents(params)
@@ -668,7 +668,7 @@ def _law_warnings(
     C: Array,
     params: Mapping[str, float],
 ) -> list[str]:
-    from scaling.allocation import optimal_allocation
+    from scaling.analysis.allocation import optimal_allocation
 
     out = []
     n_points = len(N)
@@ -791,7 +791,7 @@ def _bootstrap_law(
     theta[~ok] = np.nan
     samples = {k: np.asarray(v, dtype=float) for k, v in law.to_params_array(theta).items()}
     if law.name in ("chinchilla", "kaplan"):
-        from scaling.allocation import chinchilla_exponents
+        from scaling.analysis.allocation import chinchilla_exponents
 
         if law.name == "chinchilla":
             a, b, G = chinchilla_exponents(samples)

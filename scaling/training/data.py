@@ -47,7 +47,7 @@ import sysconfig
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +56,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from scaling.config import MAX_EVAL_SEQ_LEN, DataConfig
 from scaling.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("stdlib", "text", "hf", "markov")
-TOKENIZERS = ("byte", "bpe")
-MAX_EVAL_SEQ_LEN = 4096  # val_windows scores >= val_tokens targets for any seq_len up to this
 VAL_PIECES = 8  # the validation part is this many contiguous pieces spread over the stream
 CACHE_FORMAT = 1  # bump when the token file layout or the tokenization changes
 _BPE_CHUNK_CHARS = 1024  # encode_batch items: runs of whole lines (1 KB beat 64 KB 1.5-2x)
@@ -70,114 +68,6 @@ _BPE_BATCH_ITEMS = 4096
 
 
 # ----------------------------------------------------------------------------------- config
-
-
-def _default_cache_dir() -> str:
-    return os.environ.get("SCALING_CACHE", ".cache/scaling")
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """The ``data`` config group. Keys of every source are accepted; each source reads its own."""
-
-    source: str = "stdlib"
-    tokenizer: str = "byte"
-    vocab_size: int = 4096  # bpe target vocabulary; ignored by byte and markov
-    val_tokens: int = 32768  # validation targets scored at any seq_len <= 4096
-    allow_repeat: bool = True  # more train.tokens than the corpus holds: epochs (else an error)
-    cache_dir: str = field(default_factory=_default_cache_dir)
-    # text
-    path: str | None = None
-    pattern: str = "**/*"  # comma-separated globs inside a folder given as data.path
-    # hf
-    name: str | None = None
-    config: str | None = None
-    data_files: Any = None  # str, list of str, or {split: files}
-    split: str = "train"
-    text_field: str = "text"
-    # markov
-    states: int = 64
-    concentration: float = 0.1  # Dirichlet concentration of transition rows: lower = less entropy
-    markov_seed: int = 0
-    corpus_tokens: int = 4_000_000
-
-    def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise ConfigError(
-                f"data.source={self.source!r} is unknown: choose one of {', '.join(SOURCES)}"
-            )
-        if self.tokenizer not in TOKENIZERS:
-            raise ConfigError(
-                f"data.tokenizer={self.tokenizer!r} is unknown: choose one of "
-                f"{', '.join(TOKENIZERS)}"
-            )
-        if self.tokenizer == "bpe" and self.source != "markov":
-            if not 257 <= self.vocab_size < 2**32:
-                raise ConfigError(
-                    f"data.vocab_size={self.vocab_size} is too small for bpe: it needs more "
-                    "than the 256 byte tokens (e.g. data.vocab_size=4096)"
-                )
-        if self.val_tokens < 1:
-            raise ConfigError(f"data.val_tokens={self.val_tokens} must be positive")
-        if self.source == "text" and not self.path:
-            raise ConfigError("data.path is not set: pass data.path=FILE|DIR|GLOB")
-        if self.source == "hf" and not self.name:
-            raise ConfigError(
-                "data.name is not set: pass data.name=HUB_DATASET, or a loader "
-                "(text, json, csv, parquet) with data.data_files=FILES"
-            )
-        if self.source == "markov":
-            if not 2 <= self.states <= 65535:
-                raise ConfigError(f"data.states={self.states} must be between 2 and 65535")
-            if not self.concentration > 0:
-                raise ConfigError(f"data.concentration={self.concentration} must be positive")
-            if self.corpus_tokens < 1:
-                raise ConfigError(f"data.corpus_tokens={self.corpus_tokens} must be positive")
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> DataConfig:
-        """Build from a plain mapping (e.g. ``OmegaConf.to_container(cfg.data)``)."""
-        known = {f.name: f for f in fields(cls)}
-        kwargs: dict[str, Any] = {}
-        for key in d:
-            if key not in known:
-                raise ConfigError(
-                    f"data.{key} is not a data key: known keys are {', '.join(sorted(known))}"
-                )
-            kwargs[key] = _coerce(key, d[key], known[key].type)
-        return cls(**kwargs)
-
-    @property
-    def val_reserve(self) -> int:
-        """Tokens held out for validation: val_tokens plus room for one window of 4096."""
-        return self.val_tokens + MAX_EVAL_SEQ_LEN
-
-
-def _coerce(key: str, value: Any, annotation: Any) -> Any:
-    ann = str(annotation)
-    if ann == "int":
-        if isinstance(value, float) and value.is_integer():  # YAML reads 4e6 as a float
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"data.{key}={value!r} must be an integer")
-    elif ann == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"data.{key}={value!r} must be a number")
-        value = float(value)
-    elif ann == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"data.{key}={value!r} must be true or false")
-    elif ann in ("str", "str | None"):
-        if value is None and ann == "str":
-            raise ConfigError(f"data.{key} must be set")
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(f"data.{key}={value!r} must be a string")
-    elif key == "data_files" and value is not None:
-        if isinstance(value, Mapping):
-            value = {str(k): v if isinstance(v, str) else list(v) for k, v in value.items()}
-        elif not isinstance(value, str):
-            value = [str(v) for v in value]
-    return value
 
 
 # ----------------------------------------------------------------------------------- corpus
@@ -847,10 +737,7 @@ class TokenDataModule(L.LightningDataModule):
 
 
 __all__ = [
-    "SOURCES",
-    "TOKENIZERS",
     "Corpus",
-    "DataConfig",
     "TokenBatches",
     "TokenDataModule",
     "entropy_rate",

@@ -21,9 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from scaling.allocation import Predictor  # noqa: E402
+from scaling.analysis.allocation import Predictor  # noqa: E402
 from scaling.errors import UserError  # noqa: E402
-from scaling.fitting import (  # noqa: E402
+from scaling.analysis.fitting import (  # noqa: E402
     FitOptions,
     FitResult,
     fit,
@@ -31,7 +31,7 @@ from scaling.fitting import (  # noqa: E402
     group_budgets,
     isoflop_minima,
 )
-from scaling.laws import get_law  # noqa: E402
+from scaling.analysis.laws import get_law  # noqa: E402
 
 COMPARE_LAWS = ("chinchilla", "kaplan", "kaplan_e")
 CV_FOLDS = 5

@@ -6,104 +6,19 @@ LayerNorm, GELU, biases, tied input/output embeddings. The options the scaling-l
 varies -- rotary positions (Su et al. 2021), RMSNorm (Zhang & Sennrich 2019), SwiGLU (Shazeer
 2020) -- are one config field each.
 
-Parameter counts and FLOPs live in :mod:`scaling.counting`, computed from the config; the tests
-check they match this module exactly.
+The config (:class:`scaling.config.GPTConfig`) and the parameter counts and FLOPs
+(:mod:`scaling.counting`, computed from the config) live in the pure core; the tests check the
+counts match this module exactly.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scaling.counting import default_d_ff
-from scaling.errors import ConfigError
-
-POS_CHOICES = ("learned", "rope")
-NORM_CHOICES = ("layernorm", "rmsnorm")
-MLP_CHOICES = ("gelu", "swiglu")
-
-
-@dataclass
-class GPTConfig:
-    """Architecture of one model. Invalid values raise :class:`ConfigError` naming the key."""
-
-    vocab_size: int = 256
-    seq_len: int = 128  # context length, tokens
-    n_layer: int = 4
-    n_head: int = 4
-    d_model: int = 128
-    d_ff: int | None = None  # MLP hidden width; None -> counting.default_d_ff (4d or ~8/3 d)
-    pos: str = "learned"  # "learned" | "rope"
-    norm: str = "layernorm"  # "layernorm" | "rmsnorm"
-    mlp: str = "gelu"  # "gelu" | "swiglu"
-    bias: bool = True  # biases in linear layers and LayerNorm (nanoGPT/GPT-2 default)
-    dropout: float = 0.0
-    tie_embeddings: bool = True  # lm_head shares wte's weight (GPT-2)
-
-    def __post_init__(self) -> None:
-        for key in ("vocab_size", "seq_len", "n_layer", "n_head", "d_model"):
-            _check_positive_int(key, getattr(self, key))
-        if self.d_ff is not None:
-            _check_positive_int("d_ff", self.d_ff)
-        for key, choices in (("pos", POS_CHOICES), ("norm", NORM_CHOICES), ("mlp", MLP_CHOICES)):
-            if getattr(self, key) not in choices:
-                raise ConfigError(
-                    f"model.{key}={getattr(self, key)!r} is not one of {', '.join(choices)}"
-                )
-        for key in ("bias", "tie_embeddings"):
-            if not isinstance(getattr(self, key), bool):
-                raise ConfigError(f"model.{key}={getattr(self, key)!r} must be true or false")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
-            raise ConfigError(f"model.dropout={self.dropout!r} must be a number in [0, 1)")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1), e.g. 0.0 or 0.1")
-        if self.d_model % self.n_head:
-            suggestion = _round_up(self.d_model, self.n_head)
-            raise ConfigError(
-                f"model.d_model={self.d_model} is not divisible by model.n_head={self.n_head}: "
-                f"choose d_model a multiple of n_head (e.g. model.d_model={suggestion})"
-            )
-        if self.pos == "rope" and self.head_dim % 2:
-            raise ConfigError(
-                f"model.pos=rope needs an even head size, but model.d_model/model.n_head = "
-                f"{self.d_model}/{self.n_head} = {self.head_dim}: "
-                "change model.n_head or model.d_model"
-            )
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_head
-
-    @property
-    def mlp_dim(self) -> int:
-        """The MLP hidden width actually used (``d_ff`` or its default for ``mlp``)."""
-        return self.d_ff if self.d_ff is not None else default_d_ff(self.d_model, self.mlp)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> GPTConfig:
-        """Build from a mapping (e.g. Hydra's ``model`` group); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown model key model.{unknown[0]}: valid keys are {', '.join(sorted(known))}"
-            )
-        return cls(**dict(d))
-
-
-def _check_positive_int(key: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"model.{key}={value!r} must be a positive integer")
-
-
-def _round_up(x: int, multiple: int) -> int:
-    return multiple * math.ceil(x / multiple)
+from scaling.config import GPTConfig
 
 
 def _norm(cfg: GPTConfig) -> nn.Module:
@@ -145,7 +60,7 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
         self.c_proj.residual_proj = True  # scaled init, see GPT._init_weights
         self.resid_dropout = nn.Dropout(cfg.dropout)
-        self.rotary = RotaryEmbedding(cfg.head_dim, cfg.seq_len) if cfg.pos == "rope" else None
+        self.rotary = RotaryEmbedding(cfg.attn_head_dim, cfg.seq_len) if cfg.pos == "rope" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.size()

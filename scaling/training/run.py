@@ -1,0 +1,376 @@
+"""One training run: config -> result. The function every launcher calls.
+
+    python -m scaling.train                                  # the default run
+    python -m scaling.train model.n_layer=2 train.flops=3e11 # any Hydra key (DESIGN.md)
+
+Order of work, so that bad input costs nothing: validate the config, check the tracking store,
+load (or build and cache) the token data and check the horizon against it -- only then create the
+MLflow run and start Lightning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from scaling.config import (
+    CONF_DIR,
+    RunConfig,
+    build_run_config,
+    plain_config,
+    register_configs,
+    run_key,
+    run_name,
+)
+from scaling.counting import FLOPS_CONVENTIONS, all_conventions, count_params
+from scaling.training.data import Corpus, load_corpus, train_epochs
+from scaling.errors import exit_on_user_error
+from scaling.training.tracking import RunRecorder, check_reachable, find_runs
+
+log = logging.getLogger("scaling.train")
+
+
+@dataclass
+class RunResult:
+    """What a run produced; ``status`` is FINISHED, FAILED or SKIPPED (already finished)."""
+
+    run_key: str
+    run_name: str
+    status: str
+    run_id: str | None = None
+    val_loss: float | None = None
+    tokens: int = 0
+    params: int = 0
+    tokens_per_s: float | None = None
+    wall_s: float = 0.0
+    reason: str | None = None
+    resumed_from_step: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run whose every input has been checked; nothing has been written yet."""
+
+    cfg: RunConfig
+    corpus: Corpus
+    epochs: float
+    resolved: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return run_key(self.cfg)
+
+    @property
+    def name(self) -> str:
+        return run_name(self.cfg)
+
+
+def prepare(raw: DictConfig | dict[str, Any], check_tracking: bool = True) -> PreparedRun:
+    """Validate a composed config, the tracking store and the data (raises UserError)."""
+    cfg = build_run_config(raw)
+    if check_tracking:
+        check_reachable(cfg.tracking.uri)
+    corpus = load_corpus(cfg.data)
+    if corpus.vocab_size != cfg.model.vocab_size:
+        cfg = build_run_config(raw, vocab_size=corpus.vocab_size)
+    epochs = train_epochs(corpus, cfg.tokens, cfg.data.allow_repeat)
+    return PreparedRun(cfg=cfg, corpus=corpus, epochs=epochs, resolved=plain_config(raw))
+
+
+def set_threads(threads: int) -> int:
+    """Torch intra-op threads for this run (0 = every core); returns the number set."""
+    import torch
+
+    n = threads or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def checkpoint_dir(cfg: RunConfig) -> Path:
+    return Path(cfg.results_dir) / "checkpoints" / run_key(cfg)
+
+
+def run_params(prep: PreparedRun) -> dict[str, Any]:
+    """Everything logged as MLflow params: config, counted params, FLOPs, data identity."""
+    cfg = prep.cfg
+    counts = count_params(cfg.model)
+    params: dict[str, Any] = {
+        **cfg.flat_params(),
+        **counts.as_dict(),
+        **cfg.describe_horizon(),
+        **all_conventions(cfg.model, cfg.tokens),
+    }
+    params.update(prep.corpus.describe())
+    params.update({"data.epochs": round(prep.epochs, 4), "git_commit": git_commit()})
+    return params
+
+
+def _progress_enabled(cfg: RunConfig) -> bool:
+    if cfg.progress == "auto":
+        return sys.stderr.isatty()
+    return cfg.progress == "true"
+
+
+def _resume_step(ckpt: Path) -> int:
+    """Optimizer steps already done by a checkpoint (read without unpickling code)."""
+    import torch
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    return int(state["global_step"])
+
+
+def train(prep: PreparedRun, resume: bool = True) -> RunResult:
+    """Train one prepared run, tracked in MLflow. Exceptions inside training mark the run FAILED
+    (with the reason) and are re-raised; the caller decides whether to go on."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from scaling.training.data import TokenDataModule, val_windows
+    from scaling.training.module import LMModule
+
+    cfg, key = prep.cfg, prep.key
+    started = time.perf_counter()
+    set_threads(cfg.threads)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    ckpt_dir = checkpoint_dir(cfg)
+    ckpt = ckpt_dir / "last.ckpt"
+    start_step = 0
+    if resume and ckpt.exists():
+        try:
+            start_step = _resume_step(ckpt)
+        except Exception as err:  # noqa: BLE001 -- a checkpoint torn by a kill: start over
+            print(
+                f"{prep.name}: unreadable checkpoint {ckpt} ({err}); starting over", file=sys.stderr
+            )
+            ckpt.unlink(missing_ok=True)
+        else:
+            print(
+                f"{prep.name}: resumed from step {start_step:,} of {cfg.steps:,} ({ckpt})",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    is_rank_zero = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+    recorder = RunRecorder(cfg.tracking.uri, cfg.tracking.experiment) if is_rank_zero else None
+    result = RunResult(
+        run_key=key,
+        run_name=prep.name,
+        status="FAILED",
+        params=count_params(cfg.model).total,
+        tokens=cfg.tokens,
+        resumed_from_step=start_step,
+    )
+    if recorder is not None:
+        previous = (
+            [
+                r
+                for r in find_runs(cfg.tracking.uri, cfg.tracking.experiment, key)
+                if r.info.status != "FINISHED"
+            ]
+            if start_step
+            else []
+        )
+        result.run_id = recorder.start(
+            prep.name,
+            key,
+            tags={"mlflow.source.git.commit": git_commit()},
+            resume_run_id=previous[0].info.run_id if previous else None,
+        )
+        recorder.log_params(run_params(prep))
+        recorder.log_text(OmegaConf.to_yaml(OmegaConf.create(prep.resolved)), "config.yaml")
+        if prep.epochs > 1:
+            msg = (
+                f"train.tokens={cfg.tokens:,} is {prep.epochs:.2f} epochs of the corpus "
+                f"({len(prep.corpus.train):,} training tokens): data repeats"
+            )
+            print(f"warning: {msg}", file=sys.stderr, flush=True)
+            recorder.set_tags({"scaling.warning.epochs": msg})
+    sink = recorder.log_metrics if recorder is not None else None
+    try:
+        module = LMModule(
+            cfg.model,
+            cfg.train,
+            total_steps=cfg.steps,
+            tokens_per_step=cfg.tokens_per_step,
+            val_windows=val_windows(prep.corpus, cfg.model.seq_len),
+            eval_batch_size=cfg.micro_batch_size,
+            sink=sink,
+        )
+        datamodule = TokenDataModule(
+            prep.corpus,
+            seq_len=cfg.model.seq_len,
+            micro_batch_size=cfg.micro_batch_size,
+            n_sequences=cfg.steps * cfg.train.batch_size,
+            seed=cfg.seed,
+            start_sequence=start_step * cfg.train.batch_size,
+        )
+        callbacks = []
+        if cfg.train.checkpoint_every > 0:
+            callbacks.append(
+                ModelCheckpoint(
+                    dirpath=ckpt_dir,
+                    filename="last",
+                    save_top_k=0,
+                    save_last=True,
+                    every_n_train_steps=cfg.train.checkpoint_every,
+                    enable_version_counter=False,
+                )
+            )
+        trainer = L.Trainer(
+            max_steps=cfg.steps,
+            accumulate_grad_batches=cfg.accumulate,
+            gradient_clip_val=cfg.train.grad_clip or None,
+            precision=cfg.train.precision,  # type: ignore[arg-type]
+            accelerator=cfg.trainer.accelerator,
+            devices=cfg.trainer.devices,
+            num_nodes=cfg.trainer.num_nodes,
+            strategy=cfg.trainer.strategy,
+            logger=False,
+            callbacks=callbacks,
+            enable_checkpointing=bool(callbacks),
+            enable_progress_bar=_progress_enabled(cfg),
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            use_distributed_sampler=True,
+            deterministic=False,
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
+            trainer.fit(
+                module,
+                datamodule=datamodule,
+                ckpt_path=str(ckpt) if start_step else None,
+                weights_only=True,
+            )
+        if trainer.interrupted:  # Lightning swallows Ctrl-C; the checkpoint allows a resume
+            raise KeyboardInterrupt("interrupted; rerun the same command to resume")
+        if module.final_val_loss is None:
+            raise RuntimeError("training ended before the final validation")
+        result.val_loss = module.final_val_loss
+        result.tokens_per_s = module.throughput()
+        result.status = "FINISHED"
+    except BaseException as err:
+        result.reason = f"{type(err).__name__}: {err}"
+        if recorder is not None:
+            recorder.finish(
+                "FAILED" if not isinstance(err, KeyboardInterrupt) else "KILLED",
+                reason=result.reason,
+            )
+        raise
+    finally:
+        result.wall_s = time.perf_counter() - started
+    if recorder is not None:
+        # val/loss at step=tokens was logged by the final evaluation; add the steady-state rate.
+        if result.tokens_per_s == result.tokens_per_s:  # not NaN
+            recorder.log_metrics({"throughput/tokens_per_s": result.tokens_per_s}, cfg.tokens)
+        recorder.log_json(_summary(prep, result, module), "summary.json")
+        recorder.finish("FINISHED")
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return result
+
+
+def _summary(prep: PreparedRun, result: RunResult, module: Any) -> dict[str, Any]:
+    counts = count_params(prep.cfg.model)
+    return {
+        "run_key": result.run_key,
+        "run_name": result.run_name,
+        "run_id": result.run_id,
+        "status": "FINISHED",
+        "val_loss": result.val_loss,
+        "train_loss": module.last_train_loss,
+        **counts.as_dict(),
+        "tokens": prep.cfg.tokens,
+        "steps": prep.cfg.steps,
+        "flops": {c: prep.cfg.flops(c) for c in FLOPS_CONVENTIONS},
+        "tokens_per_s": result.tokens_per_s,
+        "wall_s": result.wall_s,
+        "epochs": prep.epochs,
+        "resumed_from_step": result.resumed_from_step,
+        "corpus": prep.corpus.describe(),
+        "entropy_rate": prep.corpus.entropy_rate,
+    }
+
+
+def quiet_libraries() -> None:
+    """Keep Lightning's banner lines out of a one-line-per-run log."""
+    for name in (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.pytorch.accelerators.cuda",
+        "lightning.fabric.utilities.seed",
+        "lightning.fabric.utilities.distributed",
+    ):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def report(result: RunResult) -> str:
+    if result.status == "FINISHED":
+        tps = f", {result.tokens_per_s:,.0f} tokens/s" if result.tokens_per_s else ""
+        return (
+            f"{result.run_name}: val/loss {result.val_loss:.4f} nats/token after "
+            f"{result.tokens:,} tokens ({result.wall_s:.1f} s{tps}) [run {result.run_id}]"
+        )
+    return f"{result.run_name}: {result.status} {result.reason or ''}".strip()
+
+
+def _main(cfg: DictConfig) -> None:
+    quiet_libraries()
+    prep = prepare(cfg)
+    c = prep.cfg
+    n = count_params(c.model)
+    print(
+        f"{prep.name}: {n.total:,} params ({n.nonembedding:,} non-embedding), "
+        f"{c.tokens:,} tokens in {c.steps:,} steps of {c.tokens_per_step:,}, "
+        f"{c.flops('6N'):.3g} FLOPs (6ND); corpus {prep.corpus.corpus_id}, "
+        f"tokenizer {prep.corpus.tokenizer_id}",
+        file=sys.stderr,
+    )
+    result = train(prep)
+    print(report(result))
+    print(
+        f"tracking: {c.tracking.uri} (experiment {c.tracking.experiment!r}); "
+        f"view with: mlflow ui --backend-store-uri {c.tracking.uri}"
+    )
+
+
+def main() -> None:
+    import hydra
+
+    register_configs()
+    app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(
+        exit_on_user_error(_main)
+    )
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,334 @@
+"""Sweeps: Hydra multirun over the single-run config, idempotent, crash-proof, launcher-agnostic.
+
+    python -m scaling.training.sweep -m model.n_layer=2,4,8
+    python -m scaling.training.sweep -m sweeps=isoflop hydra/launcher=joblib hydra.launcher.n_jobs=2
+
+How it works:
+
+* :class:`SweepCallback` (a Hydra callback, so it works with every launcher) runs in the driver.
+  Before any job starts it expands the grid, validates every point (an invalid point is reported
+  with the whole list of offenders, and nothing trains), builds the token cache once, and creates
+  the MLflow store and experiment (concurrent first creation of a SQLite store fails). After the
+  last job it asks MLflow what happened to every point, prints finished / skipped / failed,
+  collects the run table and fits it, and exits non-zero if any point failed.
+* :func:`task` is what each job runs: it looks the run's key up in MLflow and skips a FINISHED
+  run, resumes from a checkpoint if a previous attempt was killed, and never raises: an exception
+  or a diverging loss marks that MLflow run FAILED and the sweep goes on (Hydra's basic launcher
+  would otherwise stop launching after a failed job).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from scaling.errors import UserError, exit_on_user_error
+
+_ENV_TOTAL = "SCALING_SWEEP_TOTAL"
+_ENV_START = "SCALING_SWEEP_START"
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    overrides: tuple[str, ...]
+    key: str
+    name: str
+    uri: str
+    experiment: str
+    params: int
+    tokens: int
+    flops: float
+
+
+def plan_table(points: list[GridPoint]) -> str:
+    """What a sweep would train (``sweep.dry_run=true``), one line per run."""
+    lines = [f"{'run':<44} {'params':>10} {'tokens':>12} {'FLOPs (6ND)':>12}"]
+    for p in points:
+        lines.append(f"{p.name:<44} {p.params:>10,} {p.tokens:>12,} {p.flops:>12.3g}")
+    total = sum(p.flops for p in points)
+    lines.append(f"{len(points)} runs, {total:.3g} FLOPs in all")
+    return "\n".join(lines)
+
+
+# ---- grid expansion and validation (driver) ---------------------------------------------------
+
+
+def expand_grid(config: DictConfig) -> list[list[str]]:
+    """The job overrides Hydra's basic sweeper will launch, in its order."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    task = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + task
+    parsed = OverridesParser.create().parse_overrides(arguments)
+    return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def validate_grid(master: DictConfig, jobs: list[list[str]]) -> tuple[list[GridPoint], list[str]]:
+    """Compose and check every grid point; returns (points, errors) without training anything.
+
+    Points are composed exactly as the launchers will compose them. Loading each point's corpus
+    here also builds the token cache (and trains a BPE tokenizer) once, in the driver, instead of
+    in every parallel worker at once.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+
+    from scaling.config import run_key, run_name
+    from scaling.counting import count_params
+    from scaling.training.run import prepare
+
+    loader = GlobalHydra.instance().config_loader()
+    points: list[GridPoint] = []
+    errors: list[str] = []
+    for job in jobs:
+        try:
+            cfg = loader.load_sweep_config(master, job)
+            prep = prepare(cfg, check_tracking=False)
+        except UserError as err:
+            errors.append(f"{' '.join(job) or '(defaults)'}: {err}")
+            continue
+        c = prep.cfg
+        points.append(
+            GridPoint(
+                tuple(job),
+                run_key(c),
+                run_name(c),
+                c.tracking.uri,
+                c.tracking.experiment,
+                count_params(c.model).total,
+                c.tokens,
+                c.flops("6N"),
+            )
+        )
+    return points, errors
+
+
+def outcome(point: GridPoint, since_ms: int) -> tuple[str, Any]:
+    """finished (trained by this sweep) / skipped (finished before) / failed, from MLflow."""
+    from scaling.training.tracking import find_runs
+
+    runs = find_runs(point.uri, point.experiment, point.key)
+    done = [r for r in runs if r.info.status == "FINISHED"]
+    if done:
+        run = done[0]
+        return ("finished" if (run.info.end_time or 0) >= since_ms else "skipped"), run
+    return "failed", (runs[0] if runs else None)
+
+
+class SweepCallback(Callback):
+    """Driver-side hooks of a multirun: validate before, summarise/collect/fit after."""
+
+    def __init__(self) -> None:
+        self.points: list[GridPoint] = []
+        self.started_ms = 0
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._guard(self._start, config)
+
+    def _start(self, config: DictConfig) -> None:
+        from scaling.training.tracking import ensure_experiment
+        from scaling.training.run import quiet_libraries
+
+        quiet_libraries()
+        self.started_ms = int(time.time() * 1000)
+        jobs = expand_grid(config)
+        self.points, errors = validate_grid(config, jobs)
+        if errors:
+            listing = "; ".join(errors)
+            raise UserError(
+                f"{len(errors)} of {len(jobs)} grid points are invalid, nothing was "
+                f"trained: {listing}"
+            )
+        if config.sweep.dry_run:
+            print(plan_table(self.points))
+            raise SystemExit(0)
+        for uri, experiment in sorted({(p.uri, p.experiment) for p in self.points}):
+            ensure_experiment(uri, experiment)
+        os.environ[_ENV_TOTAL] = str(len(self.points))
+        os.environ[_ENV_START] = str(time.time())
+        print(
+            f"sweep: {len(self.points)} runs -> {self.points[0].uri} "
+            f"(experiment {self.points[0].experiment!r})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._guard(self._end, config)
+
+    def _end(self, config: DictConfig) -> None:
+        tally: dict[str, list[str]] = {"finished": [], "skipped": [], "failed": []}
+        for point in self.points:
+            state, run = outcome(point, self.started_ms)
+            reason = ""
+            if state == "failed" and run is not None:
+                reason = run.data.tags.get("scaling.failure_reason", run.info.status)
+            tally[state].append(f"{point.name}{': ' + reason if reason else ''}")
+        print(
+            f"sweep summary: {len(tally['finished'])} finished, {len(tally['skipped'])} skipped "
+            f"(already done), {len(tally['failed'])} failed"
+        )
+        for line in tally["failed"]:
+            print(f"  FAILED {line}")
+        if config.sweep.collect and self.points:
+            self._collect_and_fit(config)
+        if tally["failed"]:
+            raise SystemExit(1)
+
+    def _collect_and_fit(self, config: DictConfig) -> None:
+        from scaling.training.tracking import collect_runs
+
+        by_experiment = {(p.uri, p.experiment) for p in self.points}
+        for uri, experiment in sorted(by_experiment):
+            table = Path(config.results_dir) / f"{experiment}.csv"
+            try:
+                df = collect_runs(uri, experiment)
+            except UserError as err:
+                print(f"collect: {err}")
+                continue
+            table.parent.mkdir(parents=True, exist_ok=True)
+            df.to_csv(table, index=False)
+            print(f"run table: {table} ({len(df)} finished runs)")
+            if config.sweep.fit:
+                fit_table(table, Path("analysis") / experiment, int(config.sweep.bootstrap))
+
+    @staticmethod
+    def _guard(fn: Any, *args: Any) -> None:
+        exit_on_user_error(fn)(*args)
+
+
+def fit_table(table: Path, out: Path, bootstrap: int) -> None:
+    """Fit the run table into ``out`` with the `scaling fit` CLI logic; report, never raise."""
+    try:
+        from scaling.cli import main as cli_main
+    except ImportError:  # fitting not installed
+        return
+    args = ["fit", str(table), "--out", str(out), "--bootstrap", str(bootstrap)]
+    try:
+        code = cli_main(args)
+    except SystemExit as exc:  # a user-level problem (e.g. too few runs): already printed
+        code = exc.code
+    if not code:
+        print(f"fit report: {out / 'report.md'}")
+
+
+# ---- the job (runs in the launcher's process) -------------------------------------------------
+
+
+def _threads_for_launcher(threads: int) -> int:
+    """Never oversubscribe: parallel workers x threads <= cores (NOTES: 2x2 threads collapses)."""
+    if threads:
+        return threads
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+    except (ImportError, ValueError):
+        return 0
+    cores = os.cpu_count() or 1
+    target = str(hc.launcher.get("_target_", ""))
+    if "Joblib" in target:
+        n_jobs = int(hc.launcher.get("n_jobs") or -1)
+        workers = cores if n_jobs < 1 else n_jobs
+    elif "Submitit" in target and "Local" in target:
+        workers = int(hc.sweeper.get("max_batch_size") or cores)
+    else:
+        return 0
+    return max(1, cores // max(1, workers))
+
+
+def task(cfg: DictConfig) -> dict[str, Any]:
+    """One grid point. Never raises for a failed run: the sweep goes on."""
+    from scaling.training.tracking import finished_run_id
+    from scaling.training.run import RunResult, prepare, quiet_libraries, report, train
+
+    quiet_libraries()
+    started = time.perf_counter()
+    threads = _threads_for_launcher(int(cfg.get("threads", 0)))
+    if threads:
+        cfg = OmegaConf.merge(cfg, {"threads": threads})
+    try:
+        prep = prepare(cfg)
+    except UserError as err:  # validated by the driver; only a changed environment gets here
+        print(f"error: {err}", file=sys.stderr)
+        return {"status": "FAILED", "reason": str(err)}
+    _progress_line(cfg, prep.name)
+    c = prep.cfg
+    done = finished_run_id(c.tracking.uri, c.tracking.experiment, prep.key)
+    if done is not None:
+        result = RunResult(
+            run_key=prep.key,
+            run_name=prep.name,
+            status="SKIPPED",
+            run_id=done,
+            wall_s=time.perf_counter() - started,
+        )
+        print(f"{prep.name}: already FINISHED in MLflow (run {done}), skipped", flush=True)
+        return asdict(result)
+    try:
+        result = train(prep)
+    except Exception as err:  # noqa: BLE001 -- isolate the failure, keep the sweep going
+        print(f"{prep.name}: FAILED {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+        if not isinstance(err, UserError) and os.environ.get("SCALING_DEBUG"):
+            traceback.print_exc()
+        return {
+            "run_key": prep.key,
+            "run_name": prep.name,
+            "status": "FAILED",
+            "reason": f"{type(err).__name__}: {err}",
+        }
+    print(report(result), flush=True)
+    return asdict(result)
+
+
+def _progress_line(cfg: DictConfig, name: str) -> None:
+    total = int(os.environ.get(_ENV_TOTAL, "0") or 0)
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        num = int(HydraConfig.get().job.num)
+    except (ImportError, ValueError, AttributeError, TypeError):
+        return
+    if not total:
+        return
+    msg = f"[run {num + 1}/{total}] {name}"
+    start = float(os.environ.get(_ENV_START, "0") or 0)
+    if start and num:
+        elapsed = time.time() - start
+        eta = elapsed / num * (total - num)
+        msg += f" -- elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min"
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _argv_defaults(argv: list[str]) -> list[str]:
+    """Bound submitit_local's concurrency to the cores."""
+    extra = []
+    if any(a.endswith("launcher=submitit_local") for a in argv) and not any(
+        a.startswith("hydra.sweeper.max_batch_size") for a in argv
+    ):
+        extra.append(f"hydra.sweeper.max_batch_size={os.cpu_count() or 1}")
+    return argv + extra
+
+
+def main() -> None:
+    import hydra
+
+    from scaling.config import CONF_DIR, register_configs
+
+    register_configs()
+    sys.argv = [sys.argv[0], *_argv_defaults(sys.argv[1:])]
+    app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="sweep")(task)
+    app()
+
+
+if __name__ == "__main__":
+    main()
