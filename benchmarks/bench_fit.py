@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/bench_fit.py            # ~1 minute on 2 cores
     .venv/bin/python benchmarks/bench_fit.py --bootstrap 1000 --workers 2
 
-Data: the Chinchilla points published with Besiroglu et al. 2024 (../shared/data), 5 highest-loss
-points dropped.  The baseline is the straightforward recipe, measured in the same run: scipy's
-L-BFGS-B from every start of the same grid, with the same bounds and an analytic gradient of the
-same summed Huber objective, keeping the best.  Prints the speed ratio and both objectives.
+Data: the Chinchilla points published with Besiroglu et al. 2024 (data/ in this repository),
+5 highest-loss points dropped.  The baseline is the straightforward recipe, measured in the same
+run: scipy's L-BFGS-B from every start of the same grid, with the same bounds and an analytic
+gradient of the same summed Huber objective, keeping the best.  Prints the speed ratio and both objectives.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from scaling.analysis.fitting import FitOptions, fit_law
+from scaling.analysis.fit import FitOptions, fit_law
 from scaling.analysis.laws import CHINCHILLA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinchilla_epoch_ndl.csv"
+DATA = Path(__file__).resolve().parents[1] / "data" / "chinchilla_epoch_ndl.csv"
 
 
 def load(path: Path) -> pd.DataFrame:

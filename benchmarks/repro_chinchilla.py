@@ -20,16 +20,18 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis.allocation import chinchilla_exponents
-from scaling.analysis.fitting import FitOptions, fit_isoflop, fit_law, fit_power_law, make_objective
+from scaling.analysis.fit import FitOptions, fit_isoflop, fit_law
+from scaling.analysis.frontier import fit_power_law
 from scaling.analysis.laws import CHINCHILLA
+from scaling.analysis.optimize import make_objective
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"  # published points, see data/README.md
 PUBLISHED = {"E": 1.82, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 CONFIG = ["dataset", "hparams", "warmup", "decay", "param_count", "loss_type"]
 
 
 def chinchilla(bootstrap: int, workers: int | None) -> None:
-    df = pd.read_csv(SHARED / "chinchilla_epoch_ndl.csv")
+    df = pd.read_csv(DATA / "chinchilla_epoch_ndl.csv")
     df = df[df["excluded_top5_loss"] == 0].rename(
         columns={"N": "params", "D": "tokens", "C": "flops"}
     )
@@ -55,8 +57,8 @@ def chinchilla(bootstrap: int, workers: int | None) -> None:
 
 
 def porian(bootstrap: int) -> None:
-    iso = pd.read_csv(SHARED / "porian2024_isoflop.csv")
-    pairs = pd.read_csv(SHARED / "porian2024_optimal_pairs.csv")
+    iso = pd.read_csv(DATA / "porian2024_isoflop.csv")
+    pairs = pd.read_csv(DATA / "porian2024_optimal_pairs.csv")
     print("\nApproach 2, Porian et al. 2024 IsoFLOP configurations: exponent a of N_opt ∝ C^a")
     print(f"{'configuration':<44} {'ours':>7} {'95% interval':>17} {'authors':>8} {'diff':>7}")
     diffs = []

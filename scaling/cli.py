@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from scaling.config import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
 from scaling.errors import UserError, exit_on_user_error
-
-DEFAULT_TRACKING_URI = "sqlite:///results/mlflow.db"
-DEFAULT_EXPERIMENT = "scaling"
 
 EPILOG_FIT = """\
 examples:
@@ -67,9 +65,65 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number such as 1e21, got {text!r}") from None
 
 
+# Options of `scaling fit` that set a field of FitOptions of the same name, with its default:
+# (field, type, metavar, help).
+FIT_OPTIONS = (
+    ("seed", int, None, "bootstrap seed (default: %(default)s)"),
+    ("level", float, None, "interval coverage, e.g. 0.95 (default: %(default)s)"),
+    ("workers", int, None, "processes for the bootstrap (default: all available CPUs)"),
+    (
+        "huber_delta",
+        float,
+        None,
+        "Huber delta on log-residuals (default: %(default)g, Hoffmann et al.)",
+    ),
+    (
+        "grid_stride",
+        int,
+        "K",
+        "use every K-th start of the published 4,500-point grid (default: %(default)s)",
+    ),
+    (
+        "isoflop_tolerance",
+        float,
+        "DECADES",
+        "runs within this many decades of compute share a budget (default: %(default)s)",
+    ),
+)
+
+# Options of `scaling predict` that take a number. argparse reads "-1e20" as an option name, so
+# `--flops -1e20` would end in a usage dump; :func:`_attach_negative_numbers` hands such a value
+# over as `--flops=-1e20`, and the user gets the one-line "must be positive" error instead.
+NUMBER_OPTIONS = {
+    "--flops": "compute budget C in FLOPs",
+    "--params": "model parameters N (with --tokens)",
+    "--tokens": "training tokens D (with --params)",
+    "--target-loss": "loss to reach (nats/token)",
+    "--gpu-hours": "budget in accelerator hours",
+    "--peak-flops": "peak FLOP/s per accelerator (with --gpu-hours)",
+    "--mfu": "model FLOPs utilisation in (0, 1] (with --gpu-hours)",
+}
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _attach_negative_numbers(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``--flops -1e20`` (any of :data:`NUMBER_OPTIONS`) as ``--flops=-1e20``."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in NUMBER_OPTIONS and _NEGATIVE_NUMBER.match(arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of the ``scaling`` command."""
     from scaling.analysis.laws import LAWS
+    from scaling.analysis.report import BACKTEST_QUANTILE
+    from scaling.analysis.results import CLI_BOOTSTRAP, FitOptions
+
+    defaults = FitOptions()
 
     parser = argparse.ArgumentParser(
         prog="scaling",
@@ -127,50 +181,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bootstrap",
         type=_positive_int,
-        default=1000,
+        default=CLI_BOOTSTRAP,
         metavar="N",
-        help="bootstrap resamples over runs for intervals; 0 = none (default: 1000)",
+        help="bootstrap resamples over runs for intervals; 0 = none (default: %(default)s)",
     )
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
-    p.add_argument(
-        "--level", type=float, default=0.95, help="interval coverage, e.g. 0.95 (default: 0.95)"
-    )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="processes for the bootstrap (default: all available CPUs)",
-    )
-    p.add_argument(
-        "--huber-delta",
-        type=float,
-        default=1e-3,
-        help="Huber delta on log-residuals (default: 1e-3, Hoffmann et al.)",
-    )
-    p.add_argument(
-        "--grid-stride",
-        type=int,
-        default=1,
-        metavar="K",
-        help="use every K-th start of the published 4,500-point grid (default: 1)",
-    )
+    for field, kind, metavar, text in FIT_OPTIONS:
+        flag = "--" + field.replace("_", "-")
+        default = getattr(defaults, field)
+        p.add_argument(flag, type=kind, default=default, metavar=metavar, help=text)
     p.add_argument(
         "--params-column",
         default="params",
         help="column with the parameter count, e.g. params_nonembed (default: params)",
     )
     p.add_argument(
-        "--isoflop-tolerance",
-        type=float,
-        default=0.05,
-        metavar="DECADES",
-        help="runs within this many decades of compute share a budget (default: 0.05)",
-    )
-    p.add_argument(
         "--backtest-quantile",
         type=float,
-        default=0.75,
-        help="backtest fits runs below this compute quantile, predicts the rest (default: 0.75)",
+        default=BACKTEST_QUANTILE,
+        help="backtest fits runs below this compute quantile, predicts the rest "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--out",
@@ -193,21 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG_PREDICT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    # argparse takes "-1e20" for an option name; read it as a (bad) number so that the user gets
-    # our one-line "must be positive" error instead of a usage dump.
-    p._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
     p.add_argument("--fit", required=True, type=Path, help="fit.json written by `scaling fit`")
-    p.add_argument("--flops", type=_number, help="compute budget C in FLOPs")
-    p.add_argument("--params", type=_number, help="model parameters N (with --tokens)")
-    p.add_argument("--tokens", type=_number, help="training tokens D (with --params)")
-    p.add_argument("--target-loss", type=_number, help="loss to reach (nats/token)")
-    p.add_argument("--gpu-hours", type=_number, help="budget in accelerator hours")
-    p.add_argument(
-        "--peak-flops", type=_number, help="peak FLOP/s per accelerator (with --gpu-hours)"
-    )
-    p.add_argument(
-        "--mfu", type=_number, help="model FLOPs utilisation in (0, 1] (with --gpu-hours)"
-    )
+    for option, text in NUMBER_OPTIONS.items():
+        p.add_argument(option, type=_number, help=text)
     p.add_argument("--json", action="store_true", help="print the prediction as JSON")
     p.set_defaults(handler=cmd_predict)
 
@@ -217,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Re-render DIR/report.md and DIR/*.png from DIR/fit.json and DIR/runs.csv.",
     )
     p.add_argument("dir", type=Path, metavar="DIR", help="directory written by `scaling fit`")
-    p.add_argument("--backtest-quantile", type=float, default=0.75)
+    p.add_argument("--backtest-quantile", type=float, default=BACKTEST_QUANTILE)
     p.set_defaults(handler=cmd_report)
     return parser
 
@@ -262,27 +279,17 @@ def _validate_fit_args(args: argparse.Namespace) -> None:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """``scaling fit``: run table -> fit.json, report.md, plots (written only on success)."""
-    from scaling.analysis.fitting import FitOptions, fit
+    from scaling.analysis.fit import FitOptions, fit
+    from scaling.analysis.results import save_fit
     from scaling.analysis.table import read_run_table, write_table
 
     _validate_fit_args(args)
     runs = read_run_table(args.runs, args.params_column, curves=args.approach == 1)
-    options = FitOptions(
-        huber_delta=args.huber_delta,
-        bootstrap=args.bootstrap,
-        seed=args.seed,
-        level=args.level,
-        workers=args.workers,
-        grid_stride=args.grid_stride,
-        isoflop_tolerance=args.isoflop_tolerance,
-    )
+    chosen = {field: getattr(args, field) for field, *_ in FIT_OPTIONS}
+    options = FitOptions(bootstrap=args.bootstrap, **chosen)
     result = fit(runs, law=args.law, approach=args.approach, options=options)
-    doc = result.to_dict()
-    doc["data"] = {
-        "path": str(args.runs),
-        "params_column": args.params_column,
-        "rows": int(len(runs)),
-    }
+    source = {"path": str(args.runs), "params_column": args.params_column, "rows": len(runs)}
+    result = replace(result, data=source)
     out = args.out if args.out is not None else Path("analysis") / args.runs.stem
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
@@ -290,10 +297,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=parent, prefix=f".{out.name}.") as tmp:
         stage = Path(tmp)
-        (stage / "fit.json").write_text(json.dumps(doc, indent=2) + "\n")
+        doc = save_fit(result, stage / "fit.json")
         write_table(runs, stage / "runs.csv")
         if not args.no_report:
-            from scaling.analysis.report import write_report
+            from scaling.analysis.report.markdown import write_report
 
             write_report(
                 result, runs, stage, source=str(args.runs), backtest_quantile=args.backtest_quantile
@@ -335,13 +342,11 @@ def _fit_summary(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:.4g}"
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     """``scaling predict``: a budget, a model size, or a target loss -> prediction."""
-    from scaling.analysis.allocation import Predictor, gpu_hours_to_flops, load_fit
+    from scaling.analysis.numbers import fmt_g
+    from scaling.analysis.predict import Predictor, gpu_hours_to_flops
+    from scaling.analysis.results import load_fit
 
     modes = [
         args.flops is not None,
@@ -375,9 +380,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     level = f"{pred.level:.0%}" if pred.level else ""
 
     def row(name: str, value: float | None, ci: tuple[float, float] | None, unit: str) -> str:
-        text = f"{name:>16}: {_fmt(value)} {unit}".rstrip()
+        text = f"{name:>16}: {fmt_g(value, missing='n/a')} {unit}".rstrip()
         if ci is not None:
-            text += f"   ({level} interval {_fmt(ci[0])} .. {_fmt(ci[1])})"
+            lo, hi = (fmt_g(v, missing="n/a") for v in ci)
+            text += f"   ({level} interval {lo} .. {hi})"
         return text
 
     lines = [
@@ -394,22 +400,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """``scaling report DIR``: re-render report.md and plots from DIR/fit.json + DIR/runs.csv."""
-    from scaling.analysis.allocation import load_fit
-    from scaling.analysis.fitting import result_from_dict
-    from scaling.analysis.report import write_report
+    from scaling.analysis.report.markdown import write_report
+    from scaling.analysis.results import load_fit
     from scaling.analysis.table import read_run_table
 
-    doc = load_fit(args.dir / "fit.json")
+    result = load_fit(args.dir / "fit.json")
     runs_path = args.dir / "runs.csv"
-    runs = read_run_table(runs_path, curves=doc.get("approach") == 1)
-    result = result_from_dict(doc)
+    runs = read_run_table(runs_path, curves=result.approach == 1)
     with tempfile.TemporaryDirectory(dir=args.dir, prefix=".report.") as tmp:
         stage = Path(tmp)
         write_report(
             result,
             runs,
             stage,
-            source=str((doc.get("data") or {}).get("path", runs_path)),
+            source=str((result.data or {}).get("path", runs_path)),
             backtest_quantile=args.backtest_quantile,
         )
         for item in sorted(stage.iterdir()):
@@ -420,7 +424,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 @exit_on_user_error
 def _run(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(_attach_negative_numbers(argv))
     return int(args.handler(args) or 0)
 
 

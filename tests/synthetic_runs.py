@@ -11,6 +11,19 @@ from scaling.analysis.laws import get_law
 CHINCHILLA_TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 
 
+def chinchilla_loss(p: dict, N, D):
+    """``E + A/N^alpha + B/D^beta`` written out (Hoffmann et al. 2022, eq. 2): a reference."""
+    return p["E"] + p["A"] / np.asarray(N) ** p["alpha"] + p["B"] / np.asarray(D) ** p["beta"]
+
+
+def brute_force_optimum(p: dict, C: float, n_grid: int = 400_001) -> tuple[float, float]:
+    """``(N, loss)`` minimising :func:`chinchilla_loss` along ``6 N D = C`` on a dense grid of N."""
+    N = np.geomspace(1e3, C / 6 / 1e3, n_grid)
+    loss = chinchilla_loss(p, N, C / (6 * N))
+    i = int(np.argmin(loss))
+    return float(N[i]), float(loss[i])
+
+
 def grid_runs(
     law: str = "chinchilla",
     params: dict | None = None,

@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
-from synthetic_runs import grid_runs, isoflop_runs
+from synthetic_runs import brute_force_optimum, chinchilla_loss, grid_runs, isoflop_runs
 
-from scaling.cli import main
+from scaling.cli import build_parser, main
 
 FAST = ["--bootstrap", "10", "--grid-stride", "60", "--workers", "1"]
 
@@ -37,7 +37,9 @@ def test_fit_then_predict_json_round_trip(fitted, capsys) -> None:
     assert main(["predict", "--fit", str(out / "fit.json"), "--flops", "1e21", "--json"]) == 0
     pred = json.loads(capsys.readouterr().out)
     assert {"flops", "params", "tokens", "loss", "loss_ci"} <= set(pred)
-    assert pred["params"] * pred["tokens"] * 6 == pytest.approx(1e21)
+    n_brute, loss_brute = brute_force_optimum(doc["params"], 1e21)  # the law in fit.json
+    assert pred["params"] == pytest.approx(n_brute, rel=1e-3)
+    assert pred["loss"] == pytest.approx(loss_brute, rel=1e-7)
     assert (
         main(
             [
@@ -45,16 +47,17 @@ def test_fit_then_predict_json_round_trip(fitted, capsys) -> None:
                 "--fit",
                 str(out / "fit.json"),
                 "--params",
-                str(pred["params"]),
+                "1e9",
                 "--tokens",
-                str(pred["tokens"]),
+                "2e10",
                 "--json",
             ]
         )
         == 0
     )
-    same = json.loads(capsys.readouterr().out)
-    assert same["loss"] == pytest.approx(pred["loss"])
+    size = json.loads(capsys.readouterr().out)
+    assert size["loss"] == pytest.approx(chinchilla_loss(doc["params"], 1e9, 2e10), rel=1e-12)
+    assert size["flops"] == pytest.approx(1.2e20) and size["tokens_per_param"] == 20
     assert (
         main(
             [
@@ -86,6 +89,7 @@ def test_fit_then_predict_json_round_trip(fitted, capsys) -> None:
         == 0
     )
     text = capsys.readouterr()
+    assert "compute: 1.8e+24 FLOPs" in text.out  # 1e6 h x 3600 s x 1e15 FLOP/s x 0.5
     assert "params" in text.out and "warning" in text.err  # 1.8e24 is far beyond the fitted C
 
 
@@ -169,6 +173,16 @@ def test_no_traceback_from_the_console(tmp_path) -> None:
     )
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_fit_defaults_are_the_documented_ones() -> None:
+    args = build_parser().parse_args(["fit", "runs.csv"])
+    assert (args.bootstrap, args.seed, args.level, args.workers) == (1000, 0, 0.95, None)
+    assert (args.huber_delta, args.grid_stride, args.isoflop_tolerance) == (1e-3, 1, 0.05)
+    assert (args.law, args.approach, args.backtest_quantile) == ("chinchilla", 3, 0.75)
+    collect = build_parser().parse_args(["collect", "--out", "runs.csv"])
+    assert collect.tracking_uri == "sqlite:///results/mlflow.db"
+    assert collect.experiment == "scaling"
 
 
 def test_help_lists_subcommands(capsys) -> None:

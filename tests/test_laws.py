@@ -72,6 +72,16 @@ def test_param_round_trip_and_docs(name: str) -> None:
     assert law.equation.startswith("L(") and law.citation
 
 
+def test_batch_param_round_trip() -> None:
+    law = get_law("chinchilla")
+    rng = np.random.default_rng(4)
+    theta = np.vstack([_random_theta(law, rng) for _ in range(3)])
+    np.testing.assert_allclose(law.from_params_array(law.to_params_array(theta)), theta)
+    one = {"A": 406.4, "B": 410.7, "E": 1.69, "alpha": 0.34, "beta": 0.28}
+    expected = [[np.log(406.4), np.log(410.7), np.log(1.69), 0.34, 0.28]]
+    np.testing.assert_allclose(law.from_params_array(one), expected)
+
+
 def test_published_grid_has_4500_starts() -> None:
     assert get_law("chinchilla").start_grid().shape == (4500, 5)
 

@@ -6,8 +6,8 @@ import re
 
 from synthetic_runs import grid_runs
 
-from scaling.analysis.fitting import FitOptions, fit_law
-from scaling.analysis.report import write_report
+from scaling.analysis.fit import FitOptions, fit_law
+from scaling.analysis.report.markdown import write_report
 
 
 def _check(report: str, out) -> None:
@@ -31,6 +31,20 @@ def test_approach3_report(tmp_path) -> None:
     ):
         assert section in text, section
     assert "95% interval" in text and "`alpha`" in text
+    # the law is right, so the backtest's extrapolation errs by about the 0.3% noise only
+    backtest = re.search(r"mean \|relative error\| ([0-9.]+)%", text)
+    assert backtest and float(backtest.group(1)) < 1.0
+    # data drawn from the Chinchilla law: that law has the least held-out error
+    rmse = {
+        law: float(value)
+        for law, value in re.findall(
+            r"^\| `(\w+)` \|.*\| ([0-9.e-]+) \| [0-9.]+% \| [0-9.]+% \|$", text, re.M
+        )
+    }
+    assert (
+        set(rmse) == {"chinchilla", "kaplan", "kaplan_e"}
+        and min(rmse, key=rmse.get) == "chinchilla"
+    )
     for png in ("loss_vs_compute.png", "allocation.png", "residuals.png", "bootstrap.png"):
         assert f"]({png})" in text
     _check(text, tmp_path)

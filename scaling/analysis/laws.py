@@ -3,8 +3,8 @@
 Every law is fitted in *log space*: the optimiser works on a parameter vector ``theta`` (exponents
 as they are, scale constants as their logarithms) and the law returns ``log L`` together with its
 Jacobian with respect to ``theta``, vectorised over a batch of parameter vectors.  This is what
-makes the multi-start fit in :mod:`scaling.analysis.fitting` fast (all starts move in one numpy call) and
-numerically safe (log-sum-exp instead of sums of huge powers).
+makes the multi-start fit in :mod:`scaling.analysis.optimize` fast (all starts move in one numpy
+call) and numerically safe (log-sum-exp instead of sums of huge powers).
 
 Registered laws (``LAWS[name]``):
 
@@ -97,6 +97,13 @@ class Law:
         return np.array(
             [np.log(v) if is_log else v for v, is_log in zip(values, self.log_theta, strict=True)]
         )
+
+    def from_params_array(self, params: Mapping[str, Array | float]) -> Array:
+        """Optimiser vectors (S, P) from named parameters given as S samples each (or floats)."""
+        theta = np.stack(
+            [np.atleast_1d(np.asarray(params[k], dtype=float)) for k in self.param_names], 1
+        )
+        return np.where(np.array(self.log_theta)[None, :], np.log(theta), theta)
 
     def start_grid(self) -> Array:
         """Cartesian product of :attr:`grid`, shape (n_starts, P)."""

@@ -1,0 +1,40 @@
+"""The arrays an estimator reads from a validated run table, the ranges it records, and a law's
+predictions for the rows of a table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from scaling.analysis.laws import Law
+from scaling.counting import compute_from
+
+Array = np.ndarray
+
+
+def columns(runs: pd.DataFrame) -> tuple[Array, Array, Array, Array]:
+    """``(N, D, C, loss)`` as float arrays; ``C = 6ND`` where the table has no ``flops``."""
+    N = runs["params"].to_numpy(dtype=float)
+    D = runs["tokens"].to_numpy(dtype=float)
+    C = runs["flops"].to_numpy(dtype=float) if "flops" in runs else compute_from(N, D)
+    loss = runs["loss"].to_numpy(dtype=float)
+    return N, D, C, loss
+
+
+def ranges(N: Array, D: Array, C: Array, loss: Array) -> dict[str, tuple[float, float]]:
+    """``{"N": (min, max), "D": ..., "C": ..., "loss": ...}``: the ``ranges`` of ``fit.json``."""
+    return {
+        "N": (float(N.min()), float(N.max())),
+        "D": (float(D.min()), float(D.max())),
+        "C": (float(C.min()), float(C.max())),
+        "loss": (float(loss.min()), float(loss.max())),
+    }
+
+
+def predict_table(law: Law, params: Mapping[str, float], runs: pd.DataFrame) -> Array:
+    """The loss ``law`` with ``params`` predicts for each run of ``runs``."""
+    N, D, C, _ = columns(runs)
+    given = {"N": N, "D": D, "C": C}
+    return law.predict(params, **{k: given[k] for k in law.inputs})

@@ -1,0 +1,278 @@
+"""Predictions from a fit: the compute-optimal allocation of a budget, the loss of a given model
+size, the least compute that reaches a loss.
+
+Approach-3 fits predict through their law (:mod:`scaling.analysis.allocation` for the optimum);
+approaches 1 and 2 through their power laws ``N_opt = k_N C^a`` and loss frontier ``L_opt(C)``.
+Intervals come from pushing each bootstrap replicate of the parameters through the same
+computation and taking percentiles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import brentq
+
+from scaling.analysis.allocation import optimal_allocation
+from scaling.analysis.bootstrap import percentile_interval
+from scaling.analysis.laws import get_law
+from scaling.analysis.numbers import finite_or_none
+from scaling.analysis.results import FitResult
+from scaling.counting import compute_from
+from scaling.errors import UserError
+
+Array = np.ndarray
+
+EXTRAPOLATION_WARN = 10.0  # warn when a budget exceeds the largest fitted compute by this factor
+_JSON_KEYS = ("flops", "params", "tokens", "loss", "loss_ci", "params_ci", "tokens_ci", "flops_ci")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A prediction with intervals (``None`` where a quantity does not apply)."""
+
+    flops: float | None = None
+    params: float | None = None
+    tokens: float | None = None
+    loss: float | None = None
+    loss_ci: tuple[float, float] | None = None
+    params_ci: tuple[float, float] | None = None
+    tokens_ci: tuple[float, float] | None = None
+    flops_ci: tuple[float, float] | None = None
+    level: float | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def tokens_per_param(self) -> float | None:
+        if self.params and self.tokens:
+            return self.tokens / self.params
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``predict --json`` contract: flops, params, tokens, loss, loss_ci (+ additions)."""
+        out: dict[str, Any] = {}
+        for key in _JSON_KEYS:
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if isinstance(value, tuple):
+                out[key] = [finite_or_none(v) for v in value]
+            else:
+                out[key] = finite_or_none(value)
+        if self.tokens_per_param is not None:
+            out["tokens_per_param"] = self.tokens_per_param
+        if self.level is not None and any(k.endswith("_ci") for k in out):
+            out["level"] = self.level
+        out["warnings"] = list(self.warnings)
+        return out
+
+
+def gpu_hours_to_flops(hours: float, peak_flops: float, mfu: float) -> float:
+    """Budget in FLOPs from accelerator time: ``hours * 3600 * peak_flops * mfu``."""
+    for name, value in (("--gpu-hours", hours), ("--peak-flops", peak_flops)):
+        if not (math.isfinite(value) and value > 0):
+            raise UserError(f"{name} must be a positive number, got {value:g}")
+    if not (0 < mfu <= 1):
+        raise UserError(f"--mfu must be in (0, 1] (model FLOPs utilisation), got {mfu:g}")
+    return hours * 3600.0 * peak_flops * mfu
+
+
+class Predictor:
+    """Predictions from a fit (a :class:`FitResult`, e.g. from :func:`~.results.load_fit`)."""
+
+    def __init__(self, result: FitResult) -> None:
+        self.result = result
+        self.law_name = result.law
+        self.approach = result.approach
+        self.law = get_law(self.law_name)
+        self.params = dict(result.params)
+        self.level = result.level
+        self.samples: Mapping[str, Array] = result.bootstrap.samples if result.bootstrap else {}
+        self.c_max = float(result.ranges["C"][1]) if "C" in result.ranges else math.nan
+
+    # -- helpers -------------------------------------------------------------------------------
+    @property
+    def has_allocation(self) -> bool:
+        if self.approach != 3:
+            return True
+        return self.law.inputs == ("N", "D")
+
+    def _interval(self, values: Array) -> tuple[float, float] | None:
+        return percentile_interval(values, self.level, min_values=2)
+
+    def _prediction(self, C: float, **values: Any) -> Prediction:
+        """A prediction at compute ``C`` with this fit's level and extrapolation warning."""
+        return Prediction(flops=C, level=self.level, warnings=self._budget_warning(C), **values)
+
+    def _budget_warning(self, C: float) -> tuple[str, ...]:
+        if math.isfinite(self.c_max) and C > EXTRAPOLATION_WARN * self.c_max:
+            return (
+                f"budget {C:.3g} FLOPs is {C / self.c_max:,.0f}x beyond the largest fitted "
+                f"compute ({self.c_max:.3g}); the prediction is an extrapolation",
+            )
+        return ()
+
+    def _sample_params(self) -> dict[str, Array] | None:
+        if self.approach != 3 or not self.samples:
+            return None
+        if not all(k in self.samples for k in self.law.param_names):
+            return None
+        ok = np.all([np.isfinite(self.samples[k]) for k in self.law.param_names], axis=0)
+        if ok.sum() < 2:
+            return None
+        return {k: self.samples[k][ok] for k in self.law.param_names}
+
+    def optimal(self, C: float, params: Mapping[str, Any] | None = None) -> tuple[Any, Any, Any]:
+        """``(N_opt, D_opt, L_opt)`` at compute ``C`` (point estimate or arrays for samples)."""
+        if self.approach != 3:
+            alloc = self.result.allocation if params is None else params
+            N = alloc["N_coef"] * C ** alloc["a"]
+            D = alloc["D_coef"] * C ** alloc["b"]
+            if params is None:
+                return float(N), float(D), self.frontier_loss(C)
+            return N, D, None
+        p = self.params if params is None else params
+        N, D = optimal_allocation(self.law_name, p, C)
+        loss = self.law.predict(p, N=N, D=D) if params is None else self._loss_samples(p, N, D)
+        if params is None:
+            return float(np.squeeze(N)), float(np.squeeze(D)), float(np.squeeze(loss))
+        return N, D, loss
+
+    def _loss_samples(self, p: Mapping[str, Array], N: Array, D: Array) -> Array:
+        theta = self.law.from_params_array(p)
+        out = np.empty(theta.shape[0])
+        # one point per sample: evaluate each sample at its own (N, D), in blocks
+        for s in range(0, theta.shape[0], 256):
+            blk = slice(s, s + 256)
+            X = self.law.design(N=np.asarray(N)[blk], D=np.asarray(D)[blk])
+            f, _ = self.law.log_model(theta[blk], X)
+            out[blk] = np.exp(np.diagonal(f))
+        return out
+
+    def frontier_loss(self, C: float) -> float | None:
+        fr = self.result.frontier
+        if not fr:
+            return None
+        return float(get_law(fr["law"]).predict(fr["params"], C=C))
+
+    # -- public API ----------------------------------------------------------------------------
+    def at_budget(self, C: float) -> Prediction:
+        """Compute-optimal params, tokens and loss at budget ``C`` FLOPs, with intervals."""
+        _check_positive("--flops", C)
+        if not self.has_allocation:
+            if self.law.inputs == ("C",):
+                loss = float(self.law.predict(self.params, C=C))
+                return Prediction(flops=C, loss=loss, warnings=self._budget_warning(C))
+            raise UserError(
+                f"law {self.law_name!r} depends only on {self.law.inputs[0]}; it has no "
+                "compute-optimal allocation (fit chinchilla or kaplan)"
+            )
+        N, D, loss = self.optimal(C)
+        loss_ci = params_ci = tokens_ci = None
+        samples = self._sample_params()
+        if samples is not None:
+            Ns, Ds, Ls = self.optimal(C, samples)
+            params_ci, tokens_ci = self._interval(Ns), self._interval(Ds)
+            loss_ci = self._interval(Ls)
+        elif self.approach != 3 and {"a", "N_coef", "b", "D_coef"} <= set(self.samples):
+            Ns, Ds, _ = self.optimal(C, self.samples)
+            params_ci, tokens_ci = self._interval(Ns), self._interval(Ds)
+        return self._prediction(
+            C,
+            params=N,
+            tokens=D,
+            loss=loss,
+            loss_ci=loss_ci,
+            params_ci=params_ci,
+            tokens_ci=tokens_ci,
+        )
+
+    def at_size(self, N: float, D: float) -> Prediction:
+        """Loss of a model with ``N`` parameters trained on ``D`` tokens, with its interval."""
+        _check_positive("--params", N)
+        _check_positive("--tokens", D)
+        if self.approach != 3:
+            raise UserError(
+                f"an approach-{self.approach} fit has no law L(N, D); refit with --approach 3 "
+                "to predict the loss of a given size"
+            )
+        C = compute_from(N, D)
+        given = {"N": N, "D": D, "C": C}
+        kwargs = {k: given[k] for k in self.law.inputs}
+        loss = float(self.law.predict(self.params, **kwargs))
+        loss_ci = None
+        samples = self._sample_params()
+        if samples is not None:
+            theta = self.law.from_params_array(samples)
+            f, _ = self.law.log_model(theta, self.law.design(**kwargs))
+            loss_ci = self._interval(np.exp(f[:, 0]))
+        return self._prediction(C, params=N, tokens=D, loss=loss, loss_ci=loss_ci)
+
+    def loss_at_budget(self, C: float, params: Mapping[str, float] | None = None) -> float:
+        """Compute-optimal loss at ``C`` (NaN where the fit has no loss frontier)."""
+        if self.approach != 3:
+            value = self.frontier_loss(C)
+            return math.nan if value is None else value
+        if not self.has_allocation:
+            return float(self.law.predict(params or self.params, C=C))
+        p = params or self.params
+        N, D = optimal_allocation(self.law_name, p, C)
+        return float(np.squeeze(self.law.predict(p, N=N, D=D)))
+
+    def _min_compute(self, target: float, params: Mapping[str, float] | None = None) -> float:
+        lo, hi = math.log(1e6), math.log(1e40)
+        f_lo = self.loss_at_budget(math.exp(lo), params) - target
+        f_hi = self.loss_at_budget(math.exp(hi), params) - target
+        if not (math.isfinite(f_lo) and math.isfinite(f_hi)):
+            return math.nan
+        if f_hi > 0:
+            return math.inf
+        if f_lo <= 0:
+            return math.exp(lo)
+        root = brentq(
+            lambda u: self.loss_at_budget(math.exp(u), params) - target, lo, hi, xtol=1e-10
+        )
+        return math.exp(root)
+
+    def for_target_loss(self, target: float) -> Prediction:
+        """The least compute whose compute-optimal loss reaches ``target`` (and its allocation)."""
+        _check_positive("--target-loss", target)
+        frontier = self.result.frontier
+        if self.approach != 3 and not frontier:
+            raise UserError("this fit has no loss frontier; refit with more budgets or approach 3")
+        if self.approach == 3 and self.law.inputs not in (("N", "D"), ("C",)):
+            raise UserError(f"law {self.law_name!r} does not give loss as a function of compute")
+        C = self._min_compute(target)
+        if not math.isfinite(C):
+            floor = self.params.get("E") if self.approach == 3 else None
+            if floor is None and frontier:
+                floor = frontier["params"].get("E")
+            hint = f" (the fitted irreducible loss is E = {floor:.4g})" if floor else ""
+            raise UserError(f"target loss {target:g} is not reachable with up to 1e40 FLOPs{hint}")
+        pred = self.at_budget(C) if self.has_allocation else Prediction(flops=C, loss=target)
+        flops_ci = None
+        samples = self._sample_params()
+        if samples is not None and self.law_name in ("chinchilla", "kaplan"):
+            n = len(next(iter(samples.values())))
+            cs = np.array(
+                [self._min_compute(target, {k: v[i] for k, v in samples.items()}) for i in range(n)]
+            )
+            flops_ci = self._interval(cs)
+        return self._prediction(
+            C,
+            params=pred.params,
+            tokens=pred.tokens,
+            loss=target,
+            params_ci=pred.params_ci,
+            tokens_ci=pred.tokens_ci,
+            flops_ci=flops_ci,
+        )
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise UserError(f"{name} must be a positive number, got {value!r}")

@@ -1,0 +1,12 @@
+"""Reports: ``report.md`` that reads on its own, and the PNG plots it references.
+
+- :mod:`.stats`: what a report adds to a fit: held-out error of each law (k-fold over runs), a
+  backtest (fit the smaller runs, predict the larger), the budgets of the allocation table.
+- :mod:`.plots`: the figures (matplotlib, Agg).
+- :mod:`.markdown`: the document, :func:`scaling.analysis.report.markdown.write_report`.
+
+This package module imports nothing, so the command line can read the defaults below without
+loading matplotlib.
+"""
+
+BACKTEST_QUANTILE = 0.75  # the backtest fits runs below this compute quantile
