@@ -6,7 +6,8 @@
 Data: the Chinchilla points published with Besiroglu et al. 2024 (data/ in this repository),
 5 highest-loss points dropped.  The baseline is the straightforward recipe, measured in the same
 run: scipy's L-BFGS-B from every start of the same grid, with the same bounds and an analytic
-gradient of the same summed Huber objective, keeping the best.  Prints the speed ratio and both objectives.
+gradient of the same summed Huber objective, keeping the best.  Prints the speed ratio and both
+objectives.
 """
 
 from __future__ import annotations
