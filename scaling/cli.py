@@ -21,7 +21,6 @@ import re
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -279,47 +278,30 @@ def _validate_fit_args(args: argparse.Namespace) -> None:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """``scaling fit``: run table -> fit.json, report.md, plots (written only on success)."""
-    from scaling.analysis.fit import FitOptions, fit
-    from scaling.analysis.results import save_fit
-    from scaling.analysis.table import read_run_table, write_table
+    from scaling.analysis.fit_dir import fit_to_dir
+    from scaling.analysis.results import FitOptions
 
     _validate_fit_args(args)
-    runs = read_run_table(args.runs, args.params_column, curves=args.approach == 1)
     chosen = {field: getattr(args, field) for field, *_ in FIT_OPTIONS}
-    options = FitOptions(bootstrap=args.bootstrap, **chosen)
-    result = fit(runs, law=args.law, approach=args.approach, options=options)
-    source = {"path": str(args.runs), "params_column": args.params_column, "rows": len(runs)}
-    result = replace(result, data=source)
-    out = args.out if args.out is not None else Path("analysis") / args.runs.stem
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a directory")
-    parent = out.parent if str(out.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=parent, prefix=f".{out.name}.") as tmp:
-        stage = Path(tmp)
-        doc = save_fit(result, stage / "fit.json")
-        write_table(runs, stage / "runs.csv")
-        if not args.no_report:
-            from scaling.analysis.report.markdown import write_report
-
-            write_report(
-                result, runs, stage, source=str(args.runs), backtest_quantile=args.backtest_quantile
-            )
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for item in sorted(stage.iterdir()):
-            target = out / item.name
-            item.replace(target)
-            written.append(target)
-    for w in result.warnings:
+    output = fit_to_dir(
+        args.runs,
+        args.out if args.out is not None else Path("analysis") / args.runs.stem,
+        law=args.law,
+        approach=args.approach,
+        options=FitOptions(bootstrap=args.bootstrap, **chosen),
+        params_column=args.params_column,
+        report=not args.no_report,
+        backtest_quantile=args.backtest_quantile,
+    )
+    for w in output.result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if args.json:
-        print(json.dumps(doc, indent=2))
+        print(json.dumps(output.doc, indent=2))
     else:
-        print(_fit_summary(doc))
+        print(_fit_summary(output.doc))
     print(
-        f"wrote {', '.join(str(w) for w in written if w.suffix != '.png')} and "
-        f"{sum(w.suffix == '.png' for w in written)} plot(s)",
+        f"wrote {', '.join(str(w) for w in output.written if w.suffix != '.png')} and "
+        f"{sum(w.suffix == '.png' for w in output.written)} plot(s)",
         file=sys.stderr,
     )
     return 0

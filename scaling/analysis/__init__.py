@@ -19,6 +19,7 @@ Modules, in the order they build on each other:
 - ``isoflop``: approach 2, parabolas per compute budget.
 - ``envelope``: approach 1, the least loss at each FLOP count over loss curves.
 - ``fit``: :func:`~scaling.analysis.fit.fit`, the entry point over approaches 1-3.
+- ``fit_dir``: a run table file -> a fit directory (fit.json, runs.csv, report), atomically.
 - ``predict``: Predictor: allocation of a budget, loss of a size, compute for a target loss.
 - ``report``: ``report.md`` and its plots (``report.stats``, ``report.plots``,
   ``report.markdown``).

@@ -1,0 +1,67 @@
+"""A run table file in, a fit directory out: ``fit.json``, ``runs.csv``, ``report.md``, plots.
+
+What ``scaling fit`` and the end of a sweep both do. Everything is written into a temporary
+folder beside ``out`` and moved in only when the whole fit and report succeeded, so a failed fit
+leaves no half-written directory.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from scaling.analysis.fit import fit
+from scaling.analysis.report import BACKTEST_QUANTILE
+from scaling.analysis.results import FitOptions, FitResult, save_fit
+from scaling.analysis.table import read_run_table, write_table
+from scaling.errors import UserError
+
+
+@dataclass(frozen=True)
+class FitOutput:
+    """A finished fit: the result, its ``fit.json`` document and the files written."""
+
+    result: FitResult
+    doc: dict[str, Any]
+    written: tuple[Path, ...]
+
+
+def fit_to_dir(
+    table: Path,
+    out: Path,
+    *,
+    law: str = "chinchilla",
+    approach: int = 3,
+    options: FitOptions | None = None,
+    params_column: str = "params",
+    report: bool = True,
+    backtest_quantile: float = BACKTEST_QUANTILE,
+) -> FitOutput:
+    """Fit the run table at ``table`` and write the results into ``out`` (raises UserError)."""
+    runs = read_run_table(table, params_column, curves=approach == 1)
+    result = fit(runs, law=law, approach=approach, options=options)
+    source = {"path": str(table), "params_column": params_column, "rows": len(runs)}
+    result = replace(result, data=source)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
+    parent = out.parent if str(out.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=parent, prefix=f".{out.name}.") as tmp:
+        stage = Path(tmp)
+        doc = save_fit(result, stage / "fit.json")
+        write_table(runs, stage / "runs.csv")
+        if report:
+            from scaling.analysis.report.markdown import write_report
+
+            write_report(
+                result, runs, stage, source=str(table), backtest_quantile=backtest_quantile
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for item in sorted(stage.iterdir()):
+            target = out / item.name
+            item.replace(target)
+            written.append(target)
+    return FitOutput(result=result, doc=doc, written=tuple(written))
