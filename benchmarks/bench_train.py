@@ -10,9 +10,9 @@ What is measured, in one run, side by side:
 * **Peak.** The machine's matmul peak: best of several square matmuls (2048^3 on CPU, 8192^3 on
   CUDA) in fp32 and bf16, with the thread count training uses.
 * **Bare loop.** ``scaling.training.model.GPT`` trained by a plain PyTorch loop: the same AdamW
-  (``scaling.training.module.build_optimizer``: ``GPT.param_groups``, fused kernel), gradient clipping,
-  LR schedule (``scaling.training.module.lr_factor``), seed and data batches (``TokenBatches`` through a
-  ``DataLoader``, as ``TokenDataModule`` builds them) as the harness.
+  (``scaling.training.module.build_optimizer``: ``GPT.param_groups``, fused kernel), gradient
+  clipping, LR schedule (``scaling.training.module.lr_factor``), seed and data batches
+  (``TokenBatches`` through a ``DataLoader``, as ``TokenDataModule`` builds them) as the harness.
 * **Harness.** ``train(prepare(cfg))`` -- Hydra-composed config, Lightning, a real MLflow SQLite
   store in a temp dir -- reporting ``RunResult.tokens_per_s`` (``LMModule.throughput()``).
   Also with ``train.precision=bf16-mixed``.
@@ -66,7 +66,8 @@ class Shape:
         parts = [int(p) for p in text.lower().split("x")]
         if len(parts) != 4:
             raise argparse.ArgumentTypeError(
-                f"shape {text!r}: want n_layer x d_model x seq_len x batch")
+                f"shape {text!r}: want n_layer x d_model x seq_len x batch"
+            )
         return cls(*parts)
 
     @property
@@ -80,13 +81,18 @@ class Shape:
 
 def timed_steps(shape: Shape, quick: bool, device: str, peak: float) -> int:
     """Steps timed per measurement: ~6 s (quick: ~2 s) of steady state, assuming 40% MFU."""
+    from scaling.config import GPTConfig
     from scaling.counting import flops_per_token as fpt
-    from scaling.training.model import GPTConfig
 
-    cfg = GPTConfig(n_layer=shape.n_layer, d_model=shape.d_model, seq_len=shape.seq_len,
-                    n_head=max(1, shape.d_model // 16))
+    cfg = GPTConfig(
+        n_layer=shape.n_layer,
+        d_model=shape.d_model,
+        seq_len=shape.seq_len,
+        n_head=max(1, shape.d_model // 16),
+    )
     step_flops = (fpt(cfg, "6N") + 12 * shape.n_layer * shape.seq_len * shape.d_model) * (
-        shape.tokens_per_step)
+        shape.tokens_per_step
+    )
     seconds = 2.0 if quick else 6.0
     steps = int(seconds * 0.4 * peak / step_flops)
     lo = 4 if quick else (8 if device == "cpu" else 30)
@@ -108,6 +114,7 @@ def matmul_peak(dtype: torch.dtype, device: str, n_max: int, budget_s: float) ->
     (AVX2 only) runs bf16 matmuls ~200x slower than fp32, and one 2048^3 of them takes a minute.
     Then the best of as many repeats as fit in ``budget_s`` (at least 3).
     """
+
     def once(n: int, a: torch.Tensor, b: torch.Tensor) -> float:
         inner = 10 if device.startswith("cuda") else 1
         t0 = time.perf_counter()
@@ -136,8 +143,9 @@ def matmul_peak(dtype: torch.dtype, device: str, n_max: int, budget_s: float) ->
 # ---------------------------------------------------------------------------------- the configs
 
 
-def compose(shape: Shape, steps: int, precision: str, results: Path, cache: str, device: str,
-            threads: int):  # -> DictConfig
+def compose(
+    shape: Shape, steps: int, precision: str, results: Path, cache: str, device: str, threads: int
+):  # -> DictConfig
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
@@ -165,8 +173,12 @@ def compose(shape: Shape, steps: int, precision: str, results: Path, cache: str,
 # -------------------------------------------------------------------------------- bare PyTorch
 
 
-def bare_loop(prep, device: str, precision: str,  # type: ignore[no-untyped-def]
-              max_seconds: float | None = None) -> float:
+def bare_loop(
+    prep,
+    device: str,
+    precision: str,  # type: ignore[no-untyped-def]
+    max_seconds: float | None = None,
+) -> float:
     """Steady-state tokens/s of a plain PyTorch loop over the same model, optimizer and data.
 
     With ``max_seconds`` the timed part stops early once it has run that long (bf16 on a CPU
@@ -184,10 +196,12 @@ def bare_loop(prep, device: str, precision: str,  # type: ignore[no-untyped-def]
     model.train()
     opt = build_optimizer(model, tc)  # the harness's AdamW: GPT.param_groups, fused where possible
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, tc))
-    batches = TokenBatches(prep.corpus.train, cfg.model.seq_len, cfg.steps * tc.batch_size,
-                           cfg.seed)
-    loader = DataLoader(batches, batch_size=tc.batch_size, shuffle=False, num_workers=0,
-                        drop_last=True)
+    batches = TokenBatches(
+        prep.corpus.train, cfg.model.seq_len, cfg.steps * tc.batch_size, cfg.seed
+    )
+    loader = DataLoader(
+        batches, batch_size=tc.batch_size, shuffle=False, num_workers=0, drop_last=True
+    )
     amp = precision.startswith("bf16")
     dev_type = "cuda" if device.startswith("cuda") else "cpu"
     params = [p for g in opt.param_groups for p in g["params"]]
@@ -252,18 +266,30 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="1 repeat, fewer steps (~2 min)")
     ap.add_argument("--repeats", type=int, default=None, help="repeats per variant (default 3)")
-    ap.add_argument("--shapes", type=Shape.parse, nargs="+", default=None,
-                    help="n_layer x d_model x seq_len x batch, e.g. 2x64x128x32")
-    ap.add_argument("--steps", type=int, default=None,
-                    help="timed steps per run (default: by shape)")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                    help="cpu or cuda (default: cuda when available)")
-    ap.add_argument("--threads", type=int, default=0,
-                    help="torch threads (0 = all cores, the harness default)")
+    ap.add_argument(
+        "--shapes",
+        type=Shape.parse,
+        nargs="+",
+        default=None,
+        help="n_layer x d_model x seq_len x batch, e.g. 2x64x128x32",
+    )
+    ap.add_argument(
+        "--steps", type=int, default=None, help="timed steps per run (default: by shape)"
+    )
+    ap.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="cpu or cuda (default: cuda when available)",
+    )
+    ap.add_argument(
+        "--threads", type=int, default=0, help="torch threads (0 = all cores, the harness default)"
+    )
     ap.add_argument("--no-bf16", action="store_true", help="skip the bf16-mixed runs")
-    ap.add_argument("--cache",
-                    default=os.environ.get("SCALING_CACHE", str(REPO / ".cache" / "scaling")),
-                    help="token cache dir (default: $SCALING_CACHE or .cache/scaling)")
+    ap.add_argument(
+        "--cache",
+        default=os.environ.get("SCALING_CACHE", str(REPO / ".cache" / "scaling")),
+        help="token cache dir (default: $SCALING_CACHE or .cache/scaling)",
+    )
     args = ap.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
     shapes = args.shapes or [Shape(*s) for s in DEFAULT_SHAPES]
@@ -278,16 +304,22 @@ def main(argv: list[str] | None = None) -> int:
     threads = set_threads(args.threads)
     t_begin = time.perf_counter()
     load0 = os.getloadavg()[0]
-    print(f"bench_train: torch {torch.__version__}, device {device}, {threads} threads, "
-          f"load average {load0:.2f}", flush=True)
+    print(
+        f"bench_train: torch {torch.__version__}, device {device}, {threads} threads, "
+        f"load average {load0:.2f}",
+        flush=True,
+    )
 
     # Peak (with the training thread count).
     n_max = 8192 if device.startswith("cuda") else 2048
     budget = 1.5 if args.quick else 3.0
     peak32, n32 = matmul_peak(torch.float32, device, n_max, budget)
     peak16, n16 = matmul_peak(torch.bfloat16, device, n_max, budget)
-    print(f"matmul peak: fp32 {peak32 / 1e9:,.1f} GFLOP/s ({n32}^3), "
-          f"bf16 {peak16 / 1e9:,.1f} GFLOP/s ({n16}^3)", flush=True)
+    print(
+        f"matmul peak: fp32 {peak32 / 1e9:,.1f} GFLOP/s ({n32}^3), "
+        f"bf16 {peak16 / 1e9:,.1f} GFLOP/s ({n16}^3)",
+        flush=True,
+    )
 
     variants = ["bare", "harness"] + ([] if args.no_bf16 else ["bare-bf16"])
     bf16_cap = 3.0 if args.quick else 6.0  # seconds of timed bf16 steps per measurement
@@ -303,10 +335,13 @@ def main(argv: list[str] | None = None) -> int:
             cfgs[i] = compose(shape, steps, "32-true", results, args.cache, device, threads)
         for rep in range(repeats):
             for i, shape in enumerate(shapes):
-                order = variants[rep % len(variants):] + variants[: rep % len(variants)]
+                order = variants[rep % len(variants) :] + variants[: rep % len(variants)]
                 for variant in order:
-                    if variant == "bare-bf16" and rep and _median(tps[i, variant]) < 0.5 * _median(
-                            tps[i, "bare"]):
+                    if (
+                        variant == "bare-bf16"
+                        and rep
+                        and _median(tps[i, variant]) < 0.5 * _median(tps[i, "bare"])
+                    ):
                         continue  # clearly slower (no native bf16): one measurement says so
                     if variant == "harness":
                         value = harness(cfgs[i])
@@ -314,19 +349,28 @@ def main(argv: list[str] | None = None) -> int:
                         prep = prepare(cfgs[i], check_tracking=False)
                         set_threads(threads)
                         bf16 = variant.endswith("bf16")
-                        value = bare_loop(prep, device, "bf16-mixed" if bf16 else "32-true",
-                                          max_seconds=bf16_cap if bf16 else None)
+                        value = bare_loop(
+                            prep,
+                            device,
+                            "bf16-mixed" if bf16 else "32-true",
+                            max_seconds=bf16_cap if bf16 else None,
+                        )
                     tps.setdefault((i, variant), []).append(value)
-                    print(f"  repeat {rep + 1}/{repeats} {shape.label:<20} {variant:<10} "
-                          f"{value:>10,.0f} tok/s  (load {os.getloadavg()[0]:.2f})",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"  repeat {rep + 1}/{repeats} {shape.label:<20} {variant:<10} "
+                        f"{value:>10,.0f} tok/s  (load {os.getloadavg()[0]:.2f})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
 
     from scaling.config import build_run_config
     from scaling.counting import count_params
 
-    header = (f"{'(n_layer, d_model, seq_len, batch)':<34} {'params':>9} {'bare tok/s':>11} "
-              f"{'harness tok/s':>13} {'harness/bare':>12} {'MFU 6N':>7} {'MFU 6N+12LTd':>12} "
-              f"{'bf16 tok/s':>11} {'bf16/fp32':>9}")
+    header = (
+        f"{'(n_layer, d_model, seq_len, batch)':<34} {'params':>9} {'bare tok/s':>11} "
+        f"{'harness tok/s':>13} {'harness/bare':>12} {'MFU 6N':>7} {'MFU 6N+12LTd':>12} "
+        f"{'bf16 tok/s':>11} {'bf16/fp32':>9}"
+    )
     lines = [header, "-" * len(header)]
     verdicts = []
     for i, shape in enumerate(shapes):
@@ -344,26 +388,36 @@ def main(argv: list[str] | None = None) -> int:
             f"{_fmt_tps(_median(har)):>13} {ratio:>12.3f} {mfu6:>7.1%} {mfu_attn:>12.1%} "
             f"{_fmt_tps(_median(b16)):>11} {bf_ratio:>9.2f}"
         )
-        v = (f"{shape.label}: harness/bare {ratio:.3f} "
-             f"({'ok' if ratio >= TARGET_RATIO else 'BELOW'} target {TARGET_RATIO}; "
-             f"per-repeat {', '.join(f'{r:.3f}' for r in pairs)})")
+        v = (
+            f"{shape.label}: harness/bare {ratio:.3f} "
+            f"({'ok' if ratio >= TARGET_RATIO else 'BELOW'} target {TARGET_RATIO}; "
+            f"per-repeat {', '.join(f'{r:.3f}' for r in pairs)})"
+        )
         if shape.d_model in TARGET_MFU and device == "cpu":
             t = TARGET_MFU[shape.d_model]
             v += f"; MFU {mfu_attn:.1%} ({'ok' if mfu_attn >= t else 'BELOW'} target {t:.0%})"
         if b16:
-            v += (f"; bf16-mixed {'faster' if bf_ratio > 1 else 'slower'} ({bf_ratio:.2f}x fp32, "
-                  f"{len(b16)} measurement(s))")
+            v += (
+                f"; bf16-mixed {'faster' if bf_ratio > 1 else 'slower'} ({bf_ratio:.2f}x fp32, "
+                f"{len(b16)} measurement(s))"
+            )
         verdicts.append(v)
     print()
-    print(f"Training throughput, {device}, {threads} threads, byte tokens (vocab 256) on the "
-          f"stdlib corpus; median of {repeats} repeat(s), steady state (first step and evaluations "
-          "excluded); harness = train(prepare(cfg)) with Lightning + MLflow (SQLite).")
-    print(f"Peak (measured): fp32 {peak32 / 1e9:,.1f} GFLOP/s, bf16 {peak16 / 1e9:,.1f} GFLOP/s. "
-          "MFU = FLOPs/token x harness tok/s / fp32 peak; bf16 = bare loop under bf16 autocast.")
+    print(
+        f"Training throughput, {device}, {threads} threads, byte tokens (vocab 256) on the "
+        f"stdlib corpus; median of {repeats} repeat(s), steady state (first step and evaluations "
+        "excluded); harness = train(prepare(cfg)) with Lightning + MLflow (SQLite)."
+    )
+    print(
+        f"Peak (measured): fp32 {peak32 / 1e9:,.1f} GFLOP/s, bf16 {peak16 / 1e9:,.1f} GFLOP/s. "
+        "MFU = FLOPs/token x harness tok/s / fp32 peak; bf16 = bare loop under bf16 autocast."
+    )
     print("\n".join(lines))
     print("\n".join(verdicts))
-    print(f"load average (1 min) at start {load0:.2f}, at end {os.getloadavg()[0]:.2f}; "
-          f"total {time.perf_counter() - t_begin:.0f} s")
+    print(
+        f"load average (1 min) at start {load0:.2f}, at end {os.getloadavg()[0]:.2f}; "
+        f"total {time.perf_counter() - t_begin:.0f} s"
+    )
     return 0
 
 

@@ -37,10 +37,16 @@ def takes_quick(path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="pass --quick to the scripts that accept it")
-    ap.add_argument("--only", nargs="+", metavar="NAME", default=None,
-                    help="run only scripts whose file name contains one of these")
+    ap.add_argument(
+        "--quick", action="store_true", help="pass --quick to the scripts that accept it"
+    )
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        default=None,
+        help="run only scripts whose file name contains one of these",
+    )
     ap.add_argument("--list", action="store_true", help="list the scripts and exit")
     args = ap.parse_args(argv)
 
@@ -54,8 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             print("no benchmark script matches", file=sys.stderr)
         return 0 if todo else 2
 
-    print(f"run_all: {len(todo)} benchmark(s): {', '.join(p.name for p in todo)}; "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"run_all: {len(todo)} benchmark(s): {', '.join(p.name for p in todo)}; "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     results: list[tuple[str, int, float]] = []
     for path in todo:
         cmd = [sys.executable, str(path.relative_to(REPO))]

@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_collect(args: argparse.Namespace) -> int:
     """``scaling collect``: tracked runs -> run table."""
     from scaling.analysis.table import write_table
-    from scaling.training.tracking import collect_runs
+    from scaling.training.collect import collect_runs
 
     suffix = args.out.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):

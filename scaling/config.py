@@ -3,8 +3,9 @@
 This module is the pure core's view of a run and imports neither torch, lightning nor mlflow, so
 the sweep driver, the CLI and the analysis side can size and name runs without the training stack.
 
-- **Schema and defaults** live only in the dataclasses below (:class:`GPTConfig`,
-  :class:`DataConfig`, :class:`TrainConfig`, :class:`TrackingConfig`, :class:`TrainerConfig`).
+- **Schema and defaults** live only in the group dataclasses (:class:`GPTConfig`,
+  :class:`DataConfig`, :class:`TrainConfig`, :class:`TrackingConfig`, :class:`TrainerConfig`),
+  defined in :mod:`scaling.schema` and re-exported here: import them from this module.
   :func:`register_configs` stores their defaults in Hydra's ``ConfigStore`` as ``<group>/base``;
   the YAML files in ``scaling/conf/`` pick a base and set only what differs from it.
 - **Validation**: :func:`structured` merges a group's mapping onto its dataclass with OmegaConf
@@ -21,8 +22,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -31,281 +30,56 @@ from typing import Any, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from scaling.counting import (
-    FLOPS_CONVENTIONS,
-    count_params,
-    default_d_ff,
-    flops_for_tokens,
-    tokens_for_flops,
-)
+from scaling.counting import count_params, flops_for_tokens, tokens_for_flops
 from scaling.errors import ConfigError
+from scaling.schema import (
+    DEFAULT_EXPERIMENT,
+    DEFAULT_TRACKING_URI,
+    MAX_EVAL_SEQ_LEN,
+    MLP_CHOICES,
+    NORM_CHOICES,
+    POS_CHOICES,
+    PRECISIONS,
+    SCHEDULES,
+    SOURCES,
+    TOKENIZERS,
+    DataConfig,
+    GPTConfig,
+    TrackingConfig,
+    TrainConfig,
+    TrainerConfig,
+)
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"  # Hydra configs, shipped as package data
-DEFAULT_TRACKING_URI = "sqlite:///results/mlflow.db"
-DEFAULT_EXPERIMENT = "scaling"
-
-POS_CHOICES = ("learned", "rope")
-NORM_CHOICES = ("layernorm", "rmsnorm")
-MLP_CHOICES = ("gelu", "swiglu")
-SOURCES = ("stdlib", "text", "hf", "markov")
-TOKENIZERS = ("byte", "bpe")
-SCHEDULES = ("cosine", "wsd")
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true")
-MAX_EVAL_SEQ_LEN = 4096  # the validation set scores >= val_tokens targets at any seq_len <= this
 
 C = TypeVar("C")
 
-
-# ---- model ------------------------------------------------------------------------------------
-
-
-@dataclass
-class GPTConfig:
-    """Architecture of one model (Hydra group ``model``).
-
-    One knob moves the size: ``d_model = aspect * n_layer`` and ``n_head = d_model / head_dim``
-    unless ``d_model`` / ``n_head`` are set (Kaplan et al. 2020: loss is flat over a wide range of
-    shapes, so one aspect ratio serves). Invalid values raise :class:`ConfigError` naming the key.
-    """
-
-    vocab_size: int = 256  # set from the corpus's tokenizer by build_run_config
-    seq_len: int = 128  # context length, tokens
-    n_layer: int = 4
-    aspect: int = 16  # d_model per layer, when d_model is not set
-    head_dim: int = 16  # d_model per head, when n_head is not set
-    d_model: int | None = None  # None: aspect * n_layer
-    n_head: int | None = None  # None: d_model // head_dim (at least 1)
-    d_ff: int | None = None  # MLP hidden width; None: counting.default_d_ff (4d or ~8/3 d)
-    pos: str = "learned"  # learned | rope (Su et al. 2021)
-    norm: str = "layernorm"  # layernorm | rmsnorm (Zhang & Sennrich 2019)
-    mlp: str = "gelu"  # gelu | swiglu (Shazeer 2020)
-    bias: bool = True  # biases in linear layers and LayerNorm (nanoGPT/GPT-2 default)
-    dropout: float = 0.0
-    tie_embeddings: bool = True  # lm_head shares wte's weight (GPT-2)
-
-    def __post_init__(self) -> None:
-        for key in ("aspect", "head_dim", "n_layer"):
-            _check_positive_int(key, getattr(self, key))
-        if self.d_model is None:
-            self.d_model = self.aspect * self.n_layer
-        if self.n_head is None:
-            self.n_head = max(1, self.d_model // self.head_dim)
-        for key in ("vocab_size", "seq_len", "n_head", "d_model"):
-            _check_positive_int(key, getattr(self, key))
-        if self.d_ff is not None:
-            _check_positive_int("d_ff", self.d_ff)
-        for key, choices in (("pos", POS_CHOICES), ("norm", NORM_CHOICES), ("mlp", MLP_CHOICES)):
-            if getattr(self, key) not in choices:
-                raise ConfigError(
-                    f"model.{key}={getattr(self, key)!r} is not one of {', '.join(choices)}"
-                )
-        for key in ("bias", "tie_embeddings"):
-            if not isinstance(getattr(self, key), bool):
-                raise ConfigError(f"model.{key}={getattr(self, key)!r} must be true or false")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
-            raise ConfigError(f"model.dropout={self.dropout!r} must be a number in [0, 1)")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1), e.g. 0.0 or 0.1")
-        if self.d_model % self.n_head:
-            suggestion = self.n_head * math.ceil(self.d_model / self.n_head)
-            raise ConfigError(
-                f"model.d_model={self.d_model} is not divisible by model.n_head={self.n_head}: "
-                f"choose d_model a multiple of n_head (e.g. model.d_model={suggestion})"
-            )
-        if self.pos == "rope" and self.d_model // self.n_head % 2:
-            raise ConfigError(
-                f"model.pos=rope needs an even head size, but model.d_model/model.n_head = "
-                f"{self.d_model}/{self.n_head} = {self.d_model // self.n_head}: "
-                "change model.n_head or model.d_model"
-            )
-
-    @property
-    def attn_head_dim(self) -> int:
-        """Width of one attention head as built (``d_model // n_head``)."""
-        return self.d_model // self.n_head
-
-    @property
-    def mlp_dim(self) -> int:
-        """The MLP hidden width actually used (``d_ff`` or its default for ``mlp``)."""
-        return self.d_ff if self.d_ff is not None else default_d_ff(self.d_model, self.mlp)
-
-    def architecture(self) -> dict[str, Any]:
-        """The fields that decide the network (the aspect rule's inputs are not among them)."""
-        out = asdict(self)
-        out.pop("aspect")
-        out.pop("head_dim")
-        return out
-
-
-def _check_positive_int(key: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"model.{key}={value!r} must be a positive integer")
-
-
-# ---- data -------------------------------------------------------------------------------------
-
-
-def _default_cache_dir() -> str:
-    return os.environ.get("SCALING_CACHE", ".cache/scaling")
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """The ``data`` group. Keys of every source are accepted; each source reads its own."""
-
-    source: str = "stdlib"  # stdlib | text | hf | markov
-    tokenizer: str = "byte"  # byte (raw UTF-8, vocab 256) | bpe (trained on the corpus)
-    vocab_size: int = 4096  # bpe target vocabulary; ignored by byte and markov
-    val_tokens: int = 32768  # validation targets scored at any seq_len <= MAX_EVAL_SEQ_LEN
-    allow_repeat: bool = True  # more train.tokens than the corpus holds: epochs (else an error)
-    cache_dir: str = field(default_factory=_default_cache_dir)  # $SCALING_CACHE or .cache/scaling
-    # text
-    path: str | None = None  # a file, a folder or a glob
-    pattern: str = "**/*"  # comma-separated globs inside a folder given as data.path
-    # hf
-    name: str | None = None  # hub dataset, or a loader: text | json | csv | parquet
-    config: str | None = None
-    data_files: Any = None  # str, list of str, or {split: files}
-    split: str = "train"
-    text_field: str = "text"
-    # markov
-    states: int = 64
-    concentration: float = 0.1  # Dirichlet concentration of transition rows: lower = less entropy
-    markov_seed: int = 0
-    corpus_tokens: int = 4_000_000
-
-    def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise ConfigError(
-                f"data.source={self.source!r} is unknown: choose one of {', '.join(SOURCES)}"
-            )
-        if self.tokenizer not in TOKENIZERS:
-            raise ConfigError(
-                f"data.tokenizer={self.tokenizer!r} is unknown: choose one of "
-                f"{', '.join(TOKENIZERS)}"
-            )
-        if self.tokenizer == "bpe" and self.source != "markov":
-            if not 257 <= self.vocab_size < 2**32:
-                raise ConfigError(
-                    f"data.vocab_size={self.vocab_size} is too small for bpe: it needs more "
-                    "than the 256 byte tokens (e.g. data.vocab_size=4096)"
-                )
-        if self.val_tokens < 1:
-            raise ConfigError(f"data.val_tokens={self.val_tokens} must be positive")
-        if self.source == "text" and not self.path:
-            raise ConfigError("data.path is not set: pass data.path=FILE|DIR|GLOB")
-        if self.source == "hf" and not self.name:
-            raise ConfigError(
-                "data.name is not set: pass data.name=HUB_DATASET, or a loader "
-                "(text, json, csv, parquet) with data.data_files=FILES"
-            )
-        if self.source == "markov":
-            if not 2 <= self.states <= 65535:
-                raise ConfigError(f"data.states={self.states} must be between 2 and 65535")
-            if not self.concentration > 0:
-                raise ConfigError(f"data.concentration={self.concentration} must be positive")
-            if self.corpus_tokens < 1:
-                raise ConfigError(f"data.corpus_tokens={self.corpus_tokens} must be positive")
-
-    @property
-    def val_reserve(self) -> int:
-        """Tokens held out for validation: val_tokens plus room for one longest window."""
-        return self.val_tokens + MAX_EVAL_SEQ_LEN
-
-    @property
-    def nominal_vocab_size(self) -> int:
-        """Vocabulary implied by the config, before any corpus is loaded."""
-        if self.source == "markov":
-            return self.states
-        return self.vocab_size if self.tokenizer == "bpe" else 256
-
-
-# ---- optimisation and horizon -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation and horizon settings (Hydra group ``train``)."""
-
-    tokens: int | None = 1_000_000  # exactly one of tokens / flops sets the horizon
-    flops: float | None = None
-    flops_convention: str = "6N"  # 6N (C = 6ND) | 6N+attn (Kaplan) | chinchilla (App. F)
-    batch_size: int = 32  # sequences per optimizer step (global, across devices)
-    micro_batch_size: int | None = None  # sequences per forward pass; None = no accumulation
-    lr: float = 3e-3  # peak learning rate
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at the end of this horizon
-    warmup: float = 0.05  # fraction of steps with linear warmup
-    schedule: str = "cosine"  # cosine | wsd (warmup-stable-decay)
-    cooldown: float = 0.2  # wsd only: fraction of steps in the final linear cooldown
-    weight_decay: float = 0.1  # decoupled (AdamW); not applied to norms, biases, embeddings
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0
-    precision: str = "32-true"  # Lightning names: 32-true | bf16-mixed
-    eval_points: int = 8  # validation at this many log-spaced token counts; the last is the result
-    log_every: int = 10  # optimizer steps between train/loss points
-    checkpoint_every: int = 50  # optimizer steps between checkpoints (0 = never)
-
-    def __post_init__(self) -> None:
-        has_tokens, has_flops = self.tokens is not None, self.flops is not None
-        if has_tokens == has_flops:
-            which = "both are set" if has_tokens else "neither is set"
-            raise ConfigError(
-                f"set exactly one of train.tokens or train.flops ({which}): e.g. "
-                "train.tokens=2e6 train.flops=null, or train.flops=1e13 train.tokens=null"
-            )
-        if has_tokens and not self.tokens > 0:
-            raise ConfigError(f"train.tokens={self.tokens} must be positive")
-        if has_flops and not (self.flops > 0 and math.isfinite(self.flops)):
-            raise ConfigError(f"train.flops={self.flops} must be a positive, finite budget")
-        for key, choices in (
-            ("flops_convention", FLOPS_CONVENTIONS),
-            ("schedule", SCHEDULES),
-            ("precision", PRECISIONS),
-        ):
-            if getattr(self, key) not in choices:
-                raise ConfigError(
-                    f"train.{key}={getattr(self, key)!r} is unknown: choose one of "
-                    f"{', '.join(choices)}"
-                )
-        for key in ("batch_size", "eval_points", "log_every"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"train.{key}={getattr(self, key)} must be at least 1")
-        if self.micro_batch_size is not None and (
-            self.micro_batch_size < 1 or self.batch_size % self.micro_batch_size
-        ):
-            raise ConfigError(
-                f"train.micro_batch_size={self.micro_batch_size} must divide "
-                f"train.batch_size={self.batch_size}"
-            )
-        if not self.lr > 0:
-            raise ConfigError(f"train.lr={self.lr} must be positive")
-        for key in ("warmup", "cooldown", "min_lr_ratio"):
-            if not 0.0 <= getattr(self, key) <= 1.0:
-                raise ConfigError(f"train.{key}={getattr(self, key)} must be in [0, 1]")
-
-
-@dataclass(frozen=True)
-class TrainerConfig:
-    """Passed through to ``lightning.Trainer`` (multi-device runs: DDP)."""
-
-    accelerator: str = "cpu"
-    devices: Any = 1  # int, or what Lightning accepts ("auto", a list of ids)
-    num_nodes: int = 1
-    strategy: str = "auto"
-
-    @property
-    def world_size(self) -> int:
-        devices = self.devices if isinstance(self.devices, int) else 1
-        return max(1, devices) * max(1, self.num_nodes)
-
-
-@dataclass(frozen=True)
-class TrackingConfig:
-    """Where runs are recorded (Hydra group ``tracking``): an MLflow URI and experiment."""
-
-    uri: str = DEFAULT_TRACKING_URI
-    experiment: str = DEFAULT_EXPERIMENT
+__all__ = [
+    "CONF_DIR",
+    "DEFAULT_EXPERIMENT",
+    "DEFAULT_TRACKING_URI",
+    "GROUPS",
+    "MAX_EVAL_SEQ_LEN",
+    "MLP_CHOICES",
+    "NORM_CHOICES",
+    "POS_CHOICES",
+    "PRECISIONS",
+    "SCHEDULES",
+    "SOURCES",
+    "TOKENIZERS",
+    "DataConfig",
+    "GPTConfig",
+    "RunConfig",
+    "TrackingConfig",
+    "TrainConfig",
+    "TrainerConfig",
+    "build_run_config",
+    "plain_config",
+    "register_configs",
+    "run_key",
+    "run_name",
+    "structured",
+]
 
 
 # ---- from mappings to dataclasses -------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Anything a user can get wrong (a config key, a CSV, a budget, a tracking URI) raises
 :class:`UserError` with one line that says what is wrong and how to fix it. Entry points
-(``scaling`` CLI, ``python -m scaling.train``, ``python -m scaling.training.sweep``) catch it, print the
+(``scaling`` CLI, ``python -m scaling.train``, ``python -m scaling.sweep``) catch it, print the
 line to stderr and exit with status 2 -- no traceback.
 """
 

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from scaling.config import GPTConfig
 from scaling.counting import (
     FLOPS_CONVENTIONS,
     all_conventions,
@@ -24,7 +25,7 @@ from scaling.counting import (
     tokens_for_flops,
 )
 from scaling.errors import ConfigError
-from scaling.training.model import GPT, GPTConfig
+from scaling.training.model import GPT
 
 GPT2_SMALL = GPTConfig(vocab_size=50257, seq_len=1024, n_layer=12, n_head=12, d_model=768)
 
@@ -81,10 +82,30 @@ def test_gpt2_small_is_the_published_124m() -> None:
         assert _numel(GPT(GPT2_SMALL)) == 124_439_808
 
 
+# The default model (GPTConfig()): vocab 256, seq_len 128, 4 layers, d_model 64 (aspect 16),
+# 4 heads, d_ff 256, learned positions, LayerNorm with biases, GELU, tied embeddings. By hand:
+#   embedding      wte 256 x 64 + wpe 128 x 64                                      =  24,576
+#   per layer      2 norms 2 x 128 + qkv 64 x 192 + 192 + proj 64 x 64 + 64
+#                  + fc 64 x 256 + 256 + proj 256 x 64 + 64                          =  49,984
+#   non-embedding  4 x 49,984 + final norm 128                                       = 200,064
+DEFAULT_PARAMS = 224_640
+# FLOPs per token: 6N = 6 x 224,640; 6N+attn = 6 x 200,064 + 6 x 4 layers x 128 x 64;
+# chinchilla per sequence (x3 of forward): 4 x (attention 8,585,216 + dense 8,388,608)
+#   + embeddings 4,194,304 + logits 4,194,304 = 76,283,904 forward -> 228,851,712 / 128.
+DEFAULT_PER_TOKEN = {"6N": 1_347_840, "6N+attn": 1_396_992, "chinchilla": 1_787_904}
+
+
+def test_the_default_model_counts_as_by_hand() -> None:
+    counts = count_params(GPTConfig())
+    assert (counts.embedding, counts.nonembedding, counts.total) == (24_576, 200_064, 224_640)
+    for convention, per_token in DEFAULT_PER_TOKEN.items():
+        assert flops_per_token(GPTConfig(), convention) == per_token
+
+
 def test_counts_a_duck_typed_config_like_the_default_model() -> None:
-    duck = SimpleNamespace(vocab_size=256, seq_len=128, n_layer=4, n_head=4, d_model=128)
-    assert count_params(duck) == count_params(GPTConfig(d_model=128, n_head=4))
-    assert flops_per_token(duck, "chinchilla") == flops_per_token(GPTConfig(d_model=128, n_head=4), "chinchilla")
+    duck = SimpleNamespace(vocab_size=256, seq_len=128, n_layer=4, n_head=4, d_model=64)
+    assert count_params(duck).total == DEFAULT_PARAMS
+    assert flops_per_token(duck, "chinchilla") == DEFAULT_PER_TOKEN["chinchilla"]
 
 
 def test_swiglu_default_width_keeps_the_mlp_about_the_size_of_gelu() -> None:
@@ -125,26 +146,17 @@ def test_chinchilla_table_a4_flop_ratio(row: tuple) -> None:
 
 def test_conventions_follow_their_definitions() -> None:
     cfg = GPT2_SMALL
-    counts = count_params(cfg)
-    assert flops_per_token(cfg) == 6 * counts.total
-    assert flops_per_token(cfg, "6N") == 6 * 124_439_808
+    assert flops_per_token(cfg) == flops_per_token(cfg, "6N") == 6 * 124_439_808
     # Kaplan et al. 2020 Table 1 (x3 for training): 6N_nonembed + 6 n_layer n_ctx d_model.
     assert flops_per_token(cfg, "6N+attn") == 6 * 85_056_000 + 6 * 12 * 1024 * 768
-    per_sequence = chinchilla_flops_per_sequence(
-        seq_len=1024,
-        vocab_size=50257,
-        d_model=768,
-        ffw_size=3072,
-        n_heads=12,
-        kv_size=64,
-        n_layers=12,
-    )
-    assert flops_per_token(cfg, "chinchilla") == per_sequence / 1024
-    # What a run logs: the hand-computed GPT-2 small totals at 1,000 tokens, under MLflow names.
+    # What a run logs: the hand-computed totals at 1,000 tokens, under MLflow names.
     logged = all_conventions(cfg, 1_000)
     assert logged["flops.6N"] == 6 * 124_439_808 * 1_000
     assert logged["flops.6N_attn"] == (6 * 85_056_000 + 6 * 12 * 1024 * 768) * 1_000
-    assert logged["flops_per_token.chinchilla"] == per_sequence / 1024
+    assert logged["flops_per_token.6N"] == 6 * 124_439_808
+    default = all_conventions(GPTConfig(), 1_000)
+    assert default["flops.chinchilla"] == 1_787_904_000
+    assert default["flops_per_token.chinchilla"] == 1_787_904
 
 
 def test_logged_keys_are_valid_mlflow_names() -> None:
@@ -157,7 +169,7 @@ def test_logged_keys_are_valid_mlflow_names() -> None:
 def test_tokens_and_flops_round_trip(convention: str, tokens: int) -> None:
     cfg = GPTConfig()
     flops = flops_for_tokens(cfg, tokens, convention)
-    assert flops == pytest.approx(tokens * flops_per_token(cfg, convention))
+    assert flops == DEFAULT_PER_TOKEN[convention] * tokens
     assert tokens_for_flops(cfg, flops, convention) == tokens
     assert tokens_for_flops(cfg, flops * 0.999999, convention) == math.floor(tokens * 0.999999)
 

@@ -1,4 +1,4 @@
-"""Corpora, tokenizers, the token cache, the split and the batches (scaling/data.py)."""
+"""Corpora, tokenizers, the token cache, the split and the batches (scaling/training/data/)."""
 
 from __future__ import annotations
 
@@ -11,21 +11,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
+from scaling.config import MAX_EVAL_SEQ_LEN, DataConfig
+from scaling.errors import ConfigError, DataError
 from scaling.training import data as D
 from scaling.training.data import (
     Corpus,
-    DataConfig,
     TokenBatches,
     TokenDataModule,
+    cache,
     load_corpus,
+    sources,
+    tokenizer,
     train_epochs,
     val_windows,
 )
-from scaling.errors import ConfigError, DataError
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 VAL = 1000  # small validation sets keep the test corpora small: reserve = VAL + 4096
 
 
@@ -70,58 +71,6 @@ def text_file(tmp_path: Path) -> Path:
     return path
 
 
-# ---------------------------------------------------------------------------------- config
-
-
-@pytest.mark.parametrize("name", ["stdlib", "text", "hf", "markov"])
-def test_shipped_configs_compose(name: str, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("SCALING_CACHE", str(tmp_path / "c"))
-    raw = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"), resolve=True)
-    assert raw["source"] == name and raw["cache_dir"] == str(tmp_path / "c")
-    common = {"source", "tokenizer", "vocab_size", "val_tokens", "allow_repeat", "cache_dir"}
-    assert common <= set(raw)
-    if name == "text":
-        with pytest.raises(ConfigError, match=r"data\.path is not set: pass data\.path="):
-            DataConfig.from_dict(raw)
-        raw["path"] = "x.txt"
-    if name == "hf":
-        with pytest.raises(ConfigError, match=r"data\.name is not set"):
-            DataConfig.from_dict(raw)
-        raw["name"] = "text"
-    cfg = DataConfig.from_dict(raw)
-    assert cfg.val_tokens == 32768 and cfg.allow_repeat is True
-
-
-def test_cache_dir_default_follows_env(monkeypatch) -> None:
-    monkeypatch.setenv("SCALING_CACHE", "/somewhere")
-    assert DataConfig().cache_dir == "/somewhere"
-    monkeypatch.delenv("SCALING_CACHE")
-    assert DataConfig().cache_dir == ".cache/scaling"
-
-
-@pytest.mark.parametrize(
-    ("raw", "pattern"),
-    [
-        ({"sorce": "text"}, r"data\.sorce is not a data key"),
-        ({"source": "web"}, r"data\.source='web' is unknown: choose one of stdlib, text, hf"),
-        ({"tokenizer": "wordpiece"}, r"data\.tokenizer='wordpiece' is unknown: .*byte, bpe"),
-        ({"tokenizer": "bpe", "vocab_size": 100}, r"data\.vocab_size=100"),
-        ({"val_tokens": "many"}, r"data\.val_tokens='many' must be an integer"),
-        ({"allow_repeat": "yes"}, r"data\.allow_repeat='yes' must be true or false"),
-        ({"source": "markov", "concentration": 0}, r"data\.concentration=0.0 must be positive"),
-    ],
-)
-def test_bad_config_names_the_key(raw: dict, pattern: str) -> None:
-    with pytest.raises(ConfigError, match=pattern):
-        DataConfig.from_dict(raw)
-
-
-def test_from_dict_takes_yaml_floats_for_counts() -> None:
-    cfg = DataConfig.from_dict({"source": "markov", "corpus_tokens": 4e6, "concentration": 1})
-    assert cfg.corpus_tokens == 4_000_000 and isinstance(cfg.corpus_tokens, int)
-    assert cfg.concentration == 1.0
-
-
 # ------------------------------------------------------------------------ text and the split
 
 
@@ -130,7 +79,7 @@ def test_text_file_bytes_round_trip_and_split(text_file: Path, tmp_path: Path) -
     raw = text_file.read_bytes()
     assert corpus.vocab_size == 256 and corpus.tokenizer_id == "byte"
     assert corpus.train.dtype == np.uint16 and isinstance(corpus.train, np.memmap)
-    assert len(corpus.val) == VAL + D.MAX_EVAL_SEQ_LEN
+    assert len(corpus.val) == VAL + MAX_EVAL_SEQ_LEN
     assert len(corpus.train) + len(corpus.val) == len(raw)
     assert bytes(_stream(corpus).astype(np.uint8)) == raw
     assert corpus.corpus_id.startswith("text-corpus-")
@@ -247,8 +196,8 @@ def test_cached_load_does_not_retokenize(text_file: Path, tmp_path: Path, monkey
     def boom(*args, **kwargs):
         raise AssertionError("re-tokenized a cached corpus")
 
-    monkeypatch.setattr(D, "_byte_tokens", boom)
-    monkeypatch.setattr(D, "_read_text", boom)
+    monkeypatch.setattr(cache, "byte_tokens", boom)
+    monkeypatch.setattr(sources, "read_text", boom)
     again = load_corpus(cfg)
     assert (entry / "tokens.bin").stat().st_mtime_ns == mtime
     assert again.corpus_id == first.corpus_id and np.array_equal(again.val, first.val)
@@ -274,8 +223,8 @@ def test_truncated_cache_is_rebuilt(text_file: Path, tmp_path: Path) -> None:
 
 
 def _load_in_child(args: tuple[str, str]) -> tuple[str, list[int]]:
-    path, cache = args
-    corpus = load_corpus(DataConfig(source="text", path=path, val_tokens=VAL, cache_dir=cache))
+    path, cache_dir = args
+    corpus = load_corpus(DataConfig(source="text", path=path, val_tokens=VAL, cache_dir=cache_dir))
     return corpus.corpus_id, corpus.val[:50].tolist()
 
 
@@ -307,7 +256,9 @@ def test_bpe_trains_round_trips_and_is_cached(tmp_path: Path, monkeypatch) -> No
     assert tok.decode(stream.tolist()) == text  # lossless
 
     # Another validation size re-tokenizes but reuses the trained tokenizer.
-    monkeypatch.setattr(D, "train_bpe", lambda *a, **k: pytest.fail("retrained the tokenizer"))
+    monkeypatch.setattr(
+        tokenizer, "train_bpe", lambda *a, **k: pytest.fail("retrained the tokenizer")
+    )
     other = load_corpus(_cfg(tmp_path, source="text", path=str(path), tokenizer="bpe",
                              vocab_size=300, val_tokens=2 * VAL))  # fmt: skip
     assert other.tokenizer_id == corpus.tokenizer_id
@@ -457,7 +408,7 @@ def test_stdlib_corpus_with_bytes(tmp_path: Path) -> None:
     cached = time.perf_counter() - t0
     assert corpus.corpus_id.startswith(f"stdlib-{os.sys.version_info[0]}.")
     assert len(corpus.train) > 10_000_000  # ~31 MB of source
-    assert len(corpus.val) == 32768 + D.MAX_EVAL_SEQ_LEN
+    assert len(corpus.val) == 32768 + MAX_EVAL_SEQ_LEN
     assert np.array_equal(again.val, corpus.val)
     assert cached < max(0.5, first / 5)
     head = bytes(np.asarray(corpus.train[:10_000], dtype=np.uint8)).decode(errors="replace")

@@ -1,4 +1,4 @@
-"""The GPT model: causality, config validation, training sanity, tying, optimizer groups."""
+"""The GPT model: causality, training sanity, tying, optimizer groups (config: test_config.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from scaling.errors import ConfigError
-from scaling.training.model import GPT, GPTConfig
+from scaling.config import GPTConfig
+from scaling.training.model import GPT
 
 TINY = dict(vocab_size=64, seq_len=16, n_layer=2, n_head=2, d_model=32)
 VARIANTS = list(
@@ -40,42 +40,6 @@ def test_future_tokens_never_change_earlier_logits(pos: str, norm: str, mlp: str
     torch.testing.assert_close(after[:, :t], before[:, :t], rtol=0, atol=1e-6)
     # The check has teeth: the changed positions themselves do see the change.
     assert not torch.allclose(after[:, t:], before[:, t:])
-
-
-@pytest.mark.parametrize(
-    "overrides,key",
-    [
-        (dict(d_model=100, n_head=3), "model.d_model"),
-        (dict(n_layer=0), "model.n_layer"),
-        (dict(vocab_size=-5), "model.vocab_size"),
-        (dict(seq_len=2.5), "model.seq_len"),
-        (dict(d_ff=0), "model.d_ff"),
-        (dict(pos="alibi"), "model.pos"),
-        (dict(norm="batchnorm"), "model.norm"),
-        (dict(mlp="relu"), "model.mlp"),
-        (dict(dropout=1.0), "model.dropout"),
-        (dict(bias="yes"), "model.bias"),
-        (dict(d_model=12, n_head=4, pos="rope"), "model.pos"),  # head size 3 cannot rotate
-    ],
-)
-def test_invalid_config_names_the_key_in_one_line(overrides: dict, key: str) -> None:
-    with pytest.raises(ConfigError) as err:
-        GPTConfig(**overrides)
-    message = str(err.value)
-    assert key in message
-    assert "\n" not in message
-
-
-def test_indivisible_heads_says_how_to_fix() -> None:
-    with pytest.raises(ConfigError, match=r"model\.n_head=3.*d_model=102"):
-        GPTConfig(d_model=100, n_head=3)
-
-
-def test_from_dict_rejects_unknown_keys_and_round_trips() -> None:
-    with pytest.raises(ConfigError, match=r"model\.n_layers"):
-        GPTConfig.from_dict({"n_layers": 2})
-    cfg = GPTConfig(**TINY, pos="rope", mlp="swiglu")
-    assert GPTConfig.from_dict(vars(cfg)) == cfg
 
 
 def test_loss_at_init_is_uniform_over_the_vocabulary() -> None:

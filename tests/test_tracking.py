@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from scaling.errors import TrackingError
-from scaling.training.tracking import check_reachable, collect_runs
+from scaling.training.collect import collect_runs
+from scaling.training.tracking import check_reachable, ensure_experiment
 from tests.conftest import SMALL_TEXT_DIR, TINY, run_module
 
 
@@ -70,6 +71,7 @@ def mlflow_server(tmp_path: Path):  # type: ignore[no-untyped-def]
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_a_sweep_against_a_real_tracking_server_and_collect_reads_it_back(
     tmp_path: Path, mlflow_server: str
 ) -> None:
@@ -102,27 +104,40 @@ def test_unreachable_server_is_one_line_and_quick() -> None:
 
 
 def test_collect_curves_gives_one_row_per_validation_point(compose, text_data) -> None:
+    from mlflow import MlflowClient
+
+    from scaling.training.model import GPT
     from scaling.training.run import prepare, train
 
     prep = prepare(compose(*text_data, "train.eval_points=5"))
-    train(prep)
-    final = collect_runs(prep.cfg.tracking.uri, prep.cfg.tracking.experiment)
-    curves = collect_runs(prep.cfg.tracking.uri, prep.cfg.tracking.experiment, curves=True)
+    result = train(prep)
+    uri, experiment = prep.cfg.tracking.uri, prep.cfg.tracking.experiment
+    final = collect_runs(uri, experiment)
+    curves = collect_runs(uri, experiment, curves=True)
     assert len(final) == 1 and len(curves) == 5
+    row = final.iloc[0]
+    assert (row.run_id, row.run_key, row.status) == (result.run_id, prep.key, "FINISHED")
+    assert row.loss == MlflowClient(uri).get_run(result.run_id).data.metrics["val/loss"]
     # the full config travels with each row, under its Hydra key
-    assert final["model.n_layer"].iloc[0] == 1 and final["train.lr"].iloc[0] == 3e-3
-    assert final["data.tokenizer"].iloc[0] == "byte"
-    assert {"flops_6N", "flops_6N_attn", "flops_chinchilla", "params_embed"} <= set(final.columns)
-    assert curves.tokens.is_monotonic_increasing
-    assert curves.tokens.iloc[-1] == final.tokens.iloc[0]
-    assert curves.loss.iloc[-1] == pytest.approx(final.loss.iloc[0])
-    assert (curves.flops == 6 * curves.params * curves.tokens).all()
+    assert row["model.n_layer"] == 1 and row["train.lr"] == 3e-3
+    assert row["data.tokenizer"] == "byte"
+    # N counted on the built model, 78 steps of 256 tokens, and C = 6ND by hand
+    built = sum(p.numel() for p in GPT(prep.cfg.model).parameters())
+    assert row.params == built == 21_984 and row.params_nonembed == 12_768
+    assert row.tokens == 19_968 and row.flops == 2_633_859_072
+    assert row.flops_6N_attn == 82_752 * 19_968 and row.flops_exact == 184_896 * 19_968
+    # validation at log-spaced steps 1, 3, 9, 26, 78 -> tokens = steps x 256
+    assert curves.tokens.tolist() == [256, 768, 2_304, 6_656, 19_968]
+    assert (curves.final_tokens == 19_968).all() and (curves.params == 21_984).all()
+    assert curves.flops.tolist() == [6 * 21_984 * t for t in curves.tokens]
+    assert curves.flops_6N_attn.tolist() == [82_752 * t for t in curves.tokens]
+    assert curves.loss.iloc[-1] == row.loss and curves.loss.iloc[0] > row.loss
 
 
-def test_collect_of_a_missing_experiment_names_the_ones_that_exist(compose, text_data) -> None:
-    from scaling.training.run import prepare, train
-
-    prep = prepare(compose(*text_data))
-    train(prep)
-    with pytest.raises(TrackingError, match="scaling"):
-        collect_runs(prep.cfg.tracking.uri, "no-such-experiment")
+def test_collect_names_the_experiments_that_exist_and_needs_finished_runs(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ensure_experiment(uri, "scaling")
+    with pytest.raises(TrackingError, match=r"'nope' not found in .*experiments there: .*scaling"):
+        collect_runs(uri, "nope")
+    with pytest.raises(TrackingError, match=r"'scaling' .* has no FINISHED runs yet"):
+        collect_runs(uri, "scaling")

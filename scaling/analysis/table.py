@@ -1,22 +1,118 @@
-"""The run table: the one place its contract is read, validated and written.
+"""The run table: the one place its contract is defined, read, validated and written.
 
 A run table (DESIGN.md, "Run table") has one row per run with at least ``params`` (trainable
 parameters), ``tokens`` (training tokens) and ``loss`` (final validation loss, nats/token);
-``flops`` is optional (``6 * params * tokens`` when absent).  A *curves* table (``scaling collect
---curves``) has several rows per ``run_id``: tokens seen so far and the loss at that point.
+``flops`` is optional (``C = 6 * params * tokens`` from :mod:`scaling.counting` when absent).  A
+*curves* table (``scaling collect --curves``) has several rows per ``run_id``: tokens seen so far
+and the loss at that point.
+
+The columns ``scaling collect`` writes, and where each comes from in a run's MLflow record, are
+defined here too (:data:`PARAM_COLUMNS`, :data:`METRIC_COLUMNS`, :func:`run_row`,
+:func:`curve_rows`); :mod:`scaling.training.collect` only pages through MLflow and calls them.
+This module needs neither torch nor mlflow: any table with ``params,tokens,loss`` (e.g. a
+paper's points) can be read and fitted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from scaling.counting import FLOPS_CONVENTIONS, compute_from, convention_slug
 from scaling.errors import DataError, UserError
 
 REQUIRED = ("params", "tokens", "loss")
 NUMERIC = ("params", "tokens", "loss", "flops")
+# Collected tables start with these columns, in this order; every other column follows.
+LEADING = ("params", "tokens", "loss", "params_nonembed", "flops", "flops_exact", "run_id")
+
+_SLUGS = tuple(convention_slug(c) for c in FLOPS_CONVENTIONS)  # 6N, 6N_attn, chinchilla
+
+# column -> the MLflow param of a run it is copied from (a missing param leaves no column)
+PARAM_COLUMNS: dict[str, str] = {
+    "params": "params",
+    "params_nonembed": "params_nonembed",
+    "params_embed": "params_embed",
+    "tokens": "planned.tokens",
+    "n_layer": "model.n_layer",
+    "d_model": "model.d_model",
+    "n_head": "model.n_head",
+    "seq_len": "model.seq_len",
+    "vocab_size": "model.vocab_size",
+    "lr": "train.lr",
+    "batch_size": "train.batch_size",
+    "seed": "seed",
+    **{f"flops_{slug}": f"flops.{slug}" for slug in _SLUGS},
+    "flops_convention": "train.flops_convention",
+    "planned_flops": "train.flops",
+    "corpus": "data.corpus_id",
+    "tokenizer": "data.tokenizer_id",
+    "epochs": "data.epochs",
+}
+# column -> the MLflow param giving that column's FLOPs per token (curves rows scale it by tokens)
+PER_TOKEN_PARAMS: dict[str, str] = {f"flops_{slug}": f"flops_per_token.{slug}" for slug in _SLUGS}
+# column -> the MLflow metric it holds (the metric's last value; curves: its history)
+METRIC_COLUMNS: dict[str, str] = {"loss": "val/loss", "tokens_per_s": "throughput/tokens_per_s"}
+CURVE_METRIC = METRIC_COLUMNS["loss"]
+# Every param under these prefixes is also a column under its own (Hydra) name.
+CONFIG_PREFIXES = ("model.", "train.", "data.", "trainer.")
+EXACT_FLOPS = "flops_chinchilla"  # copied into flops_exact: the term-by-term count
+
+
+def _value(text: Any) -> Any:
+    """An MLflow param (always a string) as the number it spells, else unchanged."""
+    try:
+        f = float(text)
+    except (TypeError, ValueError):
+        return text
+    return int(f) if f.is_integer() and abs(f) < 2**53 else f
+
+
+def run_row(
+    params: Mapping[str, str], metrics: Mapping[str, float], **identity: Any
+) -> dict[str, Any]:
+    """One finished run's row: ``identity`` (run_id, run_name, status, run_key), the columns of
+    :data:`PARAM_COLUMNS` and :data:`METRIC_COLUMNS`, every config param, and ``flops``
+    (``C = 6ND`` of :mod:`scaling.counting`) and ``flops_exact``."""
+    row: dict[str, Any] = dict(identity)
+    for col, key in PARAM_COLUMNS.items():
+        if key in params:
+            row[col] = _value(params[key])
+    for key, value in params.items():
+        if key.startswith(CONFIG_PREFIXES):
+            row.setdefault(key, _value(value))
+    for col, key in METRIC_COLUMNS.items():
+        row[col] = metrics.get(key)
+    row["flops"] = compute_from(float(row.get("params", 0)), float(row.get("tokens", 0)))
+    row["flops_exact"] = row.get(EXACT_FLOPS)
+    return row
+
+
+def curve_rows(
+    row: Mapping[str, Any], params: Mapping[str, str], points: Iterable[tuple[int, float]]
+) -> list[dict[str, Any]]:
+    """``row`` (from :func:`run_row`) repeated at each ``(tokens, loss)`` point of its curve,
+    FLOPs columns scaled to those tokens; ``final_tokens`` keeps the run's horizon."""
+    per_token = {c: float(params[k]) for c, k in PER_TOKEN_PARAMS.items() if k in params}
+    out = []
+    for tokens, loss in sorted(points):
+        point = dict(row, tokens=int(tokens), loss=loss, final_tokens=row.get("tokens"))
+        point["flops"] = compute_from(float(row.get("params", 0)), float(tokens))
+        for col, f in per_token.items():
+            point[col] = f * tokens
+        point["flops_exact"] = point.get(EXACT_FLOPS)
+        out.append(point)
+    return out
+
+
+def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows as a DataFrame, :data:`LEADING` columns first."""
+    df = pd.DataFrame(rows)
+    return df[[c for c in LEADING if c in df] + [c for c in df if c not in LEADING]]
 
 
 def _read_any(path: Path) -> pd.DataFrame:
@@ -101,7 +197,7 @@ def read_run_table(
             )
         df[col] = arr
     if "flops" not in df.columns:
-        df["flops"] = 6.0 * df["params"] * df["tokens"]
+        df["flops"] = compute_from(df["params"], df["tokens"])
     if "run_id" in df.columns:
         df["run_id"] = df["run_id"].astype(str)
         if curves:

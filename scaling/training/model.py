@@ -14,6 +14,8 @@ counts match this module exactly.
 from __future__ import annotations
 
 import math
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn

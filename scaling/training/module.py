@@ -18,6 +18,7 @@ from scaling.config import GPTConfig, TrainConfig
 from scaling.training.model import GPT
 
 MetricSink = Callable[[dict[str, float], int], None]
+FUSED_ADAMW_DEVICES = frozenset({"cpu", "cuda"})  # torch has a fused AdamW kernel for these
 
 
 class DivergedError(RuntimeError):
@@ -57,16 +58,14 @@ def build_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
     """
     groups = model.param_groups(cfg.weight_decay)
     params = [p for g in groups for p in g["params"]]
-    kwargs: dict[str, bool] = {}
-    try:
-        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-
-        fused_devices = set(_get_fused_kernels_supported_devices())
-    except ImportError:  # an older or newer torch without the helper: keep the default
-        fused_devices = set()
-    if params and all(p.device.type in fused_devices and p.is_floating_point() for p in params):
-        kwargs["fused"] = True
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **kwargs)
+    # torch checks fused support per parameter only at the first step, and lists the devices
+    # that have the kernel only in a private helper: name the ones this project runs on.
+    fused = bool(params) and all(
+        p.device.type in FUSED_ADAMW_DEVICES and p.is_floating_point() for p in params
+    )
+    return torch.optim.AdamW(
+        groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True if fused else None
+    )
 
 
 def eval_steps(total_steps: int, points: int) -> list[int]:
@@ -131,6 +130,11 @@ class LMModule(L.LightningModule):
     def tokens_seen(self) -> int:
         return self.trainer.global_step * self.tokens_per_step
 
+    # Throughput is timed here rather than with Lightning's ThroughputMonitor callback, which
+    # writes through trainer.logger (runs use logger=False and record to MLflow themselves) under
+    # its own names with step = batches, not tokens, and would count the evaluations this hook
+    # runs as training time; fabric's Throughput reports nothing until its window is full, so the
+    # run's steady-state average would still need this clock and leave it one division to do.
     def on_train_start(self) -> None:
         self._clock = time.perf_counter()
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,8 @@ from scaling.config import (
     run_name,
 )
 from scaling.counting import FLOPS_CONVENTIONS, all_conventions, count_params
+from scaling.errors import ConfigError, exit_on_user_error
 from scaling.training.data import Corpus, load_corpus, train_epochs
-from scaling.errors import exit_on_user_error
 from scaling.training.tracking import RunRecorder, check_reachable, find_runs
 
 log = logging.getLogger("scaling.train")
@@ -145,104 +145,48 @@ def _resume_step(ckpt: Path) -> int:
     return int(state["global_step"])
 
 
-def train(prep: PreparedRun, resume: bool = True) -> RunResult:
-    """Train one prepared run, tracked in MLflow. Exceptions inside training mark the run FAILED
-    (with the reason) and are re-raised; the caller decides whether to go on."""
+def _resume_from(prep: PreparedRun, ckpt: Path, resume: bool) -> int:
+    """Optimizer steps a readable checkpoint has done (0: none, or a torn one, deleted)."""
+    if not (resume and ckpt.exists()):
+        return 0
+    try:
+        start_step = _resume_step(ckpt)
+    except Exception as err:  # noqa: BLE001 -- a checkpoint torn by a kill: start over
+        print(f"{prep.name}: unreadable checkpoint {ckpt} ({err}); starting over", file=sys.stderr)
+        ckpt.unlink(missing_ok=True)
+        return 0
+    print(
+        f"{prep.name}: resumed from step {start_step:,} of {prep.cfg.steps:,} ({ckpt})",
+        file=sys.stderr,
+        flush=True,
+    )
+    return start_step
+
+
+def make_trainer(cfg: RunConfig, ckpt_dir: Path):  # -> lightning.Trainer
+    """The Lightning Trainer of a run (no Lightning logger: metrics go to MLflow directly).
+
+    Lightning's rejection of a ``trainer.*`` value (an unknown accelerator, no GPU, a bad device
+    count) is a ConfigError line, raised before any MLflow run exists.
+    """
     import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from scaling.training.data import TokenDataModule, val_windows
-    from scaling.training.module import LMModule
-
-    cfg, key = prep.cfg, prep.key
-    started = time.perf_counter()
-    set_threads(cfg.threads)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    ckpt_dir = checkpoint_dir(cfg)
-    ckpt = ckpt_dir / "last.ckpt"
-    start_step = 0
-    if resume and ckpt.exists():
-        try:
-            start_step = _resume_step(ckpt)
-        except Exception as err:  # noqa: BLE001 -- a checkpoint torn by a kill: start over
-            print(
-                f"{prep.name}: unreadable checkpoint {ckpt} ({err}); starting over", file=sys.stderr
+    callbacks = []
+    if cfg.train.checkpoint_every > 0:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=ckpt_dir,
+                filename="last",
+                save_top_k=0,
+                save_last=True,
+                every_n_train_steps=cfg.train.checkpoint_every,
+                enable_version_counter=False,
             )
-            ckpt.unlink(missing_ok=True)
-        else:
-            print(
-                f"{prep.name}: resumed from step {start_step:,} of {cfg.steps:,} ({ckpt})",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    is_rank_zero = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
-    recorder = RunRecorder(cfg.tracking.uri, cfg.tracking.experiment) if is_rank_zero else None
-    result = RunResult(
-        run_key=key,
-        run_name=prep.name,
-        status="FAILED",
-        params=count_params(cfg.model).total,
-        tokens=cfg.tokens,
-        resumed_from_step=start_step,
-    )
-    if recorder is not None:
-        previous = (
-            [
-                r
-                for r in find_runs(cfg.tracking.uri, cfg.tracking.experiment, key)
-                if r.info.status != "FINISHED"
-            ]
-            if start_step
-            else []
         )
-        result.run_id = recorder.start(
-            prep.name,
-            key,
-            tags={"mlflow.source.git.commit": git_commit()},
-            resume_run_id=previous[0].info.run_id if previous else None,
-        )
-        recorder.log_params(run_params(prep))
-        recorder.log_text(OmegaConf.to_yaml(OmegaConf.create(prep.resolved)), "config.yaml")
-        if prep.epochs > 1:
-            msg = (
-                f"train.tokens={cfg.tokens:,} is {prep.epochs:.2f} epochs of the corpus "
-                f"({len(prep.corpus.train):,} training tokens): data repeats"
-            )
-            print(f"warning: {msg}", file=sys.stderr, flush=True)
-            recorder.set_tags({"scaling.warning.epochs": msg})
-    sink = recorder.log_metrics if recorder is not None else None
     try:
-        module = LMModule(
-            cfg.model,
-            cfg.train,
-            total_steps=cfg.steps,
-            tokens_per_step=cfg.tokens_per_step,
-            val_windows=val_windows(prep.corpus, cfg.model.seq_len),
-            eval_batch_size=cfg.micro_batch_size,
-            sink=sink,
-        )
-        datamodule = TokenDataModule(
-            prep.corpus,
-            seq_len=cfg.model.seq_len,
-            micro_batch_size=cfg.micro_batch_size,
-            n_sequences=cfg.steps * cfg.train.batch_size,
-            seed=cfg.seed,
-            start_sequence=start_step * cfg.train.batch_size,
-        )
-        callbacks = []
-        if cfg.train.checkpoint_every > 0:
-            callbacks.append(
-                ModelCheckpoint(
-                    dirpath=ckpt_dir,
-                    filename="last",
-                    save_top_k=0,
-                    save_last=True,
-                    every_n_train_steps=cfg.train.checkpoint_every,
-                    enable_version_counter=False,
-                )
-            )
-        trainer = L.Trainer(
+        return L.Trainer(
             max_steps=cfg.steps,
             accumulate_grad_batches=cfg.accumulate,
             gradient_clip_val=cfg.train.grad_clip or None,
@@ -260,6 +204,95 @@ def train(prep: PreparedRun, resume: bool = True) -> RunResult:
             limit_val_batches=0,
             use_distributed_sampler=True,
             deterministic=False,
+        )
+    except (MisconfigurationException, ValueError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        settings = " ".join(f"trainer.{k}={v}" for k, v in asdict(cfg.trainer).items())
+        raise ConfigError(f"Lightning rejects {settings}: {first}") from None
+
+
+def _open_record(prep: PreparedRun, recorder: RunRecorder, start_step: int) -> str:
+    """Create the MLflow run (or reopen the unfinished one a resumed run continues); log its
+    params, config.yaml and the data-repeat warning. Returns the run id."""
+    cfg, key = prep.cfg, prep.key
+    previous = (
+        [
+            r
+            for r in find_runs(cfg.tracking.uri, cfg.tracking.experiment, key)
+            if r.info.status != "FINISHED"
+        ]
+        if start_step
+        else []
+    )
+    run_id = recorder.start(
+        prep.name,
+        key,
+        tags={"mlflow.source.git.commit": git_commit()},
+        resume_run_id=previous[0].info.run_id if previous else None,
+    )
+    recorder.log_params(run_params(prep))
+    recorder.log_text(OmegaConf.to_yaml(OmegaConf.create(prep.resolved)), "config.yaml")
+    if prep.epochs > 1:
+        msg = (
+            f"train.tokens={cfg.tokens:,} is {prep.epochs:.2f} epochs of the corpus "
+            f"({len(prep.corpus.train):,} training tokens): data repeats"
+        )
+        print(f"warning: {msg}", file=sys.stderr, flush=True)
+        recorder.set_tags({"scaling.warning.epochs": msg})
+    return run_id
+
+
+def train(prep: PreparedRun, resume: bool = True) -> RunResult:
+    """Train one prepared run, tracked in MLflow. Exceptions inside training mark the run FAILED
+    (with the reason) and are re-raised; the caller decides whether to go on.
+
+    Under DDP every process runs this; only the Trainer's global zero records the MLflow run and
+    deletes the checkpoint once FINISHED.
+    """
+    import lightning as L
+
+    from scaling.training.data import TokenDataModule, val_windows
+    from scaling.training.module import LMModule
+
+    cfg, key = prep.cfg, prep.key
+    started = time.perf_counter()
+    set_threads(cfg.threads)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    ckpt_dir = checkpoint_dir(cfg)
+    ckpt = ckpt_dir / "last.ckpt"
+    start_step = _resume_from(prep, ckpt, resume)
+    trainer = make_trainer(cfg, ckpt_dir)  # knows this process's rank before any recording
+
+    recorder = None
+    if trainer.is_global_zero:
+        recorder = RunRecorder(cfg.tracking.uri, cfg.tracking.experiment)
+    result = RunResult(
+        run_key=key,
+        run_name=prep.name,
+        status="FAILED",
+        params=count_params(cfg.model).total,
+        tokens=cfg.tokens,
+        resumed_from_step=start_step,
+    )
+    if recorder is not None:
+        result.run_id = _open_record(prep, recorder, start_step)
+    try:
+        module = LMModule(
+            cfg.model,
+            cfg.train,
+            total_steps=cfg.steps,
+            tokens_per_step=cfg.tokens_per_step,
+            val_windows=val_windows(prep.corpus, cfg.model.seq_len),
+            eval_batch_size=cfg.micro_batch_size,
+            sink=recorder.log_metrics if recorder is not None else None,
+        )
+        datamodule = TokenDataModule(
+            prep.corpus,
+            seq_len=cfg.model.seq_len,
+            micro_batch_size=cfg.micro_batch_size,
+            n_sequences=cfg.steps * cfg.train.batch_size,
+            seed=cfg.seed,
+            start_sequence=start_step * cfg.train.batch_size,
         )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -291,7 +324,7 @@ def train(prep: PreparedRun, resume: bool = True) -> RunResult:
         # val/loss at step=tokens was logged by the final evaluation; add the steady-state rate.
         if result.tokens_per_s == result.tokens_per_s:  # not NaN
             recorder.log_metrics({"throughput/tokens_per_s": result.tokens_per_s}, cfg.tokens)
-        recorder.log_json(_summary(prep, result, module), "summary.json")
+        recorder.log_dict(_summary(prep, result, module), "summary.json")
         recorder.finish("FINISHED")
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return result

@@ -1,7 +1,7 @@
 """Sweeps: Hydra multirun over the single-run config, idempotent, crash-proof, launcher-agnostic.
 
-    python -m scaling.training.sweep -m model.n_layer=2,4,8
-    python -m scaling.training.sweep -m sweeps=isoflop hydra/launcher=joblib hydra.launcher.n_jobs=2
+    python -m scaling.sweep -m model.n_layer=2,4,8
+    python -m scaling.sweep -m sweeps=isoflop hydra/launcher=joblib hydra.launcher.n_jobs=2
 
 How it works:
 
@@ -19,6 +19,7 @@ How it works:
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
@@ -62,15 +63,34 @@ def plan_table(points: list[GridPoint]) -> str:
 
 
 def expand_grid(config: DictConfig) -> list[list[str]]:
-    """The job overrides Hydra's basic sweeper will launch, in its order."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    """The job overrides Hydra's basic sweeper will launch, in its order.
+
+    As the basic sweeper does: ``hydra.sweeper.params`` then the command line's task overrides,
+    one list of ``key=value`` per key (a key given again replaces its values but keeps its
+    place), and their cartesian product with the last key varying fastest. Parsed with Hydra's
+    public override parser, so choice, range and glob sweeps expand exactly as they launch.
+    """
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     task = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
     params = config.hydra.sweeper.get("params") or {}
     arguments = [f"{k}={v}" for k, v in params.items()] + task
-    parsed = OverridesParser.create().parse_overrides(arguments)
-    return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    hydra = GlobalHydra.instance()
+    loader = hydra.config_loader() if hydra.is_initialized() else None
+    values: dict[str, list[str]] = {}
+    for override in OverridesParser.create(config_loader=loader).parse_overrides(arguments):
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            values[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            values[key] = [f"{key}={v}" for v in override.sweep_string_iterator()]
+        else:
+            raise UserError(
+                f"{override.input_line}: the basic sweeper enumerates value lists, range() and "
+                f"glob(), not {override.value_type.name.lower()} sweeps"
+            )
+    return [list(job) for job in itertools.product(*values.values())]
 
 
 def validate_grid(master: DictConfig, jobs: list[list[str]]) -> tuple[list[GridPoint], list[str]]:
@@ -135,8 +155,8 @@ class SweepCallback(Callback):
         self._guard(self._start, config)
 
     def _start(self, config: DictConfig) -> None:
-        from scaling.training.tracking import ensure_experiment
         from scaling.training.run import quiet_libraries
+        from scaling.training.tracking import ensure_experiment
 
         quiet_libraries()
         self.started_ms = int(time.time() * 1000)
@@ -166,12 +186,14 @@ class SweepCallback(Callback):
         self._guard(self._end, config)
 
     def _end(self, config: DictConfig) -> None:
+        from scaling.training.tracking import REASON_TAG
+
         tally: dict[str, list[str]] = {"finished": [], "skipped": [], "failed": []}
         for point in self.points:
             state, run = outcome(point, self.started_ms)
             reason = ""
             if state == "failed" and run is not None:
-                reason = run.data.tags.get("scaling.failure_reason", run.info.status)
+                reason = run.data.tags.get(REASON_TAG, run.info.status)
             tally[state].append(f"{point.name}{': ' + reason if reason else ''}")
         print(
             f"sweep summary: {len(tally['finished'])} finished, {len(tally['skipped'])} skipped "
@@ -185,18 +207,17 @@ class SweepCallback(Callback):
             raise SystemExit(1)
 
     def _collect_and_fit(self, config: DictConfig) -> None:
-        from scaling.training.tracking import collect_runs
+        from scaling.analysis.table import write_table
+        from scaling.training.collect import collect_runs
 
         by_experiment = {(p.uri, p.experiment) for p in self.points}
         for uri, experiment in sorted(by_experiment):
-            table = Path(config.results_dir) / f"{experiment}.csv"
             try:
                 df = collect_runs(uri, experiment)
             except UserError as err:
                 print(f"collect: {err}")
                 continue
-            table.parent.mkdir(parents=True, exist_ok=True)
-            df.to_csv(table, index=False)
+            table = write_table(df, Path(config.results_dir) / f"{experiment}.csv")
             print(f"run table: {table} ({len(df)} finished runs)")
             if config.sweep.fit:
                 fit_table(table, Path("analysis") / experiment, int(config.sweep.bootstrap))
@@ -207,18 +228,18 @@ class SweepCallback(Callback):
 
 
 def fit_table(table: Path, out: Path, bootstrap: int) -> None:
-    """Fit the run table into ``out`` with the `scaling fit` CLI logic; report, never raise."""
+    """Fit the run table into ``out`` as ``scaling fit`` would; report a problem, never raise."""
+    from scaling.analysis.fit_dir import fit_to_dir
+    from scaling.analysis.results import FitOptions
+
     try:
-        from scaling.cli import main as cli_main
-    except ImportError:  # fitting not installed
+        output = fit_to_dir(table, out, options=FitOptions(bootstrap=bootstrap))
+    except UserError as err:  # e.g. too few runs for the law: the sweep itself succeeded
+        print(f"fit: {err}")
         return
-    args = ["fit", str(table), "--out", str(out), "--bootstrap", str(bootstrap)]
-    try:
-        code = cli_main(args)
-    except SystemExit as exc:  # a user-level problem (e.g. too few runs): already printed
-        code = exc.code
-    if not code:
-        print(f"fit report: {out / 'report.md'}")
+    for warning in output.result.warnings:
+        print(f"fit warning: {warning}")
+    print(f"fit report: {out / 'report.md'}")
 
 
 # ---- the job (runs in the launcher's process) -------------------------------------------------
@@ -248,8 +269,8 @@ def _threads_for_launcher(threads: int) -> int:
 
 def task(cfg: DictConfig) -> dict[str, Any]:
     """One grid point. Never raises for a failed run: the sweep goes on."""
-    from scaling.training.tracking import finished_run_id
     from scaling.training.run import RunResult, prepare, quiet_libraries, report, train
+    from scaling.training.tracking import finished_run_id
 
     quiet_libraries()
     started = time.perf_counter()

@@ -1,29 +1,30 @@
-"""MLflow tracking: the only module that imports mlflow.
+"""MLflow recording: the store, the run of one training job, and finding runs by key.
 
 A run's record (DESIGN.md contract): status FINISHED or FAILED (with the reason as a tag),
 params = the resolved config flattened plus counted parameters and FLOPs, metrics ``train/loss``,
 ``val/loss`` and ``throughput/tokens_per_s`` with step = tokens seen, artifacts = the resolved
 config and ``summary.json``. We use :class:`mlflow.MlflowClient` directly (no fluent "active run"
 globals, which joblib's reused workers would leak between runs) and batch every write.
+
+Reading an experiment back into the run table is :mod:`scaling.training.collect`, through this
+module's client: mlflow is imported here only.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from scaling.config import DEFAULT_TRACKING_URI
 from scaling.errors import TrackingError
 
-DEFAULT_URI = "sqlite:///results/mlflow.db"
 KEY_TAG = "scaling.run_key"
 REASON_TAG = "scaling.failure_reason"
 _MAX_BATCH = 900  # MLflow allows 1000 metrics / 100 params per log_batch
@@ -41,7 +42,7 @@ def _quiet_mlflow() -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _client(uri: str):  # type: ignore[no-untyped-def]
+def mlflow_client(uri: str):  # type: ignore[no-untyped-def]
     """One client per store and process (building one costs ~0.15 s)."""
     _quiet_mlflow()
     from mlflow import MlflowClient
@@ -69,7 +70,7 @@ def check_reachable(uri: str, timeout: float = 3.0) -> None:
             reason = getattr(err, "reason", err)
             raise TrackingError(
                 f"tracking.uri={uri} is unreachable ({reason}): start the MLflow server or use "
-                f"the embedded store tracking.uri={DEFAULT_URI}"
+                f"the embedded store tracking.uri={DEFAULT_TRACKING_URI}"
             ) from None
     elif parsed.scheme == "sqlite":
         db = sqlite_path(uri)
@@ -110,7 +111,7 @@ def ensure_experiment(uri: str, experiment: str) -> str:
     at once fail (``table ... already exists``).
     """
     check_reachable(uri)
-    client = _client(uri)
+    client = mlflow_client(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
@@ -127,7 +128,7 @@ def ensure_experiment(uri: str, experiment: str) -> str:
 
 def find_runs(uri: str, experiment: str, run_key: str) -> list[Any]:
     """All runs of ``experiment`` carrying ``run_key``, newest first."""
-    client = _client(uri)
+    client = mlflow_client(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
@@ -152,7 +153,7 @@ class RunRecorder:
     def __init__(self, uri: str, experiment: str) -> None:
         self.uri = uri
         self.experiment_id = ensure_experiment(uri, experiment)
-        self.client = _client(uri)
+        self.client = mlflow_client(uri)
         self.run_id: str | None = None
         self._metrics: list[Any] = []
         self._last_flush = time.monotonic()
@@ -204,17 +205,12 @@ class RunRecorder:
             self.client.log_batch(self.run_id, metrics=batch)
         self._last_flush = time.monotonic()
 
-    def log_json(self, obj: Any, name: str) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / name
-            path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-            self.client.log_artifact(self.run_id, str(path))
+    def log_dict(self, obj: dict[str, Any], name: str) -> None:
+        """``obj`` as the artifact ``name`` (JSON for ``.json``, YAML for ``.yaml``)."""
+        self.client.log_dict(self.run_id, obj, name)
 
     def log_text(self, text: str, name: str) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / name
-            path.write_text(text)
-            self.client.log_artifact(self.run_id, str(path))
+        self.client.log_text(self.run_id, text, name)
 
     def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
         """Flush and close the run; FAILED runs carry the reason as a tag."""
@@ -226,116 +222,3 @@ class RunRecorder:
             if reason:
                 self.set_tags({REASON_TAG: reason[:5000]})
             self.client.set_terminated(self.run_id, status=status)
-
-
-# ---- collect: MLflow experiment -> run table ----------------------------------------------------
-
-RUN_TABLE_KEYS = {
-    "params": "params",
-    "params_nonembed": "params_nonembed",
-    "params_embed": "params_embed",
-    "tokens": "planned.tokens",
-    "n_layer": "model.n_layer",
-    "d_model": "model.d_model",
-    "n_head": "model.n_head",
-    "seq_len": "model.seq_len",
-    "vocab_size": "model.vocab_size",
-    "lr": "train.lr",
-    "batch_size": "train.batch_size",
-    "seed": "seed",
-    "run_key": KEY_TAG,
-    "flops_6N": "flops.6N",
-    "flops_6N_attn": "flops.6N_attn",
-    "flops_chinchilla": "flops.chinchilla",
-    "flops_convention": "train.flops_convention",
-    "planned_flops": "train.flops",
-    "corpus": "data.corpus_id",
-    "tokenizer": "data.tokenizer_id",
-    "epochs": "data.epochs",
-}
-
-
-def _number(value: Any) -> Any:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return value
-    return int(f) if f.is_integer() and abs(f) < 2**53 else f
-
-
-def _iter_runs(client: Any, experiment_id: str, status: str | None) -> Iterable[Any]:
-    token = None
-    filt = f"attributes.status = '{status}'" if status else ""
-    while True:
-        page = client.search_runs(
-            [experiment_id], filter_string=filt, max_results=1000, page_token=token
-        )
-        yield from page
-        token = page.token
-        if not token:
-            return
-
-
-def collect_runs(uri: str, experiment: str, curves: bool = False):  # -> pandas.DataFrame
-    """The run table of DESIGN.md: one row per FINISHED run (or, with ``curves``, one row per
-    logged validation point: ``tokens`` seen so far and ``loss`` at that point)."""
-    import pandas as pd
-
-    check_reachable(uri)
-    client = _client(uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        names = [e.name for e in client.search_experiments()]
-        raise TrackingError(
-            f"experiment {experiment!r} not found in {uri}; experiments there: "
-            f"{', '.join(names) or '(none)'}"
-        )
-    rows: list[dict[str, Any]] = []
-    for run in _iter_runs(client, exp.experiment_id, "FINISHED"):
-        params, tags = run.data.params, run.data.tags
-        base: dict[str, Any] = {
-            "run_id": run.info.run_id,
-            "run_name": run.info.run_name,
-            "status": run.info.status,
-        }
-        for col, key in RUN_TABLE_KEYS.items():
-            source = tags if key == KEY_TAG else params
-            if key in source:
-                base[col] = _number(source[key])
-        for key, value in params.items():  # every config key, under its Hydra name
-            if key.startswith(("model.", "train.", "data.", "trainer.")):
-                base.setdefault(key, _number(value))
-        base["loss"] = run.data.metrics.get("val/loss")
-        base["tokens_per_s"] = run.data.metrics.get("throughput/tokens_per_s")
-        base["flops"] = 6.0 * float(base.get("params", 0)) * float(base.get("tokens", 0))
-        base["flops_exact"] = base.get("flops_chinchilla")
-        if not curves:
-            rows.append(base)
-            continue
-        # One point per token count (a resumed run may have logged a step twice: keep the last).
-        by_step = {
-            m.step: m
-            for m in sorted(
-                client.get_metric_history(run.info.run_id, "val/loss"), key=lambda m: m.timestamp
-            )
-        }
-        history = list(by_step.values())
-        per_token_flops = {
-            k: float(base[f"flops_{k}"]) / float(base["tokens"])
-            for k in ("6N", "6N_attn", "chinchilla")
-            if f"flops_{k}" in base
-        }
-        for point in sorted(history, key=lambda m: m.step):
-            row = dict(base, tokens=int(point.step), loss=point.value, final_tokens=base["tokens"])
-            row["flops"] = 6.0 * float(base.get("params", 0)) * point.step
-            for k, f in per_token_flops.items():
-                row[f"flops_{k}"] = f * point.step
-            row["flops_exact"] = row.get("flops_chinchilla")
-            rows.append(row)
-    df = pd.DataFrame(rows)
-    if df.empty:
-        raise TrackingError(
-            f"experiment {experiment!r} in {uri} has no FINISHED runs yet: run a sweep first"
-        )
-    order = ["params", "tokens", "loss", "params_nonembed", "flops", "flops_exact", "run_id"]
-    return df[[c for c in order if c in df] + [c for c in df if c not in order]]

@@ -1,0 +1,53 @@
+"""Corpora, tokenizers, the token cache and the batches a run trains on.
+
+A run sees its data as one stream of token ids, split once into a training part and a fixed
+validation part. Everything here is deterministic in the config: the same corpus and tokenizer
+give byte-identical token files on every machine, and the validation tokens never depend on the
+seed, the model or ``seq_len``, so final losses of a sweep are comparable.
+
+One job per module, in the order data flows:
+
+- :mod:`.sources`: where the text comes from (``data.source``: stdlib, text, hf, markov).
+- :mod:`.markov`: the synthetic chain and its exact entropy rate.
+- :mod:`.tokenizer`: documents -> token ids (``byte`` or ``bpe``).
+- :mod:`.cache`: tokenize once into ``<cache_dir>/tokens/``, split, load as a :class:`Corpus`.
+- :mod:`.batches`: seeded, resumable training windows and the fixed validation windows.
+- :mod:`.files`: atomic writes and content hashes shared by the cache and the tokenizer.
+"""
+
+from scaling.training.data.batches import TokenBatches, TokenDataModule, val_windows
+from scaling.training.data.cache import (
+    CACHE_FORMAT,
+    VAL_PIECES,
+    Corpus,
+    load_corpus,
+    split_tokens,
+    train_epochs,
+)
+from scaling.training.data.markov import (
+    entropy_rate,
+    markov_chain,
+    sample_markov,
+    stationary_distribution,
+)
+from scaling.training.data.sources import stdlib_files
+from scaling.training.data.tokenizer import load_tokenizer, train_bpe
+
+__all__ = [
+    "CACHE_FORMAT",
+    "VAL_PIECES",
+    "Corpus",
+    "TokenBatches",
+    "TokenDataModule",
+    "entropy_rate",
+    "load_corpus",
+    "load_tokenizer",
+    "markov_chain",
+    "sample_markov",
+    "split_tokens",
+    "stationary_distribution",
+    "stdlib_files",
+    "train_bpe",
+    "train_epochs",
+    "val_windows",
+]

@@ -1,0 +1,202 @@
+"""The token cache and the fixed split: a config's corpus tokenized once, as a :class:`Corpus`.
+
+**The split.** The validation part holds ``val_tokens + 4096`` tokens, enough for
+``val_windows`` to score at least ``val_tokens`` targets at any ``seq_len`` up to 4096. It is
+taken as :data:`VAL_PIECES` equal contiguous pieces, the tail of each of that many equal segments
+of the stream, so that it samples the whole corpus (the stdlib sorted by path would otherwise
+validate on ``zoneinfo`` alone). The rest, in stream order, is the training part.
+
+**The cache.** ``<cache_dir>/tokens/<label>-<tokenizer>-<key>/`` holds ``tokens.bin`` (training
+tokens then validation tokens, ``uint16``/``uint32``) and ``meta.json``. The key hashes the
+source's fingerprint, the tokenizer and the validation size, so a cached load reads no source
+text. ``meta.json`` is written last (atomically): an entry without it is rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scaling.config import MAX_EVAL_SEQ_LEN, DataConfig
+from scaling.errors import ConfigError, DataError
+from scaling.training.data.files import atomic_write_bytes, atomic_write_text, hash_bytes, hash_json
+from scaling.training.data.markov import entropy_rate, markov_chain, sample_markov
+from scaling.training.data.sources import Source, make_source
+from scaling.training.data.tokenizer import bpe_tokens, byte_tokens, token_dtype
+
+log = logging.getLogger(__name__)
+
+VAL_PIECES = 8  # the validation part is this many contiguous pieces spread over the stream
+CACHE_FORMAT = 1  # bump when the token file layout or the tokenization changes
+
+
+@dataclass(frozen=True, eq=False)
+class Corpus:
+    """A tokenized corpus with its fixed split."""
+
+    train: np.ndarray  # 1-D token ids, a read-only np.memmap into the cache
+    val: np.ndarray  # 1-D, val_tokens + 4096 ids, the same for every run on this corpus+tokenizer
+    vocab_size: int
+    corpus_id: str  # "<label>-<hash12 of the text>", e.g. "stdlib-3.11-0123456789ab"
+    tokenizer_id: str  # "byte", "bpe4096-<hash12 of the tokenizer JSON>", "markov64"
+    entropy_rate: float | None = None  # nats/token, exact; markov only
+
+    def describe(self) -> dict[str, str | int | float]:
+        """Params to log with a run."""
+        out: dict[str, str | int | float] = {
+            "data.corpus_id": self.corpus_id,
+            "data.tokenizer_id": self.tokenizer_id,
+            "data.vocab_size_effective": self.vocab_size,
+            "data.train_tokens_available": len(self.train),
+            # Not "data.val_tokens": that is the config key (a lower bound), logged by the
+            # flattened config, and MLflow refuses one param with two values.
+            "data.val_tokens_available": len(self.val),
+        }
+        if self.entropy_rate is not None:
+            out["data.entropy_rate"] = self.entropy_rate
+        return out
+
+
+def load_corpus(cfg: DataConfig, seq_len: int | None = None) -> Corpus:
+    """Tokenize ``cfg``'s corpus once into the cache (or reuse it) and split it.
+
+    With ``seq_len`` it also checks that the training part holds one window of ``seq_len + 1``.
+    """
+    source = make_source(cfg)
+    if cfg.source == "markov":
+        tok_spec = f"markov{cfg.states}"  # the tokens are the chain's states
+    elif cfg.tokenizer == "bpe":
+        tok_spec = f"bpe{cfg.vocab_size}"
+    else:
+        tok_spec = "byte"
+    key = hash_json([CACHE_FORMAT, source.fingerprint(), tok_spec, cfg.val_reserve])[:12]
+    entry = Path(cfg.cache_dir).expanduser() / "tokens" / f"{source.label}-{tok_spec}-{key}"
+
+    meta = read_meta(entry)
+    if meta is None:
+        t0 = time.perf_counter()
+        meta = build_entry(cfg, source, entry)
+        log.info(
+            "tokenized %s with %s: %s tokens in %.1f s -> %s",
+            meta["corpus_id"],
+            meta["tokenizer_id"],
+            f"{meta['n_train'] + meta['n_val']:,}",
+            time.perf_counter() - t0,
+            entry,
+        )
+    dtype = np.dtype(meta["dtype"])
+    n_train, n_val = int(meta["n_train"]), int(meta["n_val"])
+    tokens = np.memmap(entry / "tokens.bin", dtype=dtype, mode="r", shape=(n_train + n_val,))
+    corpus = Corpus(
+        train=tokens[:n_train],
+        val=np.array(tokens[n_train:]),
+        vocab_size=int(meta["vocab_size"]),
+        corpus_id=meta["corpus_id"],
+        tokenizer_id=meta["tokenizer_id"],
+        entropy_rate=meta.get("entropy_rate"),
+    )
+    if seq_len is not None and n_train < seq_len + 1:
+        raise DataError(
+            f"{source.where} holds {n_train + n_val:,} tokens: with {n_val:,} held out for "
+            f"validation it must hold at least {n_val + seq_len + 1:,} to train on one window "
+            f"of model.seq_len={seq_len}; use a bigger corpus or lower data.val_tokens"
+        )
+    return corpus
+
+
+def train_epochs(corpus: Corpus, tokens: int, allow_repeat: bool) -> float:
+    """How many passes over the training part ``tokens`` training tokens make."""
+    epochs = tokens / len(corpus.train)
+    if epochs > 1 and not allow_repeat:
+        raise ConfigError(
+            f"train.tokens={tokens} needs {epochs:.3g} epochs of the corpus {corpus.corpus_id} "
+            f"(holds {len(corpus.train):,} training tokens); set data.allow_repeat=true or "
+            "lower train.tokens"
+        )
+    return epochs
+
+
+def build_entry(cfg: DataConfig, source: Source, entry: Path) -> dict[str, Any]:
+    """Read, tokenize, split and write one cache entry; return its meta."""
+    extra: dict[str, Any] = {}
+    if cfg.source == "markov":
+        P = markov_chain(cfg.states, cfg.concentration, cfg.markov_seed)
+        ids = sample_markov(P, cfg.corpus_tokens, cfg.markov_seed).astype(token_dtype(cfg.states))
+        corpus_id = f"{source.label}-{hash_bytes(ids.tobytes())[:12]}"
+        tokenizer_id, vocab_size = f"markov{cfg.states}", cfg.states
+        extra["entropy_rate"] = entropy_rate(P)
+    elif cfg.tokenizer == "byte":
+        ids, content_hash = byte_tokens(source)
+        corpus_id, tokenizer_id, vocab_size = f"{source.label}-{content_hash[:12]}", "byte", 256
+    else:
+        ids, content_hash, tokenizer_id, tok_path = bpe_tokens(cfg, source)
+        corpus_id, vocab_size = f"{source.label}-{content_hash[:12]}", cfg.vocab_size
+        extra["tokenizer_path"] = tok_path
+
+    n, reserve = len(ids), cfg.val_reserve
+    if n == 0:
+        raise DataError(f"{source.where} holds no text (0 tokens): point it at a non-empty corpus")
+    need = reserve + VAL_PIECES + 1
+    if n < need:
+        raise DataError(
+            f"{source.where} holds {n:,} tokens: it must hold at least {need:,} (the "
+            f"validation set of data.val_tokens={cfg.val_tokens} + {MAX_EVAL_SEQ_LEN} tokens, "
+            "plus training tokens); use a bigger corpus or lower data.val_tokens"
+        )
+    train, val = split_tokens(ids, reserve)
+    dtype = token_dtype(vocab_size)
+    entry.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(
+        entry / "tokens.bin",
+        [train.astype(dtype, copy=False).tobytes(), val.astype(dtype, copy=False).tobytes()],
+    )
+    meta = {
+        "format": CACHE_FORMAT,
+        "corpus_id": corpus_id,
+        "tokenizer_id": tokenizer_id,
+        "vocab_size": vocab_size,
+        "dtype": dtype.name,
+        "n_train": len(train),
+        "n_val": len(val),
+        "val_pieces": VAL_PIECES,
+        "source": source.where,
+        **extra,
+    }
+    atomic_write_text(entry / "meta.json", json.dumps(meta, indent=1))
+    return meta
+
+
+def split_tokens(ids: np.ndarray, n_val: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic split: (train, val) with ``len(val) == n_val``.
+
+    The stream is cut into :data:`VAL_PIECES` equal segments; the last ``n_val / VAL_PIECES``
+    tokens of each go to validation, the rest (in order) to training.
+    """
+    n = len(ids)
+    bounds = [n * j // VAL_PIECES for j in range(VAL_PIECES + 1)]
+    sizes = [n_val // VAL_PIECES + (j < n_val % VAL_PIECES) for j in range(VAL_PIECES)]
+    train_parts, val_parts = [], []
+    for j in range(VAL_PIECES):
+        cut = bounds[j + 1] - sizes[j]
+        train_parts.append(ids[bounds[j] : cut])
+        val_parts.append(ids[cut : bounds[j + 1]])
+    return np.concatenate(train_parts), np.concatenate(val_parts)
+
+
+def read_meta(entry: Path) -> dict[str, Any] | None:
+    """The entry's meta if the entry is complete and valid, else None (rebuild)."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+        size = (entry / "tokens.bin").stat().st_size
+    except (OSError, ValueError):
+        return None
+    expected = (meta.get("n_train", 0) + meta.get("n_val", 0)) * np.dtype(meta["dtype"]).itemsize
+    if meta.get("format") != CACHE_FORMAT or size != expected:
+        return None
+    return meta
