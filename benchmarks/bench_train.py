@@ -185,7 +185,7 @@ def bare_loop(
     without native bf16 is ~10x slower; the ratio is clear long before the horizon)."""
     from torch.utils.data import DataLoader
 
-    from scaling.training.data import TokenBatches
+    from scaling.training.data.batches import TokenBatches
     from scaling.training.model import GPT
     from scaling.training.module import build_optimizer, lr_factor
 

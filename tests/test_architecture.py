@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,30 @@ def test_config_and_analysis_import_where_torch_lightning_mlflow_cannot() -> Non
     # The default model (4 layers, d_model 64 by the aspect rule, byte vocab, seq 128), counted
     # by hand: 4 x 49,984 per block + 128 final norm + 256*64 tokens + 128*64 positions.
     assert out.stdout.split()[-1] == "224640"
+
+
+def test_the_sweep_driver_validates_and_skips_without_loading_torch(tmp_path: Path) -> None:
+    """Validating a run and building its token cache need no torch or Lightning: they are
+    imported only when a run actually trains, so checking a grid or rerunning a finished sweep
+    (which skips every run) is quick."""
+    text = Path(sysconfig.get_paths()["stdlib"]) / "json"
+    code = "\n".join(
+        [
+            "import sys",
+            "sys.modules['torch'] = None",
+            "sys.modules['lightning'] = None",
+            "import scaling.training.sweep",
+            "from scaling.training.run import prepare",
+            "prep = prepare({'model': {'n_layer': 1}, 'train': {'tokens': 4096},",
+            f"    'data': {{'source': 'text', 'path': {str(text)!r},",
+            f"             'cache_dir': {str(tmp_path)!r}, 'val_tokens': 1000}}}},",
+            "    check_tracking=False)",
+            "print(prep.name, len(prep.corpus.train))",
+        ]
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    name, n_train = out.stdout.split()
+    assert name.startswith("L1-d16-h1-") and int(n_train) > 40_000  # the json package

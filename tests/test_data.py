@@ -15,17 +15,8 @@ import torch
 from scaling.config import MAX_EVAL_SEQ_LEN, DataConfig
 from scaling.errors import ConfigError, DataError
 from scaling.training import data as D
-from scaling.training.data import (
-    Corpus,
-    TokenBatches,
-    TokenDataModule,
-    cache,
-    load_corpus,
-    sources,
-    tokenizer,
-    train_epochs,
-    val_windows,
-)
+from scaling.training.data import Corpus, cache, load_corpus, sources, tokenizer, train_epochs
+from scaling.training.data.batches import TokenBatches, TokenDataModule, val_windows
 
 VAL = 1000  # small validation sets keep the test corpora small: reserve = VAL + 4096
 

@@ -251,7 +251,7 @@ def train(prep: PreparedRun, resume: bool = True) -> RunResult:
     """
     import lightning as L
 
-    from scaling.training.data import TokenDataModule, val_windows
+    from scaling.training.data.batches import TokenDataModule, val_windows
     from scaling.training.module import LMModule
 
     cfg, key = prep.cfg, prep.key

@@ -13,9 +13,12 @@ One job per module, in the order data flows:
 - :mod:`.cache`: tokenize once into ``<cache_dir>/tokens/``, split, load as a :class:`Corpus`.
 - :mod:`.batches`: seeded, resumable training windows and the fixed validation windows.
 - :mod:`.files`: atomic writes and content hashes shared by the cache and the tokenizer.
+
+This package imports numpy and tokenizers, not torch: the sweep driver validates a grid and builds
+the token cache without loading the training libraries. The torch side, :mod:`.batches`
+(``TokenBatches``, ``TokenDataModule``, ``val_windows``), is imported from its module.
 """
 
-from scaling.training.data.batches import TokenBatches, TokenDataModule, val_windows
 from scaling.training.data.cache import (
     CACHE_FORMAT,
     VAL_PIECES,
@@ -37,8 +40,6 @@ __all__ = [
     "CACHE_FORMAT",
     "VAL_PIECES",
     "Corpus",
-    "TokenBatches",
-    "TokenDataModule",
     "entropy_rate",
     "load_corpus",
     "load_tokenizer",
@@ -49,5 +50,4 @@ __all__ = [
     "stdlib_files",
     "train_bpe",
     "train_epochs",
-    "val_windows",
 ]
