@@ -149,6 +149,8 @@ def compose(
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    from scaling.config import CONF_DIR, register_configs
+
     overrides = [
         f"model.n_layer={shape.n_layer}",
         f"model.d_model={shape.d_model}",
@@ -166,7 +168,8 @@ def compose(
         f"data.cache_dir={cache}",
         f"trainer.accelerator={'gpu' if device.startswith('cuda') else 'cpu'}",
     ]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides)
 
 
