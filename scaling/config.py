@@ -45,6 +45,7 @@ from scaling.schema import (
     TOKENIZERS,
     DataConfig,
     GPTConfig,
+    SweepConfig,
     TrackingConfig,
     TrainConfig,
     TrainerConfig,
@@ -70,6 +71,7 @@ __all__ = [
     "DataConfig",
     "GPTConfig",
     "RunConfig",
+    "SweepConfig",
     "TrackingConfig",
     "TrainConfig",
     "TrainerConfig",
@@ -114,8 +116,8 @@ def structured(cls: type[C], group: str, values: Mapping[str, Any]) -> C:
 
 
 def register_configs() -> None:
-    """Store each group's defaults in Hydra's ConfigStore as ``<group>/base`` (and the top-level
-    keys as ``run_base``).
+    """Store each group's defaults in Hydra's ConfigStore as ``<group>/base`` (the top-level keys
+    as ``run_base``, the sweep driver's as ``sweep/base``).
 
     The YAML options (``model/gpt.yaml``, ``data/text.yaml``, ...) extend their group's base and
     set only what differs. Nodes are plain mappings, not typed schemas, so a wrong type reaches
@@ -127,6 +129,7 @@ def register_configs() -> None:
     for group, cls in GROUPS.items():
         store.store(group=group, name="base", node=_field_defaults(cls))
     store.store(name="run_base", node=_field_defaults(_TopLevel))  # seed, threads, ...
+    store.store(group="sweep", name="base", node=_field_defaults(SweepConfig))
 
 
 def _field_defaults(cls: type) -> dict[str, Any]:

@@ -280,3 +280,17 @@ class TrackingConfig:
 
     uri: str = DEFAULT_TRACKING_URI
     experiment: str = DEFAULT_EXPERIMENT
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """The sweep driver's own keys (group ``sweep``; ``python -m scaling.sweep`` only)."""
+
+    collect: bool = True  # at the end, write results/<experiment>.csv from MLflow
+    fit: bool = True  # ...and fit it into analysis/<experiment>/ (when enough runs finished)
+    bootstrap: int = 200  # bootstrap resamples for the end-of-sweep fit (0 = none)
+    dry_run: bool = False  # validate the grid and print the plan (params, tokens, FLOPs) only
+
+    def __post_init__(self) -> None:
+        if self.bootstrap < 0:
+            raise ConfigError(f"sweep.bootstrap={self.bootstrap} must be 0 (none) or positive")

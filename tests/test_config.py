@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from scaling.config import (
     DataConfig,
     GPTConfig,
+    SweepConfig,
     TrainConfig,
     build_run_config,
     register_configs,
@@ -40,6 +41,9 @@ from tests.conftest import CONF
         (DataConfig, "data", {"tokenizer": "wordpiece"}, r"data\.tokenizer='wordpiece'.*byte, bpe"),
         (DataConfig, "data", {"tokenizer": "bpe", "vocab_size": 100}, r"data\.vocab_size=100"),
         (DataConfig, "data", {"source": "markov", "concentration": 0}, r"data\.concentration=0"),
+        (SweepConfig, "sweep", {"bootstrap": "abc"}, r"^sweep\.bootstrap: .*'abc'"),
+        (SweepConfig, "sweep", {"bootstrap": -1}, r"^sweep\.bootstrap=-1 must be 0"),
+        (SweepConfig, "sweep", {"dryrun": True}, r"^sweep\.dryrun is not a known key"),
     ],
 )
 def test_a_bad_key_or_value_is_one_line_naming_it(cls, group, raw, pattern) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from scaling.config import SweepConfig, structured
 from scaling.errors import UserError, exit_on_user_error
 
 _ENV_TOTAL = "SCALING_SWEEP_TOTAL"
@@ -144,11 +145,18 @@ def outcome(point: GridPoint, since_ms: int) -> tuple[str, Any]:
     return "failed", (runs[0] if runs else None)
 
 
+def sweep_options(config: DictConfig) -> SweepConfig:
+    """The ``sweep.*`` keys, validated (one ConfigError line naming the key)."""
+    raw = OmegaConf.to_container(config.get("sweep") or {}, resolve=True)
+    return structured(SweepConfig, "sweep", raw)  # type: ignore[arg-type]
+
+
 class SweepCallback(Callback):
     """Driver-side hooks of a multirun: validate before, summarise/collect/fit after."""
 
     def __init__(self) -> None:
         self.points: list[GridPoint] = []
+        self.options = SweepConfig()
         self.started_ms = 0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -159,6 +167,7 @@ class SweepCallback(Callback):
         from scaling.training.tracking import ensure_experiment
 
         quiet_libraries()
+        self.options = sweep_options(config)
         self.started_ms = int(time.time() * 1000)
         jobs = expand_grid(config)
         self.points, errors = validate_grid(config, jobs)
@@ -168,7 +177,7 @@ class SweepCallback(Callback):
                 f"{len(errors)} of {len(jobs)} grid points are invalid, nothing was "
                 f"trained: {listing}"
             )
-        if config.sweep.dry_run:
+        if self.options.dry_run:
             print(plan_table(self.points))
             raise SystemExit(0)
         for uri, experiment in sorted({(p.uri, p.experiment) for p in self.points}):
@@ -201,7 +210,7 @@ class SweepCallback(Callback):
         )
         for line in tally["failed"]:
             print(f"  FAILED {line}")
-        if config.sweep.collect and self.points:
+        if self.options.collect and self.points:
             self._collect_and_fit(config)
         if tally["failed"]:
             raise SystemExit(1)
@@ -219,8 +228,8 @@ class SweepCallback(Callback):
                 continue
             table = write_table(df, Path(config.results_dir) / f"{experiment}.csv")
             print(f"run table: {table} ({len(df)} finished runs)")
-            if config.sweep.fit:
-                fit_table(table, Path("analysis") / experiment, int(config.sweep.bootstrap))
+            if self.options.fit:
+                fit_table(table, Path("analysis") / experiment, self.options.bootstrap)
 
     @staticmethod
     def _guard(fn: Any, *args: Any) -> None:
