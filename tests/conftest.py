@@ -65,7 +65,7 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def compose(tmp_path: Path, shared_cache: Path) -> Callable[..., object]:
-    """compose(*overrides) -> DictConfig of conf/config.yaml with results under tmp_path."""
+    """compose(*overrides) -> DictConfig of scaling/conf/config.yaml with results under tmp_path."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 

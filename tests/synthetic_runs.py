@@ -1,4 +1,4 @@
-"""Synthetic run tables drawn from known laws, for the fitting tests (no ../shared data)."""
+"""Synthetic run tables drawn from known laws, for the fitting tests."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The run table: the one place its contract is defined, read, validated and written.
 
-A run table (DESIGN.md, "Run table") has one row per run with at least ``params`` (trainable
-parameters), ``tokens`` (training tokens) and ``loss`` (final validation loss, nats/token);
+A run table (docs/ARCHITECTURE.md, "Run table") has one row per run with at least ``params``
+(trainable parameters), ``tokens`` (training tokens) and ``loss`` (final validation loss);
 ``flops`` is optional (``C = 6 * params * tokens`` from :mod:`scaling.counting` when absent).  A
 *curves* table (``scaling collect --curves``) has several rows per ``run_id``: tokens seen so far
 and the loss at that point.

@@ -15,8 +15,8 @@ from scaling.training.tracking import KEY_TAG, check_reachable, mlflow_client
 
 
 def collect_runs(uri: str, experiment: str, curves: bool = False):  # -> pandas.DataFrame
-    """The run table of DESIGN.md: one row per FINISHED run (or, with ``curves``, one row per
-    logged validation point: ``tokens`` seen so far and ``loss`` at that point)."""
+    """The run table (docs/ARCHITECTURE.md): one row per FINISHED run (or, with ``curves``, one
+    row per logged validation point: ``tokens`` seen so far and ``loss`` at that point)."""
     check_reachable(uri)
     client = mlflow_client(uri)
     exp = client.get_experiment_by_name(experiment)

@@ -1,7 +1,7 @@
 """One training run: config -> result. The function every launcher calls.
 
     python -m scaling.train                                  # the default run
-    python -m scaling.train model.n_layer=2 train.flops=3e11 # any Hydra key (DESIGN.md)
+    python -m scaling.train model.n_layer=2 train.flops=3e11 # any Hydra key (docs/ARCHITECTURE.md)
 
 Order of work, so that bad input costs nothing: validate the config, check the tracking store,
 load (or build and cache) the token data and check the horizon against it -- only then create the

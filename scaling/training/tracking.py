@@ -1,7 +1,8 @@
 """MLflow recording: the store, the run of one training job, and finding runs by key.
 
-A run's record (DESIGN.md contract): status FINISHED or FAILED (with the reason as a tag),
-params = the resolved config flattened plus counted parameters and FLOPs, metrics ``train/loss``,
+A run's record (docs/ARCHITECTURE.md, "MLflow record"): status FINISHED or FAILED (with the
+reason as a tag), params = the resolved config flattened plus counted parameters and FLOPs,
+metrics ``train/loss``,
 ``val/loss`` and ``throughput/tokens_per_s`` with step = tokens seen, artifacts = the resolved
 config and ``summary.json``. We use :class:`mlflow.MlflowClient` directly (no fluent "active run"
 globals, which joblib's reused workers would leak between runs) and batch every write.
