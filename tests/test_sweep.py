@@ -226,6 +226,43 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_final_loss(tmp_pat
 
 
 @pytest.mark.slow
+def test_sigterm_records_the_run_killed_exits_143_and_the_rerun_resumes(tmp_path) -> None:
+    """SLURM preemption, `kill`, `docker stop`: the exit status says the run did not finish,
+    MLflow says KILLED and why, and the same command resumes it to FINISHED."""
+    from mlflow import MlflowClient
+
+    horizon = ["train.tokens=300000", "train.checkpoint_every=20", "train.eval_points=3"]
+    ckpt_root = tmp_path / "results" / "checkpoints"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *_train_args(tmp_path, *horizon)],
+        cwd=tmp_path,
+        env={**os.environ, "SCALING_CACHE": str(tmp_path / "cache")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 240
+    while not list(ckpt_root.glob("*/last.ckpt")) and time.time() < deadline:
+        assert proc.poll() is None, "run ended before its first checkpoint"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-3000:]  # 128 + SIGTERM, as a signalled process
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("scaling")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.status == "KILLED"
+    assert run.data.tags["scaling.failure_reason"].startswith("SIGTERM: interrupted at step")
+
+    resumed = run_module(tmp_path, *_train_args(tmp_path, *horizon))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from step" in resumed.stderr
+    (run,) = client.search_runs([exp.experiment_id])  # the same run, reopened
+    assert run.info.status == "FINISHED"
+
+
+@pytest.mark.slow
 def test_ddp_with_two_cpu_processes_finishes_with_the_planned_tokens(tmp_path) -> None:
     from mlflow import MlflowClient
 

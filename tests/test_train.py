@@ -146,3 +146,38 @@ def test_cli_bad_input_exits_2_with_one_line_and_creates_no_run(tmp_path) -> Non
     assert lines == [lines[0]] and lines[0].startswith("error: model.d_model=30")
     assert "Traceback" not in proc.stderr
     assert not db.exists()
+
+
+def test_a_run_killed_after_its_final_checkpoint_finishes_when_rerun(
+    compose, text_data, monkeypatch
+) -> None:
+    """The checkpoint saved after the last step cannot be resumed into (no step is left, and
+    Lightning would stop before the final validation): the rerun must start over and finish,
+    not fail the same way forever."""
+    from scaling.training import run
+
+    prep = prepare(compose(*text_data, "train.tokens=8192", "train.checkpoint_every=8"))
+    assert prep.cfg.steps == 32  # a multiple of checkpoint_every: last.ckpt at the final step
+
+    def killed(*args, **kwargs):  # the process dies between the last step and FINISHED
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "_summary", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(prep)
+    ckpt = run.checkpoint_dir(prep.cfg) / "last.ckpt"
+    assert run._resume_step(ckpt) == prep.cfg.steps
+    monkeypatch.undo()
+
+    result = train(prep)
+    assert result.status == "FINISHED" and result.resumed_from_step == 0
+    assert math.isfinite(result.val_loss)
+    assert not ckpt.parent.exists()
+    finished = [
+        r
+        for r in _client(prep.cfg).search_runs(
+            [_client(prep.cfg).get_experiment_by_name(prep.cfg.tracking.experiment).experiment_id]
+        )
+        if r.info.status == "FINISHED"
+    ]
+    assert [r.info.run_id for r in finished] == [result.run_id]

@@ -155,6 +155,16 @@ def _resume_from(prep: PreparedRun, ckpt: Path, resume: bool) -> int:
         print(f"{prep.name}: unreadable checkpoint {ckpt} ({err}); starting over", file=sys.stderr)
         ckpt.unlink(missing_ok=True)
         return 0
+    if start_step >= prep.cfg.steps:
+        # Saved after the last step, then killed before the final validation was recorded: no
+        # step is left to resume into, and Lightning would end at once without validating.
+        print(
+            f"{prep.name}: checkpoint {ckpt} is at the final step {start_step:,}; the run was "
+            "killed before it was recorded, starting over",
+            file=sys.stderr,
+        )
+        ckpt.unlink(missing_ok=True)
+        return 0
     print(
         f"{prep.name}: resumed from step {start_step:,} of {prep.cfg.steps:,} ({ckpt})",
         file=sys.stderr,
@@ -304,19 +314,25 @@ def train(prep: PreparedRun, resume: bool = True) -> RunResult:
                 weights_only=True,
             )
         if trainer.interrupted:  # Lightning swallows Ctrl-C; the checkpoint allows a resume
-            raise KeyboardInterrupt("interrupted; rerun the same command to resume")
+            raise KeyboardInterrupt
         if module.final_val_loss is None:
             raise RuntimeError("training ended before the final validation")
         result.val_loss = module.final_val_loss
         result.tokens_per_s = module.throughput()
         result.status = "FINISHED"
     except BaseException as err:
-        result.reason = f"{type(err).__name__}: {err}"
-        if recorder is not None:
-            recorder.finish(
-                "FAILED" if not isinstance(err, KeyboardInterrupt) else "KILLED",
-                reason=result.reason,
+        signal_name = _interruption(err, trainer)
+        if signal_name is None:
+            result.reason = f"{type(err).__name__}: {err}"
+        else:
+            result.reason = (
+                f"{signal_name}: interrupted at step {trainer.global_step:,} of {cfg.steps:,}; "
+                "rerun the same command to resume from the last checkpoint"
             )
+        if recorder is not None:
+            recorder.finish("FAILED" if signal_name is None else "KILLED", reason=result.reason)
+        if signal_name is not None:  # exit as a signalled process does (128 + signal number)
+            raise SystemExit(INTERRUPT_EXIT[signal_name]) from err
         raise
     finally:
         result.wall_s = time.perf_counter() - started
@@ -328,6 +344,22 @@ def train(prep: PreparedRun, resume: bool = True) -> RunResult:
         recorder.finish("FINISHED")
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return result
+
+
+INTERRUPT_EXIT = {"SIGTERM": 143, "SIGINT": 130}
+
+
+def _interruption(err: BaseException, trainer: Any) -> str | None:
+    """The signal that stopped training, if one did: SIGTERM (SLURM preemption or timeout,
+    ``kill``, ``docker stop``: Lightning raises its SIGTERMException, a SystemExit with no code)
+    or SIGINT (Ctrl-C: Lightning marks the trainer interrupted and exits 1)."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    if isinstance(err, SIGTERMException):
+        return "SIGTERM"
+    if isinstance(err, KeyboardInterrupt) or (isinstance(err, SystemExit) and trainer.interrupted):
+        return "SIGINT"
+    return None
 
 
 def _summary(prep: PreparedRun, result: RunResult, module: Any) -> dict[str, Any]:
