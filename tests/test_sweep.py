@@ -191,6 +191,27 @@ def _train_args(root: Path, *args: str) -> list[str]:
             f"results_dir={root / 'results'}", *args]  # fmt: skip
 
 
+def _train_until_first_checkpoint(
+    cwd: Path, root: Path, horizon: list[str]
+) -> subprocess.Popen[str]:
+    """Start `python -m scaling.train` under ``root`` and return once it wrote a checkpoint."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *_train_args(root, *horizon)],
+        cwd=cwd,
+        env={**os.environ, "SCALING_CACHE": str(cwd / "cache")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.time() + 240
+    while not list((root / "results" / "checkpoints").glob("*/last.ckpt")):
+        assert proc.poll() is None, "run ended before its first checkpoint"
+        assert time.time() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.2)
+    return proc
+
+
 @pytest.mark.slow
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_final_loss(tmp_path) -> None:
     horizon = ["train.tokens=300000", "train.checkpoint_every=20", "train.eval_points=3"]
@@ -198,21 +219,10 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_final_loss(tmp_pat
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     ckpt_root = tmp_path / "killed" / "results" / "checkpoints"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", *_train_args(tmp_path / "killed", *horizon)],
-        cwd=tmp_path,
-        env={**os.environ, "SCALING_CACHE": str(tmp_path / "cache")},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 240
-    while not list(ckpt_root.glob("*/last.ckpt")) and time.time() < deadline:
-        assert proc.poll() is None, "run ended before its first checkpoint"
-        time.sleep(0.2)
+    proc = _train_until_first_checkpoint(tmp_path, tmp_path / "killed", horizon)
     time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc.communicate()
     assert list(ckpt_root.glob("*/last.ckpt")), "no checkpoint was written"
 
     resumed = run_module(tmp_path, *_train_args(tmp_path / "killed", *horizon))
@@ -232,19 +242,7 @@ def test_sigterm_records_the_run_killed_exits_143_and_the_rerun_resumes(tmp_path
     from mlflow import MlflowClient
 
     horizon = ["train.tokens=300000", "train.checkpoint_every=20", "train.eval_points=3"]
-    ckpt_root = tmp_path / "results" / "checkpoints"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", *_train_args(tmp_path, *horizon)],
-        cwd=tmp_path,
-        env={**os.environ, "SCALING_CACHE": str(tmp_path / "cache")},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 240
-    while not list(ckpt_root.glob("*/last.ckpt")) and time.time() < deadline:
-        assert proc.poll() is None, "run ended before its first checkpoint"
-        time.sleep(0.2)
+    proc = _train_until_first_checkpoint(tmp_path, tmp_path, horizon)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stderr[-3000:]  # 128 + SIGTERM, as a signalled process
