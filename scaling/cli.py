@@ -254,6 +254,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     df = collect_runs(args.tracking_uri, args.experiment, curves=args.curves)
     path = write_table(df, args.out)
     print(f"wrote {len(df):,} rows to {path}", file=sys.stderr)
+    if df.attrs.get("dropped_duplicates"):
+        n = df.attrs["dropped_duplicates"]
+        print(f"kept the newest FINISHED run of each run key: dropped {n} older", file=sys.stderr)
     return 0
 
 

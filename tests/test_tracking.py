@@ -141,3 +141,34 @@ def test_collect_names_the_experiments_that_exist_and_needs_finished_runs(tmp_pa
         collect_runs(uri, "nope")
     with pytest.raises(TrackingError, match=r"'scaling' .* has no FINISHED runs yet"):
         collect_runs(uri, "scaling")
+
+
+def test_collect_keeps_one_finished_run_per_key(compose, text_data) -> None:
+    """Two processes that trained the same key (two sweeps of one grid at once) must not make
+    the fit count that training twice: collect keeps the newest and says how many it dropped."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+
+    from scaling.training.run import prepare, train
+
+    prep = prepare(compose(*text_data))
+    first = train(prep)
+    uri, experiment = prep.cfg.tracking.uri, prep.cfg.tracking.experiment
+    client = MlflowClient(uri)
+    original = client.get_run(first.run_id)
+    twin = client.create_run(original.info.experiment_id, tags=dict(original.data.tags))
+    params = [Param(k, v) for k, v in original.data.params.items()]
+    for i in range(0, len(params), 100):
+        client.log_batch(twin.info.run_id, params=params[i : i + 100])
+    client.log_batch(
+        twin.info.run_id,
+        metrics=[Metric("val/loss", 1.5, 0, prep.cfg.tokens)],
+        tags=[RunTag("note", "the later duplicate")],
+    )
+    client.set_terminated(twin.info.run_id, "FINISHED")
+
+    table = collect_runs(uri, experiment)
+    assert len(table) == 1 and table.attrs["dropped_duplicates"] == 1
+    assert table.run_id.iloc[0] == twin.info.run_id and table.loss.iloc[0] == 1.5
+    curves = collect_runs(uri, experiment, curves=True)
+    assert set(curves.run_id) == {twin.info.run_id}

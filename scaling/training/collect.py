@@ -16,7 +16,12 @@ from scaling.training.tracking import KEY_TAG, check_reachable, mlflow_client
 
 def collect_runs(uri: str, experiment: str, curves: bool = False):  # -> pandas.DataFrame
     """The run table (docs/ARCHITECTURE.md): one row per FINISHED run (or, with ``curves``, one
-    row per logged validation point: ``tokens`` seen so far and ``loss`` at that point)."""
+    row per logged validation point: ``tokens`` seen so far and ``loss`` at that point).
+
+    One run per key: when a key finished more than once (two sweeps of one grid at once), only
+    its newest FINISHED run is kept, so a fit never counts one training twice; how many were
+    dropped is in ``df.attrs["dropped_duplicates"]``.
+    """
     check_reachable(uri)
     client = mlflow_client(uri)
     exp = client.get_experiment_by_name(experiment)
@@ -27,7 +32,14 @@ def collect_runs(uri: str, experiment: str, curves: bool = False):  # -> pandas.
             f"{', '.join(names) or '(none)'}"
         )
     rows: list[dict[str, Any]] = []
-    for run in _finished_runs(client, exp.experiment_id):
+    seen: set[str] = set()
+    dropped = 0
+    for run in _finished_runs(client, exp.experiment_id):  # newest first
+        key = run.data.tags.get(KEY_TAG)
+        if key is not None and key in seen:
+            dropped += 1
+            continue
+        seen.add(key)
         params = run.data.params
         row = table.run_row(
             params,
@@ -35,7 +47,7 @@ def collect_runs(uri: str, experiment: str, curves: bool = False):  # -> pandas.
             run_id=run.info.run_id,
             run_name=run.info.run_name,
             status=run.info.status,
-            run_key=run.data.tags.get(KEY_TAG),
+            run_key=key,
         )
         if curves:
             rows.extend(table.curve_rows(row, params, _curve(client, run.info.run_id)))
@@ -45,7 +57,9 @@ def collect_runs(uri: str, experiment: str, curves: bool = False):  # -> pandas.
         raise TrackingError(
             f"experiment {experiment!r} in {uri} has no FINISHED runs yet: run a sweep first"
         )
-    return table.frame(rows)
+    df = table.frame(rows)
+    df.attrs["dropped_duplicates"] = dropped
+    return df
 
 
 def _finished_runs(client: Any, experiment_id: str) -> Iterable[Any]:
@@ -54,6 +68,7 @@ def _finished_runs(client: Any, experiment_id: str) -> Iterable[Any]:
         page = client.search_runs(
             [experiment_id],
             filter_string="attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
             max_results=1000,
             page_token=token,
         )

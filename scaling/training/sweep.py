@@ -227,7 +227,9 @@ class SweepCallback(Callback):
                 print(f"collect: {err}")
                 continue
             table = write_table(df, Path(config.results_dir) / f"{experiment}.csv")
-            print(f"run table: {table} ({len(df)} finished runs)")
+            dropped = df.attrs.get("dropped_duplicates", 0)
+            extra = f"; dropped {dropped} older duplicate(s) of a run key" if dropped else ""
+            print(f"run table: {table} ({len(df)} finished runs{extra})")
             if self.options.fit:
                 fit_table(table, Path("analysis") / experiment, self.options.bootstrap)
 
