@@ -19,7 +19,6 @@ the sweep driver, the CLI and the analysis side can size and name runs without t
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from scaling.counting import count_params, flops_for_tokens, tokens_for_flops
 from scaling.errors import ConfigError
@@ -109,7 +108,7 @@ def structured(cls: type[C], group: str, values: Mapping[str, Any]) -> C:
         key = getattr(err, "full_key", "") or getattr(err, "key", "")
         key = f"{group}.{key}" if group else str(key)
         known = ", ".join(f.name for f in fields(cls))
-        if type(err).__name__ == "ConfigKeyError":
+        if isinstance(err, ConfigKeyError):
             raise ConfigError(f"{key} is not a known key; known: {known}") from None
         first = str(err).splitlines()[0]
         raise ConfigError(f"{key}: {first}") from None
@@ -133,13 +132,8 @@ def register_configs() -> None:
 
 
 def _field_defaults(cls: type) -> dict[str, Any]:
-    out = {}
-    for f in fields(cls):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        else:
-            out[f.name] = f.default_factory()  # type: ignore[misc]
-    return out
+    """A dataclass's field defaults as a plain mapping (``__post_init__`` not run)."""
+    return OmegaConf.to_container(OmegaConf.structured(cls))  # type: ignore[return-value]
 
 
 # ---- one run ----------------------------------------------------------------------------------

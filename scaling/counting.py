@@ -205,7 +205,7 @@ def chinchilla_paper_params(
 # ---- C = 6ND --------------------------------------------------------------------------------
 # Kaplan et al. 2020 (Sec. 2.1) and Hoffmann et al. 2022: training costs ~6 FLOPs per parameter
 # per token (2 forward, 4 backward). The analysis side works with (N, D, C) columns and budgets;
-# these three functions are its only way between them.
+# these two functions and FLOPS_PER_PARAM_TOKEN (N·D = C/6) are its only way between them.
 
 FLOPS_PER_PARAM_TOKEN = 6.0
 
@@ -218,11 +218,6 @@ def compute_from(params: Num, tokens: Num) -> Num:
 def tokens_from_compute(flops: Num, params: Num) -> Num:
     """Tokens ``D = C / 6N`` that a budget of ``flops`` buys a model of ``params``."""
     return flops / (FLOPS_PER_PARAM_TOKEN * params)  # type: ignore[operator,return-value]
-
-
-def params_from_compute(flops: Num, tokens: Num) -> Num:
-    """Parameters ``N = C / 6D`` that a budget of ``flops`` buys at ``tokens``."""
-    return flops / (FLOPS_PER_PARAM_TOKEN * tokens)  # type: ignore[operator,return-value]
 
 
 def _canonical(convention: str) -> str:

@@ -45,7 +45,7 @@ def fit_to_dir(
     source = {"path": str(table), "params_column": params_column, "rows": len(runs)}
     result = replace(result, data=source)
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a directory")
+        raise UserError(f"{out}: exists and is not a directory; choose another output folder")
     parent = out.parent if str(out.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=parent, prefix=f".{out.name}.") as tmp:
