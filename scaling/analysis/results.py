@@ -138,6 +138,8 @@ class Bootstrap:
     level: float
     samples: Mapping[str, Array]
     n_failed: int = 0
+    # "bootstrap" (resamples with replacement) or "subsample" (what was drawn, not how often)
+    kind: str = "bootstrap"
 
     def interval(self, name: str) -> tuple[float, float]:
         """Percentile interval at :attr:`level` for ``name`` (NaN, NaN without finite samples)."""
@@ -149,6 +151,7 @@ class Bootstrap:
             "seed": self.seed,
             "level": self.level,
             "n_failed": self.n_failed,
+            "kind": self.kind,
             "samples": {k: [finite_or_none(x) for x in v] for k, v in self.samples.items()},
         }
 
@@ -163,6 +166,7 @@ class Bootstrap:
                 for k, v in doc["samples"].items()
             },
             n_failed=int(doc.get("n_failed", 0)),
+            kind=str(doc.get("kind", "bootstrap")),
         )
 
 
@@ -187,6 +191,12 @@ class FitResult:
     theta: tuple[float, ...] = ()
     local_optima: tuple[tuple[float, ...], ...] = field(default=(), repr=False)
     data: Mapping[str, Any] | None = None  # where the runs came from (``scaling fit``)
+    # which N and which C the fit used: {"params": column, "flops": convention slug or "table"}
+    conventions: Mapping[str, Any] | None = None
+    # run-to-run noise of log loss: {"sigma_log", "dof", "source", ...} (scaling.analysis.noise)
+    noise: Mapping[str, Any] | None = None
+    # {"ok": bool, "problems": [one line each]} (scaling.analysis.health)
+    health: Mapping[str, Any] | None = None
 
     @property
     def ci(self) -> dict[str, tuple[float, float]]:
@@ -223,8 +233,10 @@ class FitResult:
             "frontier": jsonable(self.frontier),
             "bootstrap": self.bootstrap.to_dict() if self.bootstrap else None,
         }
-        if self.data is not None:
-            doc["data"] = jsonable(self.data)
+        for key in ("data", "conventions", "noise", "health"):
+            value = getattr(self, key)
+            if value is not None:
+                doc[key] = jsonable(value)
         return doc
 
 
@@ -255,6 +267,9 @@ def fit_from_dict(doc: Mapping[str, Any]) -> FitResult:
         theta=theta,
         local_optima=(theta,) if theta else (),
         data=doc.get("data"),
+        conventions=doc.get("conventions"),
+        noise=doc.get("noise"),
+        health=doc.get("health"),
     )
 
 
