@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling.config import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
-from scaling.errors import UserError, exit_on_user_error
+from scaling.errors import UnhealthyFitError, UserError, exit_on_user_error
 
 EPILOG_FIT = """\
 examples:
@@ -44,6 +45,15 @@ examples:
   scaling predict --fit analysis/sweep1/fit.json --params 1e9 --tokens 2e10 --json
   scaling predict --fit analysis/sweep1/fit.json --target-loss 2.5
   scaling predict --fit analysis/sweep1/fit.json --gpu-hours 1000 --peak-flops 989e12 --mfu 0.4
+
+two intervals of the loss, at the fit's level (--level of `scaling fit`):
+  CI of the expected loss   where the fitted mean curve lies (bootstrap over runs)
+  prediction interval       where the loss of one new run will land: the CI plus the
+                            run-to-run noise (from seed replicates, else the fit's residuals)
+
+exit status: 0 a prediction, 2 a bad input, 3 the fit is unhealthy (fit.json's `health`
+lists why: too few runs, parameters on a bound, IsoFLOP minima at the edge, a failed
+backtest...); --allow-unhealthy predicts anyway and prints the problems as warnings.
 """
 
 
@@ -225,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     for option, text in NUMBER_OPTIONS.items():
         p.add_argument(option, type=_number, help=text)
     p.add_argument("--json", action="store_true", help="print the prediction as JSON")
+    p.add_argument(
+        "--allow-unhealthy",
+        action="store_true",
+        help="predict even when the fit's health verdict lists problems (otherwise exit 3)",
+    )
     p.set_defaults(handler=cmd_predict)
 
     p = sub.add_parser(
@@ -329,6 +344,7 @@ def _fit_summary(doc: dict[str, Any]) -> str:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``scaling predict``: a budget, a model size, or a target loss -> prediction."""
+    from scaling.analysis.health import problem_line
     from scaling.analysis.numbers import fmt_g
     from scaling.analysis.predict import Predictor, gpu_hours_to_flops
     from scaling.analysis.results import load_fit
@@ -345,6 +361,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
             "--gpu-hours H --peak-flops F --mfu U"
         )
     predictor = Predictor(load_fit(args.fit))
+    health = predictor.health
+    if not health["ok"]:
+        if not args.allow_unhealthy:
+            raise UnhealthyFitError(
+                f"{args.fit}: the fit cannot support a prediction: {problem_line(health)}; "
+                "add runs and refit, or pass --allow-unhealthy"
+            )
+        for problem in health["problems"]:
+            print(f"warning: unhealthy fit: {problem}", file=sys.stderr)
     if args.flops is not None:
         pred = predictor.at_budget(args.flops)
     elif modes[1]:
@@ -364,11 +389,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     level = f"{pred.level:.0%}" if pred.level else ""
 
-    def row(name: str, value: float | None, ci: tuple[float, float] | None, unit: str) -> str:
+    def row(
+        name: str,
+        value: float | None,
+        ci: tuple[float, float] | None,
+        unit: str,
+        what: str = "interval",
+    ) -> str:
         text = f"{name:>16}: {fmt_g(value, missing='n/a')} {unit}".rstrip()
         if ci is not None:
             lo, hi = (fmt_g(v, missing="n/a") for v in ci)
-            text += f"   ({level} interval {lo} .. {hi})"
+            hi = "unbounded" if ci[1] == math.inf else hi
+            text += f"   ({level} {what} {lo} .. {hi})"
         return text
 
     lines = [
@@ -378,7 +410,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     ]
     if pred.tokens_per_param is not None:
         lines.append(f"{'tokens/param':>16}: {pred.tokens_per_param:.3g}")
-    lines.append(row("loss", pred.loss, pred.loss_ci, "nats/token"))
+    lines.append(row("loss", pred.loss, pred.loss_ci, "nats/token", "CI of the expected loss"))
+    if pred.loss_pi is not None:
+        lines.append(row("new run's loss", pred.loss, pred.loss_pi, "", "prediction interval"))
+        lines.append(f"{'':>18}(run-to-run noise: {pred.noise})")
+    if pred.unreachable_share:
+        lines.append(
+            f"{'unreachable':>16}: {pred.unreachable_share:.0%} of the bootstrap replicates "
+            "never reach this loss"
+        )
     print("\n".join(line for line in lines if ": n/a" not in line))
     return 0
 

@@ -3,7 +3,8 @@
 Anything a user can get wrong (a config key, a CSV, a budget, a tracking URI) raises
 :class:`UserError` with one line that says what is wrong and how to fix it. Entry points
 (``scaling`` CLI, ``python -m scaling.train``, ``python -m scaling.sweep``) catch it, print the
-line to stderr and exit with status 2 -- no traceback.
+line to stderr and exit with status 2 -- no traceback.  :class:`UnhealthyFitError` (a fit that
+cannot support a prediction) exits with status 3 instead.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from functools import wraps
 from typing import TypeVar
 
 EXIT_USER_ERROR = 2
+EXIT_UNHEALTHY_FIT = 3
 
 T = TypeVar("T")
 
 
 class UserError(ValueError):
     """A mistake in the user's input; the message is shown as a single line."""
+
+    exit_code = EXIT_USER_ERROR
 
 
 class ConfigError(UserError):
@@ -34,8 +38,14 @@ class TrackingError(UserError):
     """The tracking store cannot be reached or used."""
 
 
+class UnhealthyFitError(UserError):
+    """A fit whose health verdict says it cannot support a prediction."""
+
+    exit_code = EXIT_UNHEALTHY_FIT
+
+
 def exit_on_user_error(fn: Callable[..., T]) -> Callable[..., T]:
-    """Run ``fn``; on :class:`UserError` print ``error: <message>`` and exit 2."""
+    """Run ``fn``; on :class:`UserError` print ``error: <message>`` and exit with its code."""
 
     @wraps(fn)
     def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -44,6 +54,6 @@ def exit_on_user_error(fn: Callable[..., T]) -> Callable[..., T]:
         except UserError as err:
             msg = " ".join(str(err).split())
             print(f"error: {msg}", file=sys.stderr)
-            raise SystemExit(EXIT_USER_ERROR) from None
+            raise SystemExit(err.exit_code) from None
 
     return wrapper

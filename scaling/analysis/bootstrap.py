@@ -21,10 +21,23 @@ Array = np.ndarray
 BOOTSTRAP_CHUNK = 25  # resamples per task; fixed so results do not depend on the worker count
 
 
-def resample_weights(n: int, n_resamples: int, seed: int, groups: Array | None = None) -> Array:
-    """Bootstrap counts (n_resamples, n): rows drawn with replacement (within ``groups``)."""
+def resample_weights(
+    n: int,
+    n_resamples: int,
+    seed: int,
+    groups: Array | None = None,
+    clusters: Array | None = None,
+) -> Array:
+    """Bootstrap counts (n_resamples, n): rows drawn with replacement (within ``groups``).
+
+    With ``clusters`` (a label per row, e.g. seed replicates of one configuration) whole clusters
+    are drawn with replacement, each bringing all its rows: replicates of one training are not
+    independent points.  Without clusters the draws are the same as before for any seed.
+    """
     rng = np.random.default_rng(seed)
     W = np.zeros((n_resamples, n))
+    if clusters is not None and np.unique(clusters).size < n:
+        return _cluster_weights(np.asarray(clusters), n_resamples, rng, groups)
     if groups is None:
         idx = rng.integers(0, n, size=(n_resamples, n))
         for r in range(n_resamples):
@@ -35,6 +48,25 @@ def resample_weights(n: int, n_resamples: int, seed: int, groups: Array | None =
         for m in members:
             pick = m[rng.integers(0, m.size, size=m.size)]
             W[r] += np.bincount(pick, minlength=n)
+    return W
+
+
+def _cluster_weights(
+    clusters: Array, n_resamples: int, rng: np.random.Generator, groups: Array | None
+) -> Array:
+    n = clusters.size
+    labels, inverse = np.unique(clusters, return_inverse=True)
+    # a cluster belongs to the group of its first row (replicates share a budget)
+    first = np.array([np.flatnonzero(inverse == k)[0] for k in range(labels.size)])
+    cluster_group = np.zeros(labels.size) if groups is None else np.asarray(groups)[first]
+    strata = [np.flatnonzero(cluster_group == g) for g in np.unique(cluster_group)]
+    W = np.zeros((n_resamples, n))
+    for r in range(n_resamples):
+        drawn = np.zeros(labels.size)
+        for members in strata:
+            pick = members[rng.integers(0, members.size, size=members.size)]
+            drawn += np.bincount(pick, minlength=labels.size)
+        W[r] = drawn[inverse]
     return W
 
 

@@ -16,11 +16,17 @@ writes and reads ``fit.json``).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pandas as pd
 
-from scaling.analysis.approach3 import fit_law
+from scaling.analysis.approach3 import fit_law, pareto_frontier
+from scaling.analysis.columns import columns, predict_table
 from scaling.analysis.envelope import fit_envelope
 from scaling.analysis.isoflop import fit_isoflop
+from scaling.analysis.laws import get_law
+from scaling.analysis.noise import estimate_noise
 from scaling.analysis.results import FitOptions, FitResult
 from scaling.errors import DataError
 
@@ -33,11 +39,46 @@ def fit(
     approach: int = 3,
     options: FitOptions | None = None,
 ) -> FitResult:
-    """Dispatch to the estimator: approach 1 (curves), 2 (IsoFLOP) or 3 (parametric law)."""
+    """Dispatch to the estimator: approach 1 (curves), 2 (IsoFLOP) or 3 (parametric law).
+
+    The result carries the run-to-run noise of log loss (:mod:`scaling.analysis.noise`) that
+    prediction intervals add to the fit's own uncertainty; approach 1 has none.
+    """
     if approach == 3:
-        return fit_law(runs, law, options)
+        result = fit_law(runs, law, options)
+        return replace(result, noise=_law_noise(runs, result))
     if approach == 2:
-        return fit_isoflop(runs, options)
+        result = fit_isoflop(runs, options)
+        return replace(result, noise=_isoflop_noise(runs, result))
     if approach == 1:
         return fit_envelope(runs, options)
     raise DataError(f"unknown approach {approach}; use 1, 2 or 3")
+
+
+def _law_noise(runs: pd.DataFrame, result: FitResult) -> dict | None:
+    """Noise from seed replicates, else from the law's log residuals on the runs it fitted."""
+    law = get_law(result.law)
+    _, _, C, loss = columns(runs)
+    rows = runs.iloc[pareto_frontier(C, loss)] if law.frontier else runs
+    residuals = np.log(rows["loss"].to_numpy(dtype=float)) - np.log(
+        predict_table(law, result.params, rows)
+    )
+    noise = estimate_noise(rows, residuals, law.n_params)
+    return noise.to_dict() if noise else None
+
+
+def _isoflop_noise(runs: pd.DataFrame, result: FitResult) -> dict | None:
+    """Noise from seed replicates, else from the log residuals of the per-budget parabolas."""
+    N, _, C, loss = columns(runs)
+    used = [m for m in result.isoflop if m.used]
+    if not used:
+        return None
+    centres = np.log(np.array([m.flops for m in used]))
+    nearest = np.argmin(np.abs(np.log(C)[:, None] - centres[None, :]), axis=1)
+    fitted = np.array(
+        [np.polyval(used[j].coeffs, np.log(n)) for j, n in zip(nearest, N, strict=True)]
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        residuals = np.log(loss) - np.log(fitted)
+    noise = estimate_noise(runs, residuals, 3 * len(used))
+    return noise.to_dict() if noise else None

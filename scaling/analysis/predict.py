@@ -4,14 +4,17 @@ size, the least compute that reaches a loss.
 Approach-3 fits predict through their law (:mod:`scaling.analysis.allocation` for the optimum);
 approaches 1 and 2 through their power laws ``N_opt = k_N C^a`` and loss frontier ``L_opt(C)``.
 Intervals come from pushing each bootstrap replicate of the parameters through the same
-computation and taking percentiles.
+computation and taking percentiles.  Two intervals of the loss are given, named for what they
+cover: ``loss_ci``, a confidence interval of the *expected* loss (the fitted mean curve), and
+``loss_pi``, a prediction interval for the loss of *one new run*, which adds the run-to-run noise
+recorded in the fit (:mod:`scaling.analysis.noise`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +22,9 @@ from scipy.optimize import brentq
 
 from scaling.analysis.allocation import optimal_allocation
 from scaling.analysis.bootstrap import percentile_interval
+from scaling.analysis.health import assess
 from scaling.analysis.laws import get_law
+from scaling.analysis.noise import Noise, prediction_interval
 from scaling.analysis.numbers import finite_or_none
 from scaling.analysis.results import FitResult
 from scaling.counting import compute_from
@@ -28,7 +33,19 @@ from scaling.errors import UserError
 Array = np.ndarray
 
 EXTRAPOLATION_WARN = 10.0  # warn when a budget exceeds the largest fitted compute by this factor
-_JSON_KEYS = ("flops", "params", "tokens", "loss", "loss_ci", "params_ci", "tokens_ci", "flops_ci")
+_JSON_KEYS = (
+    "flops",
+    "params",
+    "tokens",
+    "loss",
+    "loss_ci",
+    "loss_pi",
+    "params_ci",
+    "tokens_ci",
+    "flops_ci",
+    "unreachable_share",
+    "noise",
+)
 
 
 @dataclass(frozen=True)
@@ -39,11 +56,15 @@ class Prediction:
     params: float | None = None
     tokens: float | None = None
     loss: float | None = None
-    loss_ci: tuple[float, float] | None = None
+    loss_ci: tuple[float, float] | None = None  # confidence interval of the expected loss
+    loss_pi: tuple[float, float] | None = None  # prediction interval of one new run's loss
     params_ci: tuple[float, float] | None = None
     tokens_ci: tuple[float, float] | None = None
     flops_ci: tuple[float, float] | None = None
     level: float | None = None
+    # --target-loss: share of bootstrap replicates whose law never reaches the target
+    unreachable_share: float | None = None
+    noise: str | None = None  # where loss_pi's run-to-run noise came from
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -61,11 +82,13 @@ class Prediction:
                 continue
             if isinstance(value, tuple):
                 out[key] = [finite_or_none(v) for v in value]
+            elif isinstance(value, str):
+                out[key] = value
             else:
                 out[key] = finite_or_none(value)
         if self.tokens_per_param is not None:
             out["tokens_per_param"] = self.tokens_per_param
-        if self.level is not None and any(k.endswith("_ci") for k in out):
+        if self.level is not None and any(k.endswith(("_ci", "_pi")) for k in out):
             out["level"] = self.level
         out["warnings"] = list(self.warnings)
         return out
@@ -93,6 +116,19 @@ class Predictor:
         self.level = result.level
         self.samples: Mapping[str, Array] = result.bootstrap.samples if result.bootstrap else {}
         self.c_max = float(result.ranges["C"][1]) if "C" in result.ranges else math.nan
+        self.noise = Noise.from_dict(result.noise) if result.noise else None
+
+    @property
+    def health(self) -> dict[str, Any]:
+        """The fit's health verdict (recorded in fit.json, else assessed from what it holds)."""
+        if self.result.health is not None:
+            return dict(self.result.health)
+        return assess(self.result)
+
+    def _loss_pi(self, loss: float | None, samples: Array | None) -> tuple[float, float] | None:
+        if self.noise is None or loss is None or not math.isfinite(loss):
+            return None
+        return prediction_interval(loss, self.noise, self.level, samples, self.result.options.seed)
 
     # -- helpers -------------------------------------------------------------------------------
     @property
@@ -106,6 +142,8 @@ class Predictor:
 
     def _prediction(self, C: float, **values: Any) -> Prediction:
         """A prediction at compute ``C`` with this fit's level and extrapolation warning."""
+        if values.get("loss_pi") is not None and self.noise is not None:
+            values["noise"] = self.noise.describe()
         return Prediction(flops=C, level=self.level, warnings=self._budget_warning(C), **values)
 
     def _budget_warning(self, C: float) -> tuple[str, ...]:
@@ -173,6 +211,7 @@ class Predictor:
             )
         N, D, loss = self.optimal(C)
         loss_ci = params_ci = tokens_ci = None
+        Ls = None
         samples = self._sample_params()
         if samples is not None:
             Ns, Ds, Ls = self.optimal(C, samples)
@@ -187,6 +226,7 @@ class Predictor:
             tokens=D,
             loss=loss,
             loss_ci=loss_ci,
+            loss_pi=self._loss_pi(loss, Ls),
             params_ci=params_ci,
             tokens_ci=tokens_ci,
         )
@@ -204,13 +244,16 @@ class Predictor:
         given = {"N": N, "D": D, "C": C}
         kwargs = {k: given[k] for k in self.law.inputs}
         loss = float(self.law.predict(self.params, **kwargs))
-        loss_ci = None
+        loss_ci = Ls = None
         samples = self._sample_params()
         if samples is not None:
             theta = self.law.from_params_array(samples)
             f, _ = self.law.log_model(theta, self.law.design(**kwargs))
-            loss_ci = self._interval(np.exp(f[:, 0]))
-        return self._prediction(C, params=N, tokens=D, loss=loss, loss_ci=loss_ci)
+            Ls = np.exp(f[:, 0])
+            loss_ci = self._interval(Ls)
+        return self._prediction(
+            C, params=N, tokens=D, loss=loss, loss_ci=loss_ci, loss_pi=self._loss_pi(loss, Ls)
+        )
 
     def loss_at_budget(self, C: float, params: Mapping[str, float] | None = None) -> float:
         """Compute-optimal loss at ``C`` (NaN where the fit has no loss frontier)."""
@@ -254,23 +297,55 @@ class Predictor:
             hint = f" (the fitted irreducible loss is E = {floor:.4g})" if floor else ""
             raise UserError(f"target loss {target:g} is not reachable with up to 1e40 FLOPs{hint}")
         pred = self.at_budget(C) if self.has_allocation else Prediction(flops=C, loss=target)
-        flops_ci = None
+        flops_ci = params_ci = tokens_ci = None
+        unreachable = None
+        warnings: list[str] = []
         samples = self._sample_params()
         if samples is not None and self.law_name in ("chinchilla", "kaplan"):
             n = len(next(iter(samples.values())))
             cs = np.array(
                 [self._min_compute(target, {k: v[i] for k, v in samples.items()}) for i in range(n)]
             )
-            flops_ci = self._interval(cs)
-        return self._prediction(
+            known = ~np.isnan(cs)
+            unreachable = float(np.mean(np.isinf(cs[known]))) if known.any() else None
+            flops_ci = _open_interval(cs, self.level)
+            # N and D at each replicate's own least compute: the C uncertainty carries over
+            with np.errstate(invalid="ignore", over="ignore"):
+                ns, ds = optimal_allocation(self.law_name, samples, np.where(known, cs, np.nan))
+            ns = np.where(np.isinf(cs), np.inf, ns)
+            ds = np.where(np.isinf(cs), np.inf, ds)
+            params_ci, tokens_ci = _open_interval(ns, self.level), _open_interval(ds, self.level)
+            if unreachable and flops_ci is not None and math.isinf(flops_ci[1]):
+                warnings.append(
+                    f"{unreachable:.0%} of the bootstrap replicates never reach loss {target:g} "
+                    "(their irreducible loss E is at or above it): the upper ends of the "
+                    "intervals are unbounded"
+                )
+        else:
+            params_ci, tokens_ci = pred.params_ci, pred.tokens_ci
+        out = self._prediction(
             C,
             params=pred.params,
             tokens=pred.tokens,
             loss=target,
-            params_ci=pred.params_ci,
-            tokens_ci=pred.tokens_ci,
+            params_ci=params_ci,
+            tokens_ci=tokens_ci,
             flops_ci=flops_ci,
+            unreachable_share=unreachable,
         )
+        return replace(out, warnings=out.warnings + tuple(warnings))
+
+
+def _open_interval(values: Array, level: float) -> tuple[float, float] | None:
+    """Percentile interval in which ``inf`` counts (an unreachable replicate is a huge value,
+    not a missing one): the upper end is ``inf`` when more than the upper tail is unreachable."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size < 2:
+        return None
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(values, [tail, 1 - tail], method="inverted_cdf")
+    return (float(lo), float(hi))
 
 
 def _check_positive(name: str, value: float) -> None:

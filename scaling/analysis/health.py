@@ -1,0 +1,163 @@
+"""Whether a fit can support a prediction: a verdict with one line per problem.
+
+``fit.json`` carries ``health: {"ok": bool, "problems": [...]}``; ``scaling predict`` refuses an
+unhealthy fit (exit status 3) unless ``--allow-unhealthy``, and the report puts the verdict at
+its top.  A problem is something that makes the fit's extrapolation unreliable, not a matter of
+taste:
+
+* the optimiser did not converge, or a parameter sits on a bound of the search box;
+* fewer than :data:`RUNS_PER_PARAMETER` runs per free parameter (approach 3), or fewer than two
+  budgets with an interior IsoFLOP minimum, or a minimum at the edge of its budget's sizes
+  (approach 2);
+* a term of the law is below :data:`NEGLIGIBLE_TERM` of the loss at every run (its parameters
+  are not identified);
+* a bootstrap interval so wide the parameter is not determined: a scale parameter spanning more
+  than :data:`MAX_SCALE_DECADES` decades, an allocation exponent wider than
+  :data:`MAX_EXPONENT_WIDTH`, or more than :data:`MAX_FAILED_SHARE` of the refits failing;
+* a backtest (fit the small budgets, predict the large) whose mean relative error of the loss
+  exceeds :data:`MAX_BACKTEST_ERROR`, or that could not be fitted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from scaling.analysis.laws import get_law
+from scaling.analysis.results import FitResult
+
+RUNS_PER_PARAMETER = 2
+NEGLIGIBLE_TERM = 1e-4
+MAX_SCALE_DECADES = 3.0
+MAX_EXPONENT_WIDTH = 0.3
+MAX_FAILED_SHARE = 0.2
+MAX_BACKTEST_ERROR = 0.05
+_EXPONENTS = ("a", "b", "alpha", "beta", "alpha_N", "alpha_D", "alpha_C")
+
+
+def assess(
+    result: FitResult,
+    *,
+    backtest: Mapping[str, Any] | None = None,
+    N: np.ndarray | None = None,
+    D: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The health verdict of ``result``: ``{"ok": bool, "problems": [one line each]}``.
+
+    ``backtest`` (:func:`scaling.analysis.report.stats.backtest`) and the fitted runs' ``N``,
+    ``D`` add the checks that need them.
+    """
+    problems = _convergence(result) + _support(result) + _intervals(result)
+    if N is not None and D is not None:
+        problems += _negligible_terms(result, N, D)
+    if backtest is not None:
+        problems += _backtest(backtest)
+    return {"ok": not problems, "problems": problems}
+
+
+def _convergence(result: FitResult) -> list[str]:
+    conv = result.convergence
+    out = []
+    if not conv.converged:
+        out.append(f"the optimiser did not converge ({conv.message})")
+    if conv.on_bounds:
+        out.append(
+            f"parameter(s) {', '.join(conv.on_bounds)} on a bound of the search box: the law "
+            "is degenerate for these runs"
+        )
+    return out
+
+
+def _support(result: FitResult) -> list[str]:
+    if result.approach == 3:
+        P = get_law(result.law).n_params
+        need = RUNS_PER_PARAMETER * P
+        if result.n_points < need:
+            return [
+                f"{result.n_points} runs for {P} free parameters: at least {need} are needed "
+                "before the law can be trusted beyond the data"
+            ]
+        return []
+    if result.approach != 2:
+        return []
+    out = []
+    used = [m for m in result.isoflop if m.used]
+    if len(used) < 2:
+        out.append(f"{len(used)} budget(s) with an interior IsoFLOP minimum; at least 2 needed")
+    for m in result.isoflop:
+        if m.at_edge or not m.used:
+            out.append(
+                f"the IsoFLOP minimum of budget C={m.flops:.3g} lies at or beyond the edge of "
+                f"its sizes {m.params_range[0]:.3g}..{m.params_range[1]:.3g}: add sizes on that "
+                "side"
+            )
+    return out
+
+
+def _intervals(result: FitResult) -> list[str]:
+    boot = result.bootstrap
+    if boot is None:
+        return []
+    out = []
+    if boot.n_resamples and boot.n_failed / boot.n_resamples > MAX_FAILED_SHARE:
+        out.append(
+            f"{boot.n_failed} of {boot.n_resamples} bootstrap refits failed: the fit is "
+            "unstable under resampling"
+        )
+    for name, (lo, hi) in result.ci.items():
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            continue
+        if name in _EXPONENTS:
+            if hi - lo > MAX_EXPONENT_WIDTH:
+                out.append(
+                    f"exponent {name} is not determined: its {boot.level:.0%} interval is "
+                    f"[{lo:.3g}, {hi:.3g}]"
+                )
+        elif lo > 0 and math.log10(hi / lo) > MAX_SCALE_DECADES:
+            out.append(
+                f"parameter {name} is not determined: its {boot.level:.0%} interval "
+                f"[{lo:.3g}, {hi:.3g}] spans {math.log10(hi / lo):.0f} decades"
+            )
+    return out
+
+
+def _negligible_terms(result: FitResult, N: np.ndarray, D: np.ndarray) -> list[str]:
+    if result.approach != 3 or result.law != "chinchilla":
+        return []
+    p = result.params
+    terms = {
+        "A/N^alpha": p["A"] * np.asarray(N, dtype=float) ** -p["alpha"],
+        "B/D^beta": p["B"] * np.asarray(D, dtype=float) ** -p["beta"],
+        "E": np.full(np.shape(N), p["E"]),
+    }
+    total = sum(terms.values())
+    return [
+        f"the {name} term is below {NEGLIGIBLE_TERM:g} of the loss at every run: its "
+        "parameters are not identified by these runs"
+        for name, term in terms.items()
+        if float(np.max(term / total)) < NEGLIGIBLE_TERM
+    ]
+
+
+def _backtest(bt: Mapping[str, Any]) -> list[str]:
+    if "error" in bt:
+        return [f"the backtest could not be fitted ({bt['error']})"]
+    err = bt.get("mean_abs_rel")
+    if err is not None and math.isfinite(err) and err > MAX_BACKTEST_ERROR:
+        return [
+            f"the backtest (fit C <= {bt['threshold']:.3g}, predict above) missed the held-out "
+            f"losses by {100 * err:.1f}% on average (limit {100 * MAX_BACKTEST_ERROR:g}%)"
+        ]
+    return []
+
+
+def problem_line(health: Mapping[str, Any]) -> str:
+    """The first problem and how many more, for a one-line refusal."""
+    problems = list(health.get("problems") or [])
+    if not problems:
+        return "no problem found"
+    more = f" (and {len(problems) - 1} more problem(s); see report.md)" if len(problems) > 1 else ""
+    return problems[0] + more
