@@ -1,8 +1,23 @@
 """Approach 1 (envelope) of Hoffmann et al. 2022: the least loss at each FLOP count.
 
-From loss-vs-tokens curves (one row per logged point, a ``run_id`` per run), the run with the
-least (interpolated) loss at each FLOP count gives a compute-optimal point; power laws in C are
-then fitted through them (:mod:`scaling.analysis.frontier`).  The bootstrap resamples runs.
+From loss-vs-tokens curves (one row per logged point, a ``run_id`` per run), each curve is first
+smoothed: its points are sorted by tokens and each loss replaced by the median of itself and up to
+``SMOOTH_HALF_WIDTH`` neighbours on each side (a centred running median over five logged points;
+the window shrinks symmetrically at the ends, so the first and last points are kept as logged).
+Validation is logged at log-spaced steps, so the window spans a roughly fixed width in log
+tokens.  A running median removes isolated dips (one noisy evaluation) that would otherwise win
+the envelope, and leaves a curve that is monotone over the window unchanged.  Curves are then
+interpolated in log-log space on a grid of FLOP counts, the run with the least loss at each one
+gives a compute-optimal point (only counts reached by at least two runs are kept), and
+``N_opt = k_N C^a`` is fitted through them by unweighted least squares in log space
+(:mod:`scaling.analysis.frontier`; ``b = 1 - a``).  The grid points are neighbours on the same
+curves, not independent observations.
+
+Uncertainty is a **subsample**, labelled ``Bootstrap.kind = "subsample"``: each replicate draws
+runs with replacement and keeps the envelope of the runs drawn.  The envelope is a minimum over
+runs, so a run drawn twice counts as much as a run drawn once: the replicate depends only on which
+runs were drawn (about 63% of them), not on how often.  Its interval measures how much the fit
+depends on which runs are present; it is not a calibrated bootstrap confidence interval.
 """
 
 from __future__ import annotations
@@ -10,17 +25,46 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from scaling.analysis.bootstrap import resample_weights
 from scaling.analysis.columns import columns, ranges
-from scaling.analysis.frontier import frontier_result
+from scaling.analysis.frontier import Replicates, frontier_result
 from scaling.analysis.results import FitOptions, FitResult, IsoflopMinimum
 from scaling.counting import tokens_from_compute
 from scaling.errors import DataError
 
 Array = np.ndarray
 
+SMOOTH_HALF_WIDTH = 2  # neighbours on each side in the running median of a loss curve
+
+# The report's method text for approach 1 (scaling.analysis.report may quote it).
+METHOD_TEXT = (
+    "Each loss curve was smoothed by a centred running median over five logged points; at each "
+    "FLOP count the run with the least smoothed loss defines the envelope (Hoffmann et al. 2022, "
+    "approach 1). log N_opt = log k_N + a log C was fitted by unweighted least squares; "
+    "b = 1 - a and D_opt = C / (6 N_opt) follow from C = 6ND."
+)
+RESAMPLING_TEXT = (
+    "Intervals are percentile intervals over a subsample of runs: each replicate keeps the "
+    "envelope of the runs drawn with replacement (about 63% of them; a run drawn twice counts "
+    "once), so they show how much the fit depends on which runs are present; they are not "
+    "calibrated bootstrap confidence intervals."
+)
+
+
+def smooth_curve(loss: Array, half_width: int = SMOOTH_HALF_WIDTH) -> Array:
+    """Centred running median of ``loss`` (points in token order), the window shrinking
+    symmetrically at the ends."""
+    n = loss.size
+    out = np.empty(n)
+    for i in range(n):
+        k = min(half_width, i, n - 1 - i)
+        out[i] = np.median(loss[i - k : i + k + 1])
+    return out
+
 
 def envelope(runs: pd.DataFrame, n_grid: int = 250) -> tuple[Array, Array, Array, Array, Array]:
-    """Approach 1 envelope: at each FLOP count, the run with the least (interpolated) loss.
+    """Approach 1 envelope: at each FLOP count, the run with the least (interpolated, smoothed)
+    loss.
 
     Returns (C grid, N of the best run, loss, run index per grid point, loss matrix (runs, grid)).
     Only FLOP counts reached by at least two runs are kept.
@@ -32,8 +76,9 @@ def envelope(runs: pd.DataFrame, n_grid: int = 250) -> tuple[Array, Array, Array
     M = np.full((len(groups), n_grid), np.inf)
     sizes = np.empty(len(groups))
     for i, (_, g) in enumerate(groups):
+        g = g.sort_values("flops", kind="stable")
         c = g["flops"].to_numpy(dtype=float)
-        ell = g["loss"].to_numpy(dtype=float)
+        ell = smooth_curve(g["loss"].to_numpy(dtype=float))
         sizes[i] = float(g["params"].iloc[-1])
         if c.size == 1:
             continue
@@ -81,15 +126,12 @@ def fit_envelope(curves: pd.DataFrame, options: FitOptions | None = None) -> Fit
     last = curves.groupby("run_id", sort=True).tail(1)
     N, D, C, loss = columns(last)
 
-    def boot(W: Array) -> tuple[Array, Array]:
-        chosen = W > 0
-        Mb = np.where(chosen[:, None], M, np.inf)
-        ok = np.isfinite(Mb).sum(axis=0) >= 2
-        if ok.sum() < 2:
-            return np.array([]), np.array([])
-        nb = sizes[np.argmin(Mb[:, ok], axis=0)]
-        return grid[ok], nb
-
+    replicates = None
+    if options.bootstrap > 0:
+        W = resample_weights(len(sizes), options.bootstrap, options.seed)
+        replicates = Replicates(
+            points=[_subsample_points(grid, sizes, M, w > 0) for w in W], kind="subsample"
+        )
     return frontier_result(
         approach=1,
         points=points,
@@ -98,7 +140,16 @@ def fit_envelope(curves: pd.DataFrame, options: FitOptions | None = None) -> Fit
         options=options,
         warnings=warnings,
         minima=(),
-        bootstrap_fn=boot,
-        bootstrap_groups=None,
-        n_rows=len(sizes),
+        replicates=replicates,
     )
+
+
+def _subsample_points(
+    grid: Array, sizes: Array, M: Array, chosen: Array
+) -> tuple[Array, Array] | None:
+    """The envelope's ``(C, N_opt)`` over the ``chosen`` runs (``None`` under two grid points)."""
+    Mb = np.where(chosen[:, None], M, np.inf)
+    ok = np.isfinite(Mb).sum(axis=0) >= 2
+    if ok.sum() < 2:
+        return None
+    return grid[ok], sizes[np.argmin(Mb[:, ok], axis=0)]

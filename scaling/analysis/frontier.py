@@ -1,29 +1,35 @@
 """Approaches 1 and 2 after their compute-optimal points: power laws in C and the loss frontier.
 
-Both approaches end with points ``(C, N_opt, L_opt)``; from them come ``N_opt = k_N C^a`` and
-``D_opt = k_D C^b`` by least squares in log space (Hoffmann et al. 2022, §3.1-3.2) and the loss
-frontier ``L_opt(C) = E + (C_c/C)^alpha_C`` (Kaplan et al. 2020, eq. 1.3).
+Both approaches end with points ``(C, N_opt, L_opt)``.  From them ``N_opt = k_N C^a`` is fitted
+by least squares of ``log N_opt = log k_N + a log C`` (Hoffmann et al. 2022, §3.1-3.2), weighted
+when the estimator gives each point a weight (approach 2: the inverse variance of its ``log N*``;
+approach 1: equal weights).  The data allocation follows from ``C = 6 N D``
+(:mod:`scaling.counting`) and is not fitted separately: ``D_opt = C / (6 N_opt) = k_D C^b`` with
+``b = 1 - a`` and ``k_D = 1 / (6 k_N)``, in the point estimate and in every resample.  The loss
+frontier ``L_opt(C) = E + (C_c/C)^alpha_C`` (Kaplan et al. 2020, eq. 1.3) is fitted through the
+points' losses.
+
+Uncertainty comes from :class:`Replicates`: the compute-optimal points of each resample, drawn by
+the estimator (approach 2: a residual bootstrap; approach 1: a subsample of runs), refitted here
+with the same weights as the point estimate.  A resample the estimator marks failed (``None``) is
+NaN in every sample and counted in ``n_failed``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from scaling.analysis.allocation import extreme_allocation_warning
-from scaling.analysis.bootstrap import resample_weights
 from scaling.analysis.laws import get_law
 from scaling.analysis.optimize import minimise_law
 from scaling.analysis.results import Bootstrap, Convergence, FitOptions, FitResult, IsoflopMinimum
 from scaling.counting import tokens_from_compute
 
 Array = np.ndarray
-
-# One bootstrap replicate: resample counts per row -> the (C, N_opt) points refitted.
-PointsFn = Callable[[Array], tuple[Array, Array]]
 
 
 @dataclass(frozen=True)
@@ -37,15 +43,59 @@ class PowerLaw:
         return self.coef * np.asarray(C, dtype=float) ** self.exponent
 
 
-def fit_power_law(C: Array, y: Array) -> PowerLaw:
-    """Least squares of ``log y = log coef + exponent log C`` (Hoffmann et al. 2022, §3.1-3.2)."""
-    slope, intercept = np.polyfit(np.log(C), np.log(y), 1)
-    return PowerLaw(exponent=float(slope), coef=float(np.exp(intercept)))
+@dataclass(frozen=True)
+class Replicates:
+    """Compute-optimal points of each resample: ``(C, N_opt)`` arrays, ``None`` where it failed.
+
+    ``kind`` is :attr:`Bootstrap.kind`: ``"bootstrap"`` or ``"subsample"``.
+    """
+
+    points: Sequence[tuple[Array, Array] | None]
+    kind: str = "bootstrap"
 
 
-def _allocation_laws(C: Array, N: Array) -> tuple[PowerLaw, PowerLaw]:
-    """``N_opt = k_N C^a`` and ``D_opt = k_D C^b`` through compute-optimal points."""
-    return fit_power_law(C, N), fit_power_law(C, tokens_from_compute(C, N))
+def fit_power_law(C: Array, y: Array, weights: Array | None = None) -> PowerLaw:
+    """Least squares of ``log y = log coef + exponent log C``, each point weighted by ``weights``
+    (inverse variances of ``log y``; equal weights when ``None``)."""
+    x, z = np.log(np.asarray(C, dtype=float)), np.log(np.asarray(y, dtype=float))
+    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
+    xm, zm = np.sum(w * x) / np.sum(w), np.sum(w * z) / np.sum(w)
+    slope = np.sum(w * (x - xm) * (z - zm)) / np.sum(w * (x - xm) ** 2)
+    return PowerLaw(exponent=float(slope), coef=float(np.exp(zm - slope * xm)))
+
+
+def allocation_from(fit_n: PowerLaw) -> dict[str, float]:
+    """``a, b, N_coef, D_coef`` of ``N_opt = k_N C^a``; ``D_opt = C / 6N_opt`` gives ``b = 1 - a``
+    and ``D_coef = 1 / (6 k_N)``."""
+    return {
+        "a": fit_n.exponent,
+        "b": 1.0 - fit_n.exponent,
+        "N_coef": fit_n.coef,
+        "D_coef": float(tokens_from_compute(1.0, fit_n.coef)),
+    }
+
+
+def _bootstrap(replicates: Replicates, weights: Array | None, options: FitOptions) -> Bootstrap:
+    """Refit ``N_opt(C)`` on each resample's points (same weights); ``b`` is ``1 - a``."""
+    n = len(replicates.points)
+    samples = {k: np.full(n, np.nan) for k in ("a", "b", "N_coef", "D_coef")}
+    for r, pts in enumerate(replicates.points):
+        if pts is None:
+            continue
+        c_r, n_r = pts
+        if c_r.size < 2 or np.unique(c_r).size < 2 or not np.all(np.isfinite(n_r)):
+            continue
+        alloc = allocation_from(fit_power_law(c_r, n_r, weights))
+        for k, v in alloc.items():
+            samples[k][r] = v
+    return Bootstrap(
+        n_resamples=n,
+        seed=options.seed,
+        level=options.level,
+        samples=samples,
+        n_failed=int(np.isnan(samples["a"]).sum()),
+        kind=replicates.kind,
+    )
 
 
 def frontier_result(
@@ -57,53 +107,32 @@ def frontier_result(
     options: FitOptions,
     warnings: list[str],
     minima: tuple[IsoflopMinimum, ...],
-    bootstrap_fn: PointsFn,
-    bootstrap_groups: Array | None,
-    n_rows: int,
+    replicates: Replicates | None,
+    weights: Array | None = None,
 ) -> FitResult:
     """The :class:`FitResult` of approach 1 or 2 from its compute-optimal ``points``.
 
-    ``bootstrap_fn`` recomputes the points of one resample (counts per row, ``n_rows`` rows,
-    drawn within ``bootstrap_groups`` when given).
+    ``weights`` (one per point, inverse variances of ``log N_opt``) weight the fit of
+    ``N_opt(C)`` and every refit of ``replicates``, whose points must line up with ``points``
+    when weights are given.
     """
     Cs = np.array([p.flops for p in points])
     Ns = np.array([p.params for p in points])
     Ls = np.array([p.loss for p in points])
-    fit_n, fit_d = _allocation_laws(Cs, Ns)
-    exponents = {"a": fit_n.exponent, "b": fit_d.exponent}
-    allocation = {
-        "a": fit_n.exponent,
-        "b": fit_d.exponent,
-        "N_coef": fit_n.coef,
-        "D_coef": fit_d.coef,
-    }
+    fit_n = fit_power_law(Cs, Ns, weights)
+    allocation = allocation_from(fit_n)
     frontier = fit_loss_frontier(Cs, Ls, options)
     for c in (Cs.min(), Cs.max()):
-        warning = extreme_allocation_warning(c, float(fit_d(c) / fit_n(c)))
+        n_c = float(fit_n(c))
+        warning = extreme_allocation_warning(c, float(tokens_from_compute(c, n_c)) / n_c)
         if warning:
             warnings.append(warning)
-    boot = None
-    if options.bootstrap > 0:
-        W = resample_weights(n_rows, options.bootstrap, options.seed, groups=bootstrap_groups)
-        a_s, b_s, kn_s, kd_s = (np.full(options.bootstrap, np.nan) for _ in range(4))
-        for r in range(options.bootstrap):
-            c_r, n_r = bootstrap_fn(W[r])
-            if c_r.size < 2 or np.unique(c_r).size < 2:
-                continue
-            pn, pd_ = _allocation_laws(c_r, n_r)
-            a_s[r], kn_s[r], b_s[r], kd_s[r] = pn.exponent, pn.coef, pd_.exponent, pd_.coef
-        boot = Bootstrap(
-            n_resamples=options.bootstrap,
-            seed=options.seed,
-            level=options.level,
-            samples={"a": a_s, "b": b_s, "N_coef": kn_s, "D_coef": kd_s},
-            n_failed=int(np.isnan(a_s).sum()),
-        )
+    boot = _bootstrap(replicates, weights, options) if replicates is not None else None
     return FitResult(
         law="chinchilla",
         approach=approach,
         params={},
-        exponents=exponents,
+        exponents={"a": allocation["a"], "b": allocation["b"]},
         allocation=allocation,
         objective=None,
         n_points=runs_n,

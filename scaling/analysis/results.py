@@ -100,6 +100,10 @@ class IsoflopMinimum:
     coeffs: tuple[float, float, float]  # loss = c2 u^2 + c1 u + c0, u = ln N
     at_edge: bool
     used: bool
+    # approach 2: standard error of ln N* (delta method), and the fraction of bootstrap
+    # resamples whose vertex was not strictly inside the sampled sizes (NaN where not computed)
+    log_params_se: float = math.nan
+    outside_fraction: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +116,8 @@ class IsoflopMinimum:
             "coeffs": list(self.coeffs),
             "at_edge": self.at_edge,
             "used": self.used,
+            "log_params_se": finite_or_none(self.log_params_se),
+            "outside_fraction": finite_or_none(self.outside_fraction),
         }
 
     @classmethod
@@ -126,6 +132,8 @@ class IsoflopMinimum:
             coeffs=tuple(doc["coeffs"]),
             at_edge=doc["at_edge"],
             used=doc["used"],
+            log_params_se=nan_if_none(doc.get("log_params_se")),
+            outside_fraction=nan_if_none(doc.get("outside_fraction")),
         )
 
 
