@@ -24,7 +24,7 @@ import pandas as pd
 from scaling.analysis.approach3 import fit_law, pareto_frontier
 from scaling.analysis.columns import columns, predict_table
 from scaling.analysis.envelope import fit_envelope
-from scaling.analysis.isoflop import fit_isoflop
+from scaling.analysis.isoflop import budget_fits, budget_labels, fit_isoflop
 from scaling.analysis.laws import get_law
 from scaling.analysis.noise import estimate_noise
 from scaling.analysis.results import FitOptions, FitResult
@@ -68,17 +68,16 @@ def _law_noise(runs: pd.DataFrame, result: FitResult) -> dict | None:
 
 
 def _isoflop_noise(runs: pd.DataFrame, result: FitResult) -> dict | None:
-    """Noise from seed replicates, else from the log residuals of the per-budget parabolas."""
+    """Noise from seed replicates, else from the log residuals of the used budgets' parabolas."""
     N, _, C, loss = columns(runs)
-    used = [m for m in result.isoflop if m.used]
+    labels, _ = budget_labels(runs, C, result.options.isoflop_tolerance)
+    used = [b for b in budget_fits(N, C, loss, labels) if b.minimum.used and b.parabola is not None]
     if not used:
         return None
-    centres = np.log(np.array([m.flops for m in used]))
-    nearest = np.argmin(np.abs(np.log(C)[:, None] - centres[None, :]), axis=1)
-    fitted = np.array(
-        [np.polyval(used[j].coeffs, np.log(n)) for j, n in zip(nearest, N, strict=True)]
-    )
+    members = np.concatenate([b.members for b in used])
     with np.errstate(invalid="ignore", divide="ignore"):
-        residuals = np.log(loss) - np.log(fitted)
-    noise = estimate_noise(runs, residuals, 3 * len(used))
+        residuals = np.concatenate(
+            [np.log(loss[b.members]) - np.log(b.parabola.fitted) for b in used]
+        )
+    noise = estimate_noise(runs.iloc[members], residuals, 3 * len(used))
     return noise.to_dict() if noise else None
