@@ -1,15 +1,33 @@
-"""Approach 3 (parametric) and the Kaplan fits: any registered law fitted to every run.
+"""Approach 3 (parametric) and the Kaplan fits: any registered law fitted to the runs.
 
 The loss is objective (1) of :mod:`scaling.analysis.optimize` with the law's own log-space model,
 minimised from the law's grid of starts (for ``chinchilla`` the 4,500 of Hoffmann et al. 2022,
-App. D.2; Besiroglu et al. 2024).  Laws of compute alone (``kaplan_c``) are fitted to the
-compute-efficient frontier of the runs.  Uncertainty is a seeded bootstrap over runs: every
-resample is refitted, warm started from the distinct optima of the full fit.
+App. D.2; Besiroglu et al. 2024).  Uncertainty is a seeded bootstrap over runs: every resample is
+refitted, warm started from the distinct optima of the full fit.
+
+**Which runs a law is fitted to** (:func:`fitted_rows`).  Laws of (N, D) use every run.  Kaplan
+et al. 2020's single-variable laws describe converged curves: ``L(N)`` (``kaplan_n``,
+``kaplan_n_e``) is fitted to the best (lowest-loss) run at each distinct N, ``L(D)`` to the best
+run at each distinct D, ``L(C)`` to the compute-efficient (Pareto) frontier; an undertrained run
+above that frontier would pull the exponent down.  ``n_points`` counts the runs used, and a
+warning says how many were left out.
+
+**One convention per fit.**  A law of (N, D) never reads the table's ``flops``: its compute is
+``C = 6ND`` with the fit's own N (:func:`scaling.counting.compute_from`), the constraint its
+allocation uses, so the recorded ranges, the warnings and the allocation agree.
+``FitResult.conventions`` records which N and which C
+(:func:`scaling.analysis.columns.conventions`).
+
+**Cold refits** (:func:`refit_subsets`): held-out errors refit a law on subsets of the runs, all
+from the same thinned start grid (:func:`thinned_starts`), never from an optimum of a fit that saw
+the held-out runs.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -20,13 +38,18 @@ from scaling.analysis.allocation import (
     optimal_allocation,
 )
 from scaling.analysis.bootstrap import BOOTSTRAP_CHUNK, resample_weights, run_chunks
-from scaling.analysis.columns import columns, ranges
+from scaling.analysis.columns import columns, conventions, ranges
 from scaling.analysis.laws import Law, get_law
 from scaling.analysis.optimize import batched_lbfgs, make_objective, minimise_law
 from scaling.analysis.results import Bootstrap, Convergence, FitOptions, FitResult
+from scaling.counting import compute_from
 from scaling.errors import DataError
 
 Array = np.ndarray
+
+COLD_STARTS = 32  # starts of a cold refit inside a report: about this many, spread over the grid
+EXPLORE_ITERATIONS = 40  # a cold refit's loose iterations from every start ...
+REFINE_STARTS = 3  # ... then its best few points, run to tight tolerances
 
 
 def fit_law(
@@ -42,17 +65,19 @@ def fit_law(
     """
     options = options or FitOptions()
     lw = get_law(law)
-    N, D, C, loss = columns(runs)
+    used = _law_conventions(lw, runs)  # refuses a table that mixes FLOPs conventions
+    N, D, C, loss = _law_columns(lw, runs)
     _check_points(lw, N, D, C, len(loss))
     X, log_loss, idx = _law_inputs(lw, N, D, C, loss)
     if len(idx) < lw.n_params:
         raise DataError(
-            f"only {len(idx)} run(s) lie on the compute frontier; law {lw.name!r} needs "
-            f"{lw.n_params}"
+            f"only {len(idx)} run(s) lie on the {_FRONTIER[lw.inputs]}; law {lw.name!r} "
+            f"needs {lw.n_params}"
         )
     theta, objective, conv, optima = minimise_law(lw, X, log_loss, options)
     params = lw.to_params(theta)
-    warnings = _law_warnings(lw, conv, N, D, C, params)
+    warnings = _frontier_note(lw, len(idx), len(loss))
+    warnings += _law_warnings(lw, conv, N[idx], D[idx], C[idx], params)
     allocation = allocation_constants(lw.name, params)
     exponents = {k: allocation[k] for k in ("a", "b") if k in allocation}
     boot = None
@@ -78,7 +103,63 @@ def fit_law(
         bootstrap=boot,
         theta=tuple(float(t) for t in theta),
         local_optima=tuple(tuple(float(v) for v in o) for o in optima),
+        conventions=used,
     )
+
+
+_FRONTIER = {
+    ("N",): "best-run-per-N frontier",
+    ("D",): "best-run-per-D frontier",
+    ("C",): "compute frontier",
+    ("N", "D"): "runs",
+}
+
+
+def _law_columns(law: Law, runs: pd.DataFrame) -> tuple[Array, Array, Array, Array]:
+    """``(N, D, C, loss)``; a law without a C input gets ``C = 6ND`` of its own N."""
+    N, D, C, loss = columns(runs)
+    if "C" not in law.inputs:
+        C = compute_from(N, D)
+    return N, D, C, loss
+
+
+def _law_conventions(law: Law, runs: pd.DataFrame) -> dict:
+    conv = conventions(runs)
+    if "C" not in law.inputs:
+        conv["flops"] = "6ND"
+    return conv
+
+
+def best_per_value(values: Array, loss: Array) -> Array:
+    """Indices of the lowest-loss run at each distinct value of ``values``, by increasing value."""
+    order = np.lexsort((loss, values))  # by value, then by loss
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = values[order][1:] != values[order][:-1]
+    return order[first]
+
+
+def fitted_rows(law: Law, N: Array, D: Array, C: Array, loss: Array) -> Array:
+    """Indices of the runs ``law`` is fitted to: all runs for laws of (N, D); for ``L(N)`` the
+    best run per N, for ``L(D)`` the best run per D, for ``L(C)`` the compute frontier."""
+    if law.inputs == ("N",):
+        return best_per_value(N, loss)
+    if law.inputs == ("D",):
+        return best_per_value(D, loss)
+    if law.frontier or law.inputs == ("C",):
+        return pareto_frontier(C, loss)
+    return np.arange(len(loss))
+
+
+def _frontier_note(law: Law, n_used: int, n_runs: int) -> list[str]:
+    """Say how many runs an L(N) or L(D) fit left out (L(C) has always used its frontier)."""
+    var = {("N",): "N", ("D",): "D"}.get(law.inputs)
+    if var is None or n_used == n_runs:
+        return []
+    return [
+        f"{law.name} fitted to the lowest-loss run at each distinct {var}: {n_used} of "
+        f"{n_runs} runs; the other {n_runs - n_used} lie above that frontier (not converged in "
+        f"the other variable) and were left out, as L({var}) describes converged training"
+    ]
 
 
 def pareto_frontier(flops: Array, loss: Array) -> Array:
@@ -108,8 +189,8 @@ def _check_points(law: Law, N: Array, D: Array, C: Array, n: int) -> None:
 
 
 def _law_inputs(law: Law, N: Array, D: Array, C: Array, loss: Array) -> tuple[Array, Array, Array]:
-    """(X, log_loss, indices) the law is fitted on; frontier laws use the Pareto frontier."""
-    idx = pareto_frontier(C, loss) if law.frontier else np.arange(len(loss))
+    """(X, log_loss, indices) the law is fitted on (:func:`fitted_rows`)."""
+    idx = fitted_rows(law, N, D, C, loss)
     X = law.design(N=N[idx], D=D[idx], C=C[idx])
     return X, np.log(loss[idx]), idx
 
@@ -204,3 +285,105 @@ def _bootstrap_law(
         samples=samples,
         n_failed=int((~ok).sum()),
     )
+
+
+def thinned_stride(law: Law, target: int = COLD_STARTS) -> int:
+    """A stride through :meth:`Law.start_grid` leaving about ``target`` starts, coprime with every
+    axis of the grid so that the starts still cover each value of the fastest axes instead of
+    repeating one (a stride of 5 through Chinchilla's grid would keep ``beta = 0`` only)."""
+    sizes = [len(g) for g in law.grid]
+    stride = max(1, math.prod(sizes) // max(1, target))
+    while any(math.gcd(stride, m) > 1 for m in sizes if m > 1):
+        stride += 1
+    return stride
+
+
+def thinned_starts(law: Law, target: int = COLD_STARTS) -> Array:
+    """The starts of a cold refit: every :func:`thinned_stride`-th start of the law's grid (the
+    same whatever ``--grid-stride`` the fit itself used)."""
+    return law.start_grid()[:: thinned_stride(law, target)]
+
+
+def cold_options(law: Law, options: FitOptions, target: int = COLD_STARTS) -> FitOptions:
+    """Options of a cold refit: the thinned grid only (no warm starts), one polish, no bootstrap."""
+    return replace(
+        options,
+        bootstrap=0,
+        grid_stride=thinned_stride(law, target),
+        polish=1,
+        extra_starts=(),
+        use_grid=True,
+        workers=1,
+    )
+
+
+def refit_subsets(
+    runs: pd.DataFrame,
+    law: str,
+    keep: Array,
+    options: FitOptions,
+    target: int = COLD_STARTS,
+) -> list[tuple[dict[str, float], float] | None]:
+    """Refit ``law`` on each subset of ``runs`` (``keep``: one boolean row per subset), cold.
+
+    Every subset starts from the same :func:`thinned_starts` of the law's grid and nothing else:
+    no optimum of a fit that saw the left-out runs.  Returns ``(params, objective)`` per subset,
+    ``None`` where the subset cannot fit the law (too few runs, one distinct N or D).  Laws of
+    (N, D) run all subsets in one batched L-BFGS (the subset as 0/1 weights): a few loose
+    iterations from every start, then each subset's best :data:`REFINE_STARTS` points to tight
+    tolerances; other laws refit subset by subset with :func:`fit_law`.
+    """
+    lw = get_law(law)
+    keep = np.atleast_2d(np.asarray(keep, dtype=bool))
+    if lw.inputs != ("N", "D"):
+        cold = cold_options(lw, options, target)
+        out: list[tuple[dict[str, float], float] | None] = []
+        for mask in keep:
+            try:
+                r = fit_law(runs[mask], law, cold)
+            except DataError:
+                out.append(None)
+                continue
+            out.append((dict(r.params), float(r.objective or 0.0)))
+        return out
+    N, D, _, loss = columns(runs)
+    X = lw.design(N=N, D=D)
+    log_loss = np.log(loss)
+    usable = [
+        int(m.sum()) >= lw.n_params and np.unique(N[m]).size > 1 and np.unique(D[m]).size > 1
+        for m in keep
+    ]
+    results: list[tuple[dict[str, float], float] | None] = [None] * len(keep)
+    rows_of = [i for i, ok in enumerate(usable) if ok]
+    if not rows_of:
+        return results
+    starts = thinned_starts(lw, target)
+    lower, upper = np.array(lw.lower), np.array(lw.upper)
+    R, K = len(rows_of), starts.shape[0]
+    fg = make_objective(lw, X, log_loss, options.huber_delta, weights=keep[rows_of].astype(float))
+    # Explore: every start of every subset, a few loose iterations.
+    explore = batched_lbfgs(
+        fg,
+        np.tile(starts, (R, 1)),
+        lower,
+        upper,
+        rows=np.repeat(np.arange(R), K),
+        gtol=1e-4,
+        ftol=1e-6,
+        maxiter=EXPLORE_ITERATIONS,
+    )
+    f = np.where(np.isfinite(explore.f), explore.f, np.inf).reshape(R, K)
+    best = np.argsort(f, axis=1, kind="stable")[:, :REFINE_STARTS]
+    x0 = explore.x.reshape(R, K, -1)[np.arange(R)[:, None], best].reshape(-1, len(lower))
+    # Refine: each subset's best few points, to tight tolerances, in one batch.
+    m = best.shape[1]
+    refine = batched_lbfgs(
+        fg, x0, lower, upper, rows=np.repeat(np.arange(R), m), gtol=1e-9, ftol=1e-13, maxiter=1000
+    )
+    f2 = np.where(np.isfinite(refine.f), refine.f, np.inf).reshape(R, m)
+    x2 = refine.x.reshape(R, m, -1)
+    for r, i in enumerate(rows_of):
+        j = int(np.argmin(f2[r]))
+        if np.isfinite(f2[r, j]):
+            results[i] = (lw.to_params(x2[r, j]), float(f2[r, j]))
+    return results

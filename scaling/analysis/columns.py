@@ -1,5 +1,5 @@
-"""The arrays an estimator reads from a validated run table, the ranges it records, and a law's
-predictions for the rows of a table."""
+"""The arrays an estimator reads from a validated run table, the ranges it records, which N and
+which C they hold, and a law's predictions for the rows of a table."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis.laws import Law
+from scaling.analysis.table import table_conventions
 from scaling.counting import compute_from
 
 Array = np.ndarray
@@ -21,6 +22,17 @@ def columns(runs: pd.DataFrame) -> tuple[Array, Array, Array, Array]:
     C = runs["flops"].to_numpy(dtype=float) if "flops" in runs else compute_from(N, D)
     loss = runs["loss"].to_numpy(dtype=float)
     return N, D, C, loss
+
+
+def conventions(runs: pd.DataFrame) -> dict[str, str]:
+    """Which N and which C ``runs`` hold: ``{"params": column, "flops": "6ND" | slug | "table"}``
+    (and ``"planned"``), as :func:`scaling.analysis.table.read_run_table` recorded them, else
+    read off the columns (:func:`scaling.analysis.table.table_conventions`; N is ``params``).
+    Raises :class:`DataError` when ``flops_convention`` mixes conventions."""
+    recorded = runs.attrs.get("conventions")
+    if recorded:
+        return dict(recorded)
+    return table_conventions(runs, "params")
 
 
 def ranges(N: Array, D: Array, C: Array, loss: Array) -> dict[str, tuple[float, float]]:

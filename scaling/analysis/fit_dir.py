@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from scaling.analysis.columns import conventions
 from scaling.analysis.fit import fit
 from scaling.analysis.report import BACKTEST_QUANTILE
 from scaling.analysis.results import FitOptions, FitResult, save_fit
@@ -43,7 +44,9 @@ def fit_to_dir(
     runs = read_run_table(table, params_column, curves=approach == 1)
     result = fit(runs, law=law, approach=approach, options=options)
     source = {"path": str(table), "params_column": params_column, "rows": len(runs)}
-    result = replace(result, data=source)
+    # which N and C the fit used: the estimator's own record, else the table's (one per fit)
+    used = {**conventions(runs), **(result.conventions or {})}
+    result = replace(result, data=source, conventions=used)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory; choose another output folder")
     parent = out.parent if str(out.parent) else Path(".")

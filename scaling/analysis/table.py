@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.counting import FLOPS_CONVENTIONS, compute_from, convention_slug
-from scaling.errors import DataError, UserError
+from scaling.errors import ConfigError, DataError, UserError
 
 REQUIRED = ("params", "tokens", "loss")
 NUMERIC = ("params", "tokens", "loss", "flops")
@@ -141,7 +141,12 @@ def read_run_table(
     Returns a DataFrame with float columns ``params``, ``tokens``, ``loss``, ``flops`` (filled
     with ``6 * params * tokens`` where missing) and, when present, ``run_id``; other columns are
     kept. ``params_column`` names the parameter count to use (e.g. ``params_nonembed``), copied
-    into ``params``.  Raises :class:`DataError` with one line naming the offending column and row.
+    into ``params`` (the table's own ``params`` is kept as ``params_total``); compute then follows
+    that same N: ``flops = 6 * N * tokens`` (:func:`scaling.counting.compute_from`), never the
+    table's ``flops`` counted with another N.  A table whose ``flops_convention`` column holds
+    more than one convention is refused.  Which N and which C the frame holds is in
+    ``df.attrs["conventions"]`` (:func:`table_conventions`).  Raises :class:`DataError` with one
+    line naming the offending column and row.
 
     With ``curves=True`` the table holds loss-vs-tokens curves: a ``run_id`` column is required
     and rows are sorted by run then tokens.  Without it, a table that repeats ``run_id`` is reduced
@@ -154,13 +159,18 @@ def read_run_table(
         raise DataError(f"{path}: is a directory; pass a CSV or Parquet run table")
     df = _read_any(path)
     df.columns = [str(c).strip() for c in df.columns]
+    flops_convention(df, f"{path}: ")
     if params_column != "params":
         if params_column not in df.columns:
             raise DataError(
                 f"{path}: --params-column {params_column!r} is not a column "
                 f"(columns: {', '.join(df.columns)})"
             )
+        if "params" in df.columns and TOTAL_PARAMS not in df.columns:
+            df[TOTAL_PARAMS] = df["params"]
         df["params"] = df[params_column]
+        # C follows the N of the fit: the table's flops counted another N
+        df = df.drop(columns="flops", errors="ignore")
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise DataError(
@@ -209,7 +219,61 @@ def read_run_table(
                 .tail(1)
                 .reset_index(drop=True)
             )
+    df.attrs["conventions"] = table_conventions(df, params_column)
     return df
+
+
+TOTAL_PARAMS = "params_total"  # the table's own params, kept when --params-column picks another
+
+
+def flops_convention(df: pd.DataFrame, where: str = "") -> str | None:
+    """The one FLOPs convention the runs were planned under (column ``flops_convention``, as its
+    slug), ``None`` without one; raises :class:`DataError` naming the values when they differ."""
+    if "flops_convention" not in df.columns:
+        return None
+    raw = [
+        str(v).strip()
+        for v in df["flops_convention"].dropna().unique()
+        if str(v).strip() not in ("", "None", "nan", "null")
+    ]
+    slugs: dict[str, list[str]] = {}
+    for value in raw:
+        try:
+            slug = convention_slug(value)
+        except ConfigError:
+            slug = value
+        slugs.setdefault(slug, []).append(value)
+    if len(slugs) > 1:
+        names = ", ".join(sorted(raw))
+        raise DataError(
+            f"{where}column 'flops_convention' mixes FLOPs conventions ({names}); fit runs "
+            "of one convention (filter the table on that column)"
+        )
+    return next(iter(slugs), None)
+
+
+def table_conventions(df: pd.DataFrame, params_column: str = "params") -> dict[str, str]:
+    """Which N and which C a validated table holds: ``{"params": column, "flops": C}`` with
+    ``C`` = ``"6ND"`` (6 * params * tokens), the slug of the ``flops_<slug>`` column ``flops``
+    equals, or ``"table"``; plus ``"planned"``: the convention of ``flops_convention``."""
+    conv = {"params": params_column, "flops": "6ND"}
+    if "flops" in df.columns:
+        C = pd.to_numeric(df["flops"], errors="coerce").to_numpy(dtype=float)
+        N = pd.to_numeric(df["params"], errors="coerce").to_numpy(dtype=float)
+        D = pd.to_numeric(df["tokens"], errors="coerce").to_numpy(dtype=float)
+        if not np.allclose(C, compute_from(N, D), rtol=1e-6, atol=0.0):
+            conv["flops"] = "table"
+            for slug in _SLUGS:
+                col = f"flops_{slug}"
+                if col in df.columns:
+                    other = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+                    if np.allclose(C, other, rtol=1e-6, atol=0.0):
+                        conv["flops"] = slug
+                        break
+    planned = flops_convention(df)
+    if planned:
+        conv["planned"] = planned
+    return conv
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:

@@ -1,7 +1,10 @@
 """``report.md``: a document that reads on its own.
 
-Sections: data summary; fitted law with bootstrap intervals; compute-optimal allocation for a
-range of budgets; a comparison of laws by held-out error; a backtest; warnings; plots; method.
+Sections: data summary (with the N and C conventions of the fit); fitted law with bootstrap
+intervals; compute-optimal allocation for a range of budgets; a comparison of laws by held-out
+error (leave-top-budgets-out and cross-validation) naming the law selected for extrapolation; a
+backtest by whole budgets; the exponent shift under other N and C conventions; warnings; plots;
+method.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from scaling.analysis.columns import conventions
 from scaling.analysis.laws import get_law
 from scaling.analysis.numbers import fmt_g
 from scaling.analysis.predict import Predictor
@@ -25,11 +29,16 @@ from scaling.analysis.report.plots import (
     style,
 )
 from scaling.analysis.report.stats import (
+    COMPARE_LAWS,
     CV_FOLDS,
     backtest,
     budget_grid,
+    budgets,
+    cold_starts_note,
+    exponent_shift,
     final_rows,
     law_comparison,
+    select_law,
 )
 from scaling.analysis.results import FitResult
 
@@ -73,6 +82,7 @@ def write_report(
         parts += _allocation_section(result, p)
     parts += _comparison_section(final, result)
     parts += _backtest_section(runs, result, backtest_quantile)
+    parts += _shift_section(final, result)
     parts.append(_warnings_section(result))
     parts.append(
         "## Plots\n\n" + "\n\n".join(f"![{cap}]({name})\n\n*{cap}*" for name, cap in plots) + "\n"
@@ -110,19 +120,44 @@ def _draw(runs: pd.DataFrame, result: FitResult, p: Predictor, out_dir: Path) ->
     return plots
 
 
+_N_NAMES = {
+    "params": "`params` (all trainable parameters)",
+    "params_nonembed": "`params_nonembed` (without embeddings)",
+}
+
+
+def _c_name(flops: str) -> str:
+    if flops == "6ND":
+        return "6·N·D with that N"
+    if flops == "table":
+        return "the table's `flops` column, as given"
+    return f"the table's `flops_{flops}` convention"
+
+
 def _data_section(runs: pd.DataFrame, final: pd.DataFrame, result: FitResult) -> list[str]:
-    C = final["flops"].to_numpy()
+    conv = result.conventions or conventions(final)
+    if conv.get("flops") == "6ND":
+        C = 6.0 * final["params"].to_numpy(dtype=float) * final["tokens"].to_numpy(dtype=float)
+    else:
+        C = final["flops"].to_numpy(dtype=float)
     tpp = final["tokens"].to_numpy() / final["params"].to_numpy()
     curve_points = f" ({len(runs):,} curve points)" if result.approach == 1 else ""
+    labels, budget_c, how = budgets(final, result.options.isoflop_tolerance)
+    n_name = conv.get("params", "params")
     rows = [
         ["runs", f"{len(final):,}" + curve_points],
         ["distinct model sizes", f"{final['params'].nunique():,}"],
+        ["compute budgets", f"{len(budget_c):,} ({how})"],
+        ["parameter count N", _N_NAMES.get(n_name, f"`{n_name}`")],
+        ["compute C", _c_name(str(conv.get("flops", "table")))],
         ["parameters N", f"{_sci(final['params'].min())} – {_sci(final['params'].max())}"],
         ["tokens D", f"{_sci(final['tokens'].min())} – {_sci(final['tokens'].max())}"],
         ["compute C (FLOPs)", f"{_sci(C.min())} – {_sci(C.max())}"],
         ["tokens per parameter", f"{_sci(tpp.min())} – {_sci(tpp.max())}"],
         ["loss (nats/token)", f"{fmt_g(final['loss'].min())} – {fmt_g(final['loss'].max())}"],
     ]
+    if conv.get("planned"):
+        rows.insert(5, ["budgets planned under", f"`{conv['planned']}` (`flops_convention`)"])
     out = ["## Data\n\n" + _table(["", "value"], rows) + "\n"]
     if result.isoflop:
         brows = [
@@ -215,16 +250,22 @@ def _allocation_section(result: FitResult, p: Predictor) -> list[str]:
     ]
 
 
+def _pct(x: float | None) -> str:
+    return f"{100 * x:.2f}%" if x is not None and math.isfinite(x) else "–"
+
+
 def _comparison_section(final: pd.DataFrame, result: FitResult) -> list[str]:
     cmp_rows = law_comparison(final, result)
     if not cmp_rows:
         return []
+    ks = sorted({k for r in cmp_rows for k in r["leave_top"]})
     crow = [
         [
             f"`{r['law']}`",
             f"`{r['equation']}`",
             str(r["n_params"]),
             fmt_g(r["objective"], 4),
+            *[_pct(r["leave_top"].get(k, {}).get("mean_abs_rel")) for k in ks],
             fmt_g(r["rmse_log"], 3),
             f"{100 * r['mean_abs_rel']:.2f}%",
             f"{100 * r['max_abs_rel']:.2f}%",
@@ -236,25 +277,75 @@ def _comparison_section(final: pd.DataFrame, result: FitResult) -> list[str]:
         "form",
         "params",
         "in-sample objective",
-        "held-out RMSE (log loss)",
-        "mean abs. rel. err.",
-        "max abs. rel. err.",
+        *[f"top {k} budget{'s' if k > 1 else ''} left out: mean abs. rel. err." for k in ks],
+        "CV RMSE (log loss)",
+        "CV mean abs. rel. err.",
+        "CV max abs. rel. err.",
     ]
-    return [
-        f"## Law comparison (held-out error)\n\n{CV_FOLDS}-fold cross-validation over "
-        "runs: each law is refitted without one fold and predicts its losses.\n\n"
+    first = cmp_rows[0]
+    if ks:
+        held = "; ".join(
+            f"k = {k}: {first['leave_top'][k]['n_test']} run(s) held out, "
+            f"{first['leave_top'][k]['n_train']} fitted"
+            for k in ks
+        )
+        top = (
+            f"**Leave top budgets out** (extrapolation): the runs of the k largest compute "
+            f"budgets are held out ({held}), the law is refitted on the other budgets and "
+            "predicts them. "
+        )
+    else:
+        top = (
+            f"**Leave top budgets out** was not possible: {first['budgets']} budget(s) leave "
+            "fewer than two to fit after holding one out. "
+        )
+    text = (
+        f"## Law comparison (held-out error)\n\nBudgets are {first['grouped_by']} "
+        f"({first['budgets']} budgets). {top}**{CV_FOLDS}-fold cross-validation** over runs "
+        "(interpolation): each fold is held out in turn. Every refit starts cold from a thinned "
+        f"grid of the law's own starts ({cold_starts_note(result, COMPARE_LAWS)} starts), "
+        "never from the fit to all runs, which saw the held-out points.\n\n"
         + _table(header, crow)
         + "\n"
-    ]
+    )
+    best = select_law(cmp_rows)
+    if best is not None:
+        text += (
+            f"\n**Selected for extrapolation: `{best['law']}`**, the least leave-top-budgets-"
+            f"out error (mean over k = {', '.join(str(k) for k in ks)}: "
+            f"{_pct(best['extrapolation'])}).\n"
+        )
+    else:
+        text += "\nNo law selected: no leave-top-budgets-out error could be computed.\n"
+    if "epochs" in final and (pd.to_numeric(final["epochs"], errors="coerce") > 1).any():
+        text += (
+            "\nSome runs repeat their data (`epochs` > 1), but no data-constrained law is "
+            "registered yet; none was compared.\n"
+        )
+    return [text]
 
 
 def _backtest_section(runs: pd.DataFrame, result: FitResult, quantile: float) -> list[str]:
     bt = backtest(runs, result, quantile)
     if bt is None:
         return []
+    train_b, test_b = bt["train_budgets"], bt["test_budgets"]
+    starts = (
+        f" The refit started cold from a thinned grid of {bt['starts']} of the law's starts, "
+        "not from the fit to all runs."
+        if "starts" in bt
+        else ""
+    )
+    shown = (
+        ", ".join(_sci(c) for c in test_b)
+        if len(test_b) <= 6
+        else f"{_sci(test_b[0])} … {_sci(test_b[-1])}"
+    )
     head = (
-        f"## Backtest\n\nFitted on runs with C ≤ {_sci(bt['threshold'])} FLOPs (the "
-        f"{quantile:.0%} compute quantile), predicting the larger ones.\n\n"
+        f"## Backtest\n\nBudgets ({bt['grouped_by']}) with C ≤ {_sci(bt['threshold'])} "
+        f"FLOPs (the {quantile:.0%} compute quantile of the runs) were fitted and the "
+        f"{len(test_b)} larger budget(s), C = {shown}, held out whole: no budget is on both "
+        f"sides.{starts}\n\n"
     )
     if "error" in bt:
         return [head + f"The backtest fit failed: {bt['error']}\n"]
@@ -271,9 +362,10 @@ def _backtest_section(runs: pd.DataFrame, result: FitResult, quantile: float) ->
             ]
             for r in tab.itertuples()
         ]
+        which = "" if get_law(result.law).inputs == ("N", "D") else " (their frontier)"
         return [
-            head + f"{bt['n_train']} runs fitted, {bt['n_test']} predicted; mean "
-            f"|relative error| {100 * bt['mean_abs_rel']:.2f}%, max "
+            head + f"{bt['n_train']} runs in {len(train_b)} budgets fitted, {bt['n_test']} "
+            f"runs{which} predicted; mean |relative error| {100 * bt['mean_abs_rel']:.2f}%, max "
             f"{100 * bt['max_abs_rel']:.2f}%."
             + (" Largest 15 shown:" if len(bt["table"]) > 15 else "")
             + "\n\n"
@@ -294,11 +386,40 @@ def _backtest_section(runs: pd.DataFrame, result: FitResult, quantile: float) ->
     ]
     header = ["C", "N_opt", "predicted", "rel. err.", "loss_opt", "predicted", "rel. err."]
     return [
-        head
-        + f"{bt['n_train']} budgets fitted, {bt['n_test']} predicted.\n\n"
-        + _table(header, brow)
-        + "\n"
+        head + f"{bt['n_train']} budgets fitted (IsoFLOP refit on their runs only), "
+        f"{bt['n_test']} IsoFLOP minima predicted.\n\n" + _table(header, brow) + "\n"
     ]
+
+
+def _shift_section(final: pd.DataFrame, result: FitResult) -> list[str]:
+    shift = exponent_shift(final, result)
+    names = {"params": "total `params`", "params_nonembed": "non-embedding `params_nonembed`"}
+    cs = {"6ND": "6·N·D", "6N_attn": "6·N·D + attention (`flops_6N_attn`)"}
+    rows = [
+        [
+            names.get(r["params"], f"`{r['params']}`"),
+            cs.get(r["flops"], r["flops"]),
+            fmt_g(r["a"], 3),
+            fmt_g(r["b"], 3),
+            f"{_sci(r['c_range'][0])} – {_sci(r['c_range'][1])}",
+            "refitted" if r["refit"] else "the fit's parameters",
+        ]
+        for r in shift["rows"]
+    ]
+    text = (
+        "## Exponent shift (conventions)\n\nHow the compute-optimal exponents of law "
+        f"`{shift['law']}` (`N_opt ∝ C^a`, `D_opt ∝ C^b`) move with the choice of N and of C "
+        "on these runs (Pearce & Song 2024; Porian et al. 2024): the slopes of log N_opt and "
+        "log D_opt against log C over each row's fitted compute range. A row with another N "
+        f"refits the law on that N (cold, {shift['starts']} starts); the attention row keeps "
+        "the fit's parameters and finds N_opt numerically along C = FLOPs-per-token(N) · D, "
+        "FLOPs per token interpolated log-log over the table's models.\n\n"
+        + _table(["N", "C", "a", "b", "compute range", "law parameters"], rows)
+        + "\n"
+    )
+    if shift["skipped"]:
+        text += "\nNot computed: " + "; ".join(shift["skipped"]) + ".\n"
+    return [text]
 
 
 def _warnings_section(result: FitResult) -> str:
@@ -312,6 +433,7 @@ def _warnings_section(result: FitResult) -> str:
 
 def _method_text(result: FitResult) -> str:
     if result.approach == 3:
+        law = get_law(result.law)
         how = (
             "The law was fitted in log space by minimising the Huber loss (delta "
             f"{result.options.huber_delta:g}) of log-residuals, summed over runs, from a grid of "
@@ -319,6 +441,12 @@ def _method_text(result: FitResult) -> str:
             "run together in a batched L-BFGS with analytic gradients; the best distinct optima "
             "are polished with scipy's L-BFGS-B."
         )
+        if law.inputs == ("N",):
+            how += " L(N) was fitted to the lowest-loss run at each distinct N only."
+        elif law.inputs == ("D",):
+            how += " L(D) was fitted to the lowest-loss run at each distinct D only."
+        elif law.inputs == ("C",):
+            how += " L(C) was fitted to the compute-efficient frontier only."
     elif result.approach == 2:
         how = (
             "Runs were grouped into compute budgets; per budget a parabola of loss against "
@@ -339,4 +467,23 @@ def _method_text(result: FitResult) -> str:
         if result.bootstrap
         else "No bootstrap was run."
     )
-    return f"## Method\n\n{how} {boot} Compute is C = 6ND unless the table gives `flops`.\n"
+    conv = result.conventions or {}
+    n_name = conv.get("params", "params")
+    flops = conv.get("flops")
+    if flops == "6ND":
+        compute = f"Compute is C = 6ND with N = `{n_name}`, the N of the fit."
+    elif flops in (None, "table"):
+        compute = f"N is `{n_name}`; compute is the table's `flops` column as given."
+    else:
+        compute = f"N is `{n_name}`; compute is the table's `flops_{flops}` column."
+    held = (
+        "Held-out errors never let a held-out run into the fit that predicts it. A compute "
+        "budget (runs sharing `planned_flops`, else runs within "
+        f"{result.options.isoflop_tolerance:g} decades of compute) is held out whole: the law "
+        "comparison's leave-top-budgets-out refits leave out every run of the largest "
+        "budgets, and the backtest fits the budgets up to a compute quantile and predicts "
+        "the larger ones. The comparison's cross-validation leaves out a fold of runs. Every "
+        "refit of a law starts cold from a thinned grid of that law's starts, never from the "
+        "optima of the fit to all runs."
+    )
+    return f"## Method\n\n{how} {boot} {compute}\n\n{held}\n"

@@ -1,28 +1,57 @@
-"""The statistics a report adds to a fit: held-out error of each law, a backtest, budget grid.
+"""The statistics a report adds to a fit: held-out errors, a backtest, the exponent shift.
 
-* :func:`law_comparison`: k-fold (over runs) held-out error of each law of (N, D).
-* :func:`backtest`: fit the runs below a compute threshold, predict the larger ones.
+Nothing here lets a held-out run leak into the fit that predicts it:
+
+* **Budgets.** A compute budget is the group of runs that share ``planned_flops`` when every run
+  has one, else the runs within ``FitOptions.isoflop_tolerance`` decades of compute (the grouping
+  of approach 2, :func:`scaling.analysis.isoflop.budget_labels`); its C is the geometric mean of
+  its runs' ``flops``.  Held-out sets are whole budgets: a budget is never on both sides.
+* **Cold refits.** Every refit (cross-validation folds, leave-top-budgets-out, the backtest)
+  starts from the same thinned grid of the law's own starts
+  (:func:`scaling.analysis.approach3.refit_subsets`), never from an optimum of the fit to all
+  runs, which saw the held-out points.
+
+Functions:
+
+* :func:`law_comparison`: per law of (N, D), the leave-top-budgets-out error (fit all but the
+  ``k`` largest budgets, predict their runs; ``k`` = 1 and 2 where enough budgets remain) and the
+  k-fold (over runs) cross-validated error; :func:`select_law` names the law with the least
+  leave-top-out error, the one aimed at extrapolation.
+* :func:`backtest`: fit the budgets up to a compute threshold, predict the larger budgets.
+* :func:`exponent_shift`: the allocation exponents ``a`` and ``b`` under total vs non-embedding N
+  and under ``C = 6ND`` vs ``C = 6ND + attention``.
 * :func:`budget_grid`: the budgets of the allocation table.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
-from scaling.analysis.approach3 import fit_law
-from scaling.analysis.columns import predict_table
+from scaling.analysis.approach3 import fitted_rows, refit_subsets, thinned_starts
+from scaling.analysis.columns import columns, predict_table
 from scaling.analysis.fit import fit
+from scaling.analysis.isoflop import PLANNED, budget_labels
 from scaling.analysis.laws import get_law
 from scaling.analysis.predict import Predictor
-from scaling.analysis.results import FitOptions, FitResult
+from scaling.analysis.results import FitResult
+from scaling.analysis.table import TOTAL_PARAMS
+from scaling.counting import FLOPS_PER_PARAM_TOKEN
 from scaling.errors import UserError
+
+Array = np.ndarray
 
 COMPARE_LAWS = ("chinchilla", "kaplan", "kaplan_e")
 CV_FOLDS = 5
+LEAVE_TOP = (1, 2)  # leave the k largest budgets out
+_ROUNDING = 1 + 1e-9  # a budget's C (a geometric mean) may exceed the threshold by rounding only
+SHIFT_POINTS = 9  # budgets over the fitted compute range at which N_opt(C) is solved
+SHIFT_GRID = 2001  # points of the log N grid N_opt is searched on (then refined by a parabola)
+SHIFT_SPAN = math.log(1e3)  # that grid reaches this far (e-folds) beyond the table's sizes
 
 
 def final_rows(runs: pd.DataFrame, approach: int) -> pd.DataFrame:
@@ -32,112 +61,180 @@ def final_rows(runs: pd.DataFrame, approach: int) -> pd.DataFrame:
     return runs
 
 
-def _quick(
-    options: FitOptions, result: FitResult | None = None, law: str | None = None
-) -> FitOptions:
-    """Cheaper options for refits inside the report: no bootstrap, thinner grid, warm starts."""
-    extra: tuple[tuple[float, ...], ...] = ()
-    if result is not None and result.approach == 3 and result.law == law and result.theta:
-        extra = (tuple(result.theta),)
-    return replace(
-        options,
-        bootstrap=0,
-        grid_stride=max(options.grid_stride, 5),
-        polish=1,
-        extra_starts=extra,
-        workers=1,
+def budgets(runs: pd.DataFrame, tolerance: float) -> tuple[Array, Array, str]:
+    """``(label per run, C of each label, how budgets were formed)``; labels index the C array."""
+    C = columns(runs)[2]
+    labels, grouped_by = budget_labels(runs, C, tolerance)
+    _, labels = np.unique(labels, return_inverse=True)
+    logc = np.log(C)
+    budget_c = np.exp(np.array([logc[labels == i].mean() for i in range(labels.max() + 1)]))
+    how = (
+        "runs sharing a `planned_flops`"
+        if grouped_by == PLANNED
+        else f"runs within {tolerance:g} decades of compute"
     )
+    return labels, budget_c, how
 
 
-def _warm(options: FitOptions, full: FitResult) -> FitOptions:
-    """Refit options that start only from the distinct optima of the full-data fit."""
-    starts = full.local_optima or (full.theta,)
-    return replace(options, extra_starts=tuple(starts), use_grid=False, polish=0)
+def cold_starts_note(result: FitResult, laws: tuple[str, ...]) -> str:
+    """How many starts each cold refit used, in words."""
+    return ", ".join(f"{len(thinned_starts(get_law(n)))} for `{n}`" for n in dict.fromkeys(laws))
+
+
+def _rel(pred: Array, loss: Array) -> Array:
+    return pred / loss - 1
 
 
 def law_comparison(runs: pd.DataFrame, result: FitResult, folds: int = CV_FOLDS) -> list[dict]:
-    """K-fold (over runs) held-out error of each law of (N, D); one dict per law.
+    """Held-out errors of each law of (N, D) on ``runs`` (one row per run); one dict per law.
 
-    Fold refits start from the distinct optima of the law's full-data fit (a warm start), which
-    is what makes a cross-validated comparison affordable inside a report.
+    ``leave_top[k]``: refit without the runs of the ``k`` largest budgets, predict those runs
+    (``k`` in :data:`LEAVE_TOP` while at least two budgets and more runs than the largest law has
+    parameters remain; the same held-out runs for every law).  ``extrapolation``: the mean of
+    those errors over ``k``.  ``rmse_log``, ``mean_abs_rel``, ``max_abs_rel``: ``folds``-fold
+    cross-validation over runs (seeded).  Every refit starts cold from the law's thinned grid.
     """
-    rows = []
     n = len(runs)
     if n < 10:
-        return rows
+        return []
     order = np.random.default_rng(result.options.seed).permutation(n)
     fold_of = np.empty(n, dtype=int)
     fold_of[order] = np.arange(n) % folds
+    labels, budget_c, how = budgets(runs, result.options.isoflop_tolerance)
+    largest = np.argsort(budget_c)[::-1]
+    most_params = max(get_law(name).n_params for name in COMPARE_LAWS)
+    tops: list[tuple[int, Array]] = []
+    for k in LEAVE_TOP:
+        held = np.isin(labels, largest[:k])
+        if len(budget_c) - k < 2 or int((~held).sum()) <= most_params:
+            break
+        tops.append((k, held))
+    masks = np.array(
+        [np.ones(n, dtype=bool)]
+        + [fold_of != k for k in range(folds)]
+        + [~held for _, held in tops]
+    )
+    loss = runs["loss"].to_numpy(dtype=float)
+    rows = []
     for name in COMPARE_LAWS:
         law = get_law(name)
-        opts = _quick(result.options, result, name)
-        try:
-            if result.approach == 3 and result.law == name and len(runs) == result.n_points:
-                full = result
-            else:
-                full = fit_law(runs, name, opts)
-        except UserError:
+        fits = refit_subsets(runs, name, masks, result.options)
+        if fits[0] is None:
             continue
+        full_params, objective = fits[0]
+        if result.approach == 3 and result.law == name and n == result.n_points:
+            objective = result.objective
         log_err = np.full(n, np.nan)
         for k in range(folds):
-            train, test = runs[fold_of != k], runs[fold_of == k]
-            try:
-                f = fit_law(train, name, _warm(opts, full))
-            except UserError:
+            got = fits[1 + k]
+            if got is not None:
+                test = fold_of == k
+                log_err[test] = np.log(predict_table(law, got[0], runs[test])) - np.log(loss[test])
+        leave_top = {}
+        for (k, held), got in zip(tops, fits[1 + folds :], strict=True):
+            if got is None:
+                leave_top[k] = {"n_train": int((~held).sum()), "n_test": int(held.sum())}
                 continue
-            pred = predict_table(law, f.params, test)
-            log_err[fold_of == k] = np.log(pred) - np.log(test["loss"].to_numpy())
-        rel = np.abs(np.expm1(log_err))
+            rel = _rel(predict_table(law, got[0], runs[held]), loss[held])
+            leave_top[k] = {
+                "n_train": int((~held).sum()),
+                "n_test": int(held.sum()),
+                "n_budgets": k,
+                "mean_abs_rel": float(np.mean(np.abs(rel))),
+                "max_abs_rel": float(np.max(np.abs(rel))),
+            }
+        scores = [v["mean_abs_rel"] for v in leave_top.values() if "mean_abs_rel" in v]
+        rel_cv = np.abs(np.expm1(log_err))
         rows.append(
             {
                 "law": name,
                 "equation": law.equation,
                 "n_params": law.n_params,
-                "objective": full.objective,
+                "objective": objective,
+                "params": full_params,
                 "rmse_log": float(np.sqrt(np.nanmean(log_err**2))),
-                "mean_abs_rel": float(np.nanmean(rel)),
-                "max_abs_rel": float(np.nanmax(rel)),
+                "mean_abs_rel": float(np.nanmean(rel_cv)),
+                "max_abs_rel": float(np.nanmax(rel_cv)),
+                "folds": folds,
+                "leave_top": leave_top,
+                "extrapolation": float(np.mean(scores)) if scores else math.nan,
+                "budgets": len(budget_c),
+                "grouped_by": how,
             }
         )
     return rows
 
 
+def select_law(rows: list[dict]) -> dict | None:
+    """The row of :func:`law_comparison` with the least leave-top-budgets-out error (None when
+    no law could be scored that way)."""
+    scored = [r for r in rows if math.isfinite(r.get("extrapolation", math.nan))]
+    return min(scored, key=lambda r: r["extrapolation"]) if scored else None
+
+
 def backtest(runs: pd.DataFrame, result: FitResult, quantile: float) -> dict | None:
-    """Fit on runs with compute <= the ``quantile`` threshold; predict the larger ones."""
+    """Fit on the budgets whose compute is at most the ``quantile`` of the runs' compute and
+    predict the runs (approach 3) or the IsoFLOP minima (approach 2) of the larger budgets.
+
+    Returns ``threshold``, ``n_train``, ``n_test``, ``mean_abs_rel``, ``max_abs_rel`` (or
+    ``threshold`` and ``error`` when the refit failed), the budgets on each side, how budgets
+    were formed, and the table of predictions; ``None`` when nothing is left to predict.
+    """
     final = final_rows(runs, result.approach)
-    threshold = float(np.quantile(final["flops"].to_numpy(), quantile))
+    threshold = float(np.quantile(columns(final)[2], quantile))
     if result.approach == 3:
-        return _backtest_law(runs, result, threshold)
+        return _backtest_law(final, result, threshold)
     if result.approach == 2:
-        return _backtest_isoflop(runs, result, threshold)
+        return _backtest_isoflop(final, result, threshold)
     return None
 
 
+def _split(runs: pd.DataFrame, result: FitResult, threshold: float) -> tuple[Array, Array, dict]:
+    labels, budget_c, how = budgets(runs, result.options.isoflop_tolerance)
+    train_b = budget_c <= threshold * _ROUNDING
+    train = train_b[labels]
+    info = {
+        "threshold": threshold,
+        "grouped_by": how,
+        "train_budgets": [float(c) for c in np.sort(budget_c[train_b])],
+        "test_budgets": [float(c) for c in np.sort(budget_c[~train_b])],
+    }
+    return train, ~train, info
+
+
 def _backtest_law(runs: pd.DataFrame, result: FitResult, threshold: float) -> dict | None:
-    train = runs[runs["flops"] <= threshold]
-    test = runs[runs["flops"] > threshold]
-    if len(test) == 0:
+    train, test, info = _split(runs, result, threshold)
+    if not test.any():
         return None
-    try:
-        f = fit_law(train, result.law, _quick(result.options, result, result.law))
-    except UserError as err:
-        return {"threshold": threshold, "error": str(err)}
-    pred = predict_table(get_law(result.law), f.params, test)
-    rel = pred / test["loss"].to_numpy() - 1
+    law = get_law(result.law)
+    got = refit_subsets(runs, result.law, train[None, :], result.options)[0]
+    info["starts"] = len(thinned_starts(law))
+    if got is None:
+        return {
+            **info,
+            "error": f"{int(train.sum())} run(s) in {len(info['train_budgets'])} budget(s) "
+            f"cannot fit law {result.law!r}",
+        }
+    held = runs[test]
+    if law.inputs != ("N", "D"):  # a law of converged runs predicts the frontier of the test set
+        held = held.iloc[fitted_rows(law, *columns(held))]
+    N, D, C, loss = columns(held)
+    pred = predict_table(law, got[0], held)
+    rel = _rel(pred, loss)
     table = pd.DataFrame(
         {
-            "flops": test["flops"].to_numpy(),
-            "params": test["params"].to_numpy(),
-            "tokens": test["tokens"].to_numpy(),
-            "loss": test["loss"].to_numpy(),
+            "flops": C,
+            "params": N,
+            "tokens": D,
+            "loss": loss,
             "predicted": pred,
             "rel_error": rel,
         }
     ).sort_values("flops")
     return {
-        "threshold": threshold,
-        "n_train": len(train),
-        "n_test": len(test),
+        **info,
+        "n_train": int(train.sum()),
+        "n_test": len(held),
         "table": table,
         "mean_abs_rel": float(np.mean(np.abs(rel))),
         "max_abs_rel": float(np.max(np.abs(rel))),
@@ -145,15 +242,16 @@ def _backtest_law(runs: pd.DataFrame, result: FitResult, threshold: float) -> di
 
 
 def _backtest_isoflop(runs: pd.DataFrame, result: FitResult, threshold: float) -> dict | None:
-    budgets = [m for m in result.isoflop if m.used]
-    test = [m for m in budgets if m.flops > threshold]
-    if not test or len(budgets) - len(test) < 2:
+    train, _, info = _split(runs, result, threshold)
+    test = [m for m in result.isoflop if m.used and m.flops > threshold * _ROUNDING]
+    if not test:
         return None
-    train = runs[runs["flops"] <= threshold * 10**result.options.isoflop_tolerance]
     try:
-        f = fit(train, approach=2, options=replace(result.options, bootstrap=0))
+        f = fit(runs[train], approach=2, options=replace(result.options, bootstrap=0))
     except UserError as err:
-        return {"threshold": threshold, "error": str(err)}
+        return {**info, "error": str(err)}
+    # the budgets the refit actually saw (its vertices), for the record
+    info["train_budgets"] = [float(m.flops) for m in f.isoflop if m.used]
     p = Predictor(f)
     recs = []
     for m in test:
@@ -171,14 +269,180 @@ def _backtest_isoflop(runs: pd.DataFrame, result: FitResult, threshold: float) -
         )
     table = pd.DataFrame(recs)
     return {
-        "threshold": threshold,
-        "n_train": len(budgets) - len(test),
+        **info,
+        "n_train": len(info["train_budgets"]),
         "n_test": len(test),
         "table": table,
         "mean_abs_rel": float(np.nanmean(np.abs(table["rel_error_loss"]))),
         "max_abs_rel": float(np.nanmax(np.abs(table["rel_error_loss"]))),
         "mean_abs_rel_params": float(np.mean(np.abs(table["rel_error_params"]))),
     }
+
+
+# ---- exponent shift ---------------------------------------------------------------------------
+
+
+def per_token_interpolator(N: Array, fpt: Array) -> Callable[[Array], Array]:
+    """FLOPs per token as a function of N, piecewise linear in log-log over the table's models
+    (the median over runs of one size), extended beyond them along the least-squares log-log line
+    through all of them."""
+    sizes, inverse = np.unique(N, return_inverse=True)
+    logn = np.log(sizes)
+    logf = np.log(np.array([np.median(fpt[inverse == i]) for i in range(sizes.size)]))
+    slope = float(np.polyfit(logn, logf, 1)[0])
+
+    def f(n: Array) -> Array:
+        u = np.log(np.asarray(n, dtype=float))
+        inside = np.interp(u, logn, logf)
+        below = logf[0] + slope * (u - logn[0])
+        above = logf[-1] + slope * (u - logn[-1])
+        return np.exp(np.where(u < logn[0], below, np.where(u > logn[-1], above, inside)))
+
+    return f
+
+
+def optimal_sizes(
+    law_name: str,
+    params: Mapping[str, float],
+    flops: Array,
+    per_token: Callable[[Array], Array],
+    n_range: tuple[float, float],
+) -> Array:
+    """``N_opt(C) = argmin_N L(N, C / per_token(N))`` for each budget (NaN at the grid's edge):
+    a log-N grid :data:`SHIFT_SPAN` beyond ``n_range`` on each side, refined by a parabola."""
+    law = get_law(law_name)
+    theta = law.from_params(params)[None, :]
+    u = np.linspace(
+        math.log(n_range[0]) - SHIFT_SPAN, math.log(n_range[1]) + SHIFT_SPAN, SHIFT_GRID
+    )
+    log_fpt = np.log(per_token(np.exp(u)))
+    out = np.full(len(flops), np.nan)
+    for j, c in enumerate(flops):
+        v = math.log(c) - log_fpt  # log D
+        f, _ = law.log_model(theta, np.stack([u, v]))
+        f = np.where(np.isfinite(f[0]) & (v > 0), f[0], np.inf)
+        i = int(np.argmin(f))
+        if not 0 < i < len(u) - 1 or not np.isfinite(f[i]):
+            continue
+        denom = f[i - 1] - 2 * f[i] + f[i + 1]
+        h = u[1] - u[0]
+        shift = 0.5 * h * (f[i - 1] - f[i + 1]) / denom if denom > 0 else 0.0
+        out[j] = math.exp(u[i] + float(np.clip(shift, -h, h)))
+    return out
+
+
+def _slopes(
+    law_name: str,
+    params: Mapping[str, float],
+    c_range: tuple[float, float],
+    per_token: Callable[[Array], Array],
+    n_range: tuple[float, float],
+) -> tuple[float, float]:
+    """``(a, b)``: least-squares slopes of log N_opt and log D_opt against log C over
+    :data:`SHIFT_POINTS` budgets spanning ``c_range``."""
+    cs = np.geomspace(c_range[0], c_range[1], SHIFT_POINTS)
+    n_opt = optimal_sizes(law_name, params, cs, per_token, n_range)
+    ok = np.isfinite(n_opt)
+    if ok.sum() < 2 or c_range[1] <= c_range[0]:
+        return math.nan, math.nan
+    d_opt = cs[ok] / per_token(n_opt[ok])
+    a = float(np.polyfit(np.log(cs[ok]), np.log(n_opt[ok]), 1)[0])
+    b = float(np.polyfit(np.log(cs[ok]), np.log(d_opt), 1)[0])
+    return a, b
+
+
+def _six_n(n: Array) -> Array:
+    return FLOPS_PER_PARAM_TOKEN * np.asarray(n, dtype=float)
+
+
+def exponent_shift(runs: pd.DataFrame, result: FitResult) -> dict:
+    """The allocation exponents ``a`` (``N_opt ∝ C^a``) and ``b`` under other conventions.
+
+    The law is the fit's own when it is a law of (N, D), else ``chinchilla``.  Rows:
+
+    * N = total ``params`` and N = ``params_nonembed``, each with ``C = 6ND``: the law refitted
+      with that N (cold, thinned grid; the fit's own parameters for its own N);
+    * ``C = 6ND + attention`` (column ``flops_6N_attn``) with the fit's N: the same parameters,
+      ``N_opt(C)`` solved numerically along ``C = FLOPs-per-token(N) · D``, FLOPs per token
+      interpolated log-log over the table's models.
+
+    ``a`` and ``b`` are slopes of log N_opt and log D_opt against log C over the fitted compute
+    range of that convention.  Rows whose columns are missing are listed in ``skipped``.
+    """
+    own = result.approach == 3 and get_law(result.law).inputs == ("N", "D")
+    law_name = result.law if own else "chinchilla"
+    fit_n = (result.conventions or {}).get("params", "params")
+    D = runs["tokens"].to_numpy(dtype=float)
+    loss = runs["loss"].to_numpy(dtype=float)
+
+    def column(name: str) -> Array | None:
+        if name == fit_n:
+            return runs["params"].to_numpy(dtype=float)
+        if name == "params" and TOTAL_PARAMS in runs:
+            return runs[TOTAL_PARAMS].to_numpy(dtype=float)
+        if name != "params" and name in runs:
+            return runs[name].to_numpy(dtype=float)
+        return None
+
+    rows: list[dict] = []
+    skipped: list[str] = []
+    fitted: dict[str, Mapping[str, float]] = {}
+    for name in dict.fromkeys((fit_n, "params", "params_nonembed")):
+        N = column(name)
+        if N is None:
+            skipped.append(f"N = `{name}`: the table has no `{name}` column")
+            continue
+        if own and name == fit_n and len(runs) == result.n_points:
+            params, refit = result.params, False
+        else:
+            table = pd.DataFrame({"params": N, "tokens": D, "loss": loss, "flops": 6 * N * D})
+            got = refit_subsets(
+                table, law_name, np.ones((1, len(table)), dtype=bool), result.options
+            )
+            if got[0] is None:
+                skipped.append(f"N = `{name}`: law `{law_name}` could not be fitted")
+                continue
+            params, refit = got[0][0], True
+        fitted[name] = params
+        n_range = (float(N.min()), float(N.max()))
+        c = FLOPS_PER_PARAM_TOKEN * N * D
+        a, b = _slopes(law_name, params, (float(c.min()), float(c.max())), _six_n, n_range)
+        rows.append(
+            {
+                "params": name,
+                "flops": "6ND",
+                "a": a,
+                "b": b,
+                "c_range": (float(c.min()), float(c.max())),
+                "refit": refit,
+            }
+        )
+    attn = "flops_6N_attn"
+    if attn not in runs:
+        skipped.append(f"C = 6ND + attention: the table has no `{attn}` column")
+    elif fit_n in fitted:
+        N = runs["params"].to_numpy(dtype=float)
+        C = runs[attn].to_numpy(dtype=float)
+        per_token = per_token_interpolator(N, C / D)
+        if np.unique(N).size < 2:
+            skipped.append("C = 6ND + attention: one model size, nothing to interpolate")
+        else:
+            c_range = (float(C.min()), float(C.max()))
+            a, b = _slopes(
+                law_name, fitted[fit_n], c_range, per_token, (float(N.min()), float(N.max()))
+            )
+            rows.append(
+                {
+                    "params": fit_n,
+                    "flops": "6N_attn",
+                    "a": a,
+                    "b": b,
+                    "c_range": c_range,
+                    "refit": False,
+                }
+            )
+    starts = len(thinned_starts(get_law(law_name)))
+    return {"law": law_name, "rows": rows, "skipped": skipped, "starts": starts}
 
 
 def budget_grid(result: FitResult) -> np.ndarray:
