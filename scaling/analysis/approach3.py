@@ -40,6 +40,7 @@ from scaling.analysis.allocation import (
 from scaling.analysis.bootstrap import BOOTSTRAP_CHUNK, resample_weights, run_chunks
 from scaling.analysis.columns import columns, conventions, ranges
 from scaling.analysis.laws import Law, get_law
+from scaling.analysis.noise import replicate_groups
 from scaling.analysis.optimize import batched_lbfgs, make_objective, minimise_law
 from scaling.analysis.results import Bootstrap, Convergence, FitOptions, FitResult
 from scaling.counting import compute_from
@@ -82,7 +83,8 @@ def fit_law(
     exponents = {k: allocation[k] for k in ("a", "b") if k in allocation}
     boot = None
     if options.bootstrap > 0:
-        boot = _bootstrap_law(lw, X, log_loss, options, optima)
+        clusters = replicate_groups(runs.iloc[idx])
+        boot = _bootstrap_law(lw, X, log_loss, options, optima, theta, clusters)
         if boot.n_failed:
             warnings.append(
                 f"{boot.n_failed} of {boot.n_resamples} bootstrap refits did not converge "
@@ -262,11 +264,30 @@ def _bootstrap_chunk(args: tuple) -> tuple[Array, Array]:
     return theta, ok
 
 
+def small_sample_scale(n: int, n_params: int) -> float:
+    """``sqrt(n / (n - p))``: the factor by which bootstrap deviations are widened.
+
+    Resampling cases reproduces the heteroscedasticity-consistent variance HC0, which is biased
+    low by ``(n - p) / n``; HC1 corrects it by ``n / (n - p)`` (MacKinnon & White 1985).  At 40
+    runs and 5 parameters it widens intervals by 7%; it vanishes as runs are added.
+    """
+    return math.sqrt(n / (n - n_params)) if n > n_params else math.nan
+
+
 def _bootstrap_law(
-    law: Law, X: Array, log_loss: Array, options: FitOptions, optima: Sequence[Array]
+    law: Law,
+    X: Array,
+    log_loss: Array,
+    options: FitOptions,
+    optima: Sequence[Array],
+    theta_hat: Array,
+    clusters: Array | None = None,
 ) -> Bootstrap:
+    """Refit resampled runs (whole seed-replicate groups when ``clusters`` has any), warm started
+    from the full fit's optima; deviations from ``theta_hat`` are widened by
+    :func:`small_sample_scale` over the number of independent units (runs or groups)."""
     n = len(log_loss)
-    W = resample_weights(n, options.bootstrap, options.seed)
+    W = resample_weights(n, options.bootstrap, options.seed, clusters=clusters)
     starts = np.array(optima[: max(1, min(4, len(optima)))])
     tasks = [
         (law.name, X, log_loss, W[i : i + BOOTSTRAP_CHUNK], starts, options.huber_delta)
@@ -276,6 +297,9 @@ def _bootstrap_law(
     theta = np.vstack([t for t, _ in out])
     ok = np.concatenate([o for _, o in out])
     theta[~ok] = np.nan
+    units = n if clusters is None else int(np.unique(clusters).size)
+    theta = theta_hat + small_sample_scale(units, law.n_params) * (theta - theta_hat)
+    theta = np.clip(theta, law.lower, law.upper)
     samples = {k: np.asarray(v, dtype=float) for k, v in law.to_params_array(theta).items()}
     samples.update(allocation_constants(law.name, samples))
     return Bootstrap(

@@ -1,8 +1,9 @@
 """A run table file in, a fit directory out: ``fit.json``, ``runs.csv``, ``report.md``, plots.
 
-What ``scaling fit`` and the end of a sweep both do. Everything is written into a temporary
-folder beside ``out`` and moved in only when the whole fit and report succeeded, so a failed fit
-leaves no half-written directory.
+What ``scaling fit`` and the end of a sweep both do: fit, backtest, and the health verdict
+(:mod:`scaling.analysis.health`) that ``scaling predict`` checks.  Everything is written into a
+temporary folder beside ``out`` and moved in only when the whole fit and report succeeded, so a
+failed fit leaves no half-written directory.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from scaling.analysis.columns import conventions
+from scaling.analysis.columns import columns, conventions
 from scaling.analysis.fit import fit
+from scaling.analysis.health import assess
 from scaling.analysis.report import BACKTEST_QUANTILE
+from scaling.analysis.report.stats import backtest, final_rows
 from scaling.analysis.results import FitOptions, FitResult, save_fit
 from scaling.analysis.table import read_run_table, write_table
 from scaling.errors import UserError
@@ -47,6 +50,9 @@ def fit_to_dir(
     # which N and C the fit used: the estimator's own record, else the table's (one per fit)
     used = {**conventions(runs), **(result.conventions or {})}
     result = replace(result, data=source, conventions=used)
+    bt = backtest(runs, result, backtest_quantile) if result.approach in (2, 3) else None
+    N, D, _, _ = columns(final_rows(runs, result.approach))
+    result = replace(result, health=assess(result, backtest=bt, N=N, D=D))
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory; choose another output folder")
     parent = out.parent if str(out.parent) else Path(".")
@@ -59,7 +65,12 @@ def fit_to_dir(
             from scaling.analysis.report.markdown import write_report
 
             write_report(
-                result, runs, stage, source=str(table), backtest_quantile=backtest_quantile
+                result,
+                runs,
+                stage,
+                source=str(table),
+                backtest_quantile=backtest_quantile,
+                backtest_result=bt,
             )
         out.mkdir(parents=True, exist_ok=True)
         written = []

@@ -92,9 +92,12 @@ class Noise:
 
 
 def replicate_groups(runs: pd.DataFrame) -> Array:
-    """A configuration id per row: rows equal in every :data:`REPLICATE_KEYS` column share one."""
+    """A configuration id per row: rows equal in every :data:`REPLICATE_KEYS` column share one.
+
+    Only a table with a ``seed`` column has replicates; without it every row is its own group.
+    """
     keys = [c for c in REPLICATE_KEYS if c in runs.columns]
-    if not keys:
+    if not keys or "seed" not in runs.columns:
         return np.arange(len(runs))
     frame = runs[keys].astype(str)
     return frame.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()

@@ -66,8 +66,13 @@ def write_report(
     *,
     source: str = "runs.csv",
     backtest_quantile: float = BACKTEST_QUANTILE,
+    backtest_result: dict | None = None,
 ) -> Path:
-    """Render ``report.md`` and its plots into ``out_dir``; returns the report path."""
+    """Render ``report.md`` and its plots into ``out_dir``; returns the report path.
+
+    ``backtest_result`` is :func:`~scaling.analysis.report.stats.backtest`'s answer when the
+    caller already computed it (the health verdict needs it too).
+    """
     out_dir = Path(out_dir)
     p = Predictor(result)
     plots = _draw(runs, result, p, out_dir)
@@ -75,13 +80,13 @@ def write_report(
     title = f"approach {result.approach}" + (
         f", law `{result.law}`" if result.approach == 3 else ""
     )
-    parts = [f"# Scaling-law fit ({title})\n", f"Source: `{source}`.\n"]
+    parts = [f"# Scaling-law fit ({title})\n", f"Source: `{source}`.\n", _health_section(result)]
     parts += _data_section(runs, final, result)
     parts.append(_law_section(result))
     if result.exponents:
         parts += _allocation_section(result, p)
     parts += _comparison_section(final, result)
-    parts += _backtest_section(runs, result, backtest_quantile)
+    parts += _backtest_section(runs, result, backtest_quantile, backtest_result)
     parts += _shift_section(final, result)
     parts.append(_warnings_section(result))
     parts.append(
@@ -221,6 +226,40 @@ def _law_section(result: FitResult) -> str:
     return text + f" Intervals: {_boot_note(result)}.\n"
 
 
+def _health_section(result: FitResult) -> str:
+    """The verdict first: can this fit support a prediction?"""
+    health = result.health
+    if health is None:
+        return ""
+    if health.get("ok"):
+        return (
+            "**Health: OK.** The optimiser converged, no parameter sits on a bound, there are "
+            "enough runs per parameter, the intervals are finite and the backtest held. "
+            "`scaling predict` will answer.\n"
+        )
+    problems = "\n".join(f"- {line}" for line in health.get("problems", []))
+    return (
+        "**Health: NOT OK — `scaling predict` refuses this fit (exit status 3) unless "
+        "`--allow-unhealthy`.** Do not bet a training budget on its extrapolation:\n\n"
+        f"{problems}\n"
+    )
+
+
+def _noise_note(result: FitResult) -> str:
+    if not result.noise:
+        return "No prediction interval: this approach records no run-to-run noise."
+    n = result.noise
+    how = (
+        f"the pooled spread of {n['n_groups']} configurations trained with several seeds"
+        if n["source"] == "seed replicates"
+        else "the fit's residuals (an upper bound on seed noise: it also holds the law's misfit)"
+    )
+    return (
+        f"Run-to-run noise σ = {fmt_g(n['sigma_log'], 3)} in log loss ({n['dof']} degrees of "
+        f"freedom), from {how}."
+    )
+
+
 def _allocation_section(result: FitResult, p: Predictor) -> list[str]:
     ci = result.ci
     level = f"{result.options.level:.0%}"
@@ -236,6 +275,7 @@ def _allocation_section(result: FitResult, p: Predictor) -> list[str]:
                 f"{_sci(q.tokens)} {_ci(q.tokens_ci, _sci)}",
                 fmt_g(q.tokens_per_param, 3),
                 f"{fmt_g(q.loss)} {_ci(q.loss_ci)}",
+                _ci(q.loss_pi),
                 f"{c / c_max:.2g}×",
             ]
         )
@@ -243,10 +283,23 @@ def _allocation_section(result: FitResult, p: Predictor) -> list[str]:
         "## Compute-optimal allocation\n\n`N_opt ∝ C^a`, `D_opt ∝ C^b`, C = 6ND.\n\n"
         + _table(["exponent", "estimate", f"{level} interval"], erows)
         + "\n",
-        _table(["C (FLOPs)", "N_opt", "D_opt", "D/N", "loss", "C / largest fitted"], arows)
-        + "\n\nBudgets beyond about 10× the largest fitted compute are "
-        "extrapolations; their intervals reflect the fit's statistical uncertainty "
-        "only, not model misspecification.\n",
+        _table(
+            [
+                "C (FLOPs)",
+                "N_opt",
+                "D_opt",
+                "D/N",
+                f"expected loss [{level} CI]",
+                f"one new run [{level} PI]",
+                "C / largest fitted",
+            ],
+            arows,
+        )
+        + f"\n\nTwo intervals of the loss: the **CI** is where the fitted mean curve lies "
+        "(bootstrap over runs); the **PI** is where the loss of one run you train at that "
+        f"allocation will land (the CI plus run-to-run noise). {_noise_note(result)} "
+        "Budgets beyond about 10× the largest fitted compute are extrapolations; both "
+        "intervals reflect statistical uncertainty only, not a wrong law.\n",
     ]
 
 
@@ -325,8 +378,10 @@ def _comparison_section(final: pd.DataFrame, result: FitResult) -> list[str]:
     return [text]
 
 
-def _backtest_section(runs: pd.DataFrame, result: FitResult, quantile: float) -> list[str]:
-    bt = backtest(runs, result, quantile)
+def _backtest_section(
+    runs: pd.DataFrame, result: FitResult, quantile: float, bt: dict | None = None
+) -> list[str]:
+    bt = bt if bt is not None else backtest(runs, result, quantile)
     if bt is None:
         return []
     train_b, test_b = bt["train_budgets"], bt["test_budgets"]
