@@ -19,10 +19,11 @@ the sweep driver, the CLI and the analysis side can size and name runs without t
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,6 +36,8 @@ from scaling.schema import (
     DEFAULT_EXPERIMENT,
     DEFAULT_TRACKING_URI,
     MAX_EVAL_SEQ_LEN,
+    MAX_SEED,
+    MAX_TOKENS,
     MLP_CHOICES,
     NORM_CHOICES,
     POS_CHOICES,
@@ -48,6 +51,7 @@ from scaling.schema import (
     TrackingConfig,
     TrainConfig,
     TrainerConfig,
+    tracking_uri_problem,
 )
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"  # Hydra configs, shipped as package data
@@ -67,6 +71,7 @@ __all__ = [
     "SCHEDULES",
     "SOURCES",
     "TOKENIZERS",
+    "TOP_LEVEL_KEYS",
     "DataConfig",
     "GPTConfig",
     "RunConfig",
@@ -80,6 +85,8 @@ __all__ = [
     "run_key",
     "run_name",
     "structured",
+    "tracking_uri_problem",
+    "unknown_key_message",
 ]
 
 
@@ -105,13 +112,38 @@ def structured(cls: type[C], group: str, values: Mapping[str, Any]) -> C:
         merged = OmegaConf.merge(OmegaConf.structured(cls), _integral_floats(cls, values))
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", "") or getattr(err, "key", "")
-        key = f"{group}.{key}" if group else str(key)
-        known = ", ".join(f.name for f in fields(cls))
+        name = str(getattr(err, "full_key", "") or getattr(err, "key", "") or "")
+        key = f"{group}.{name}" if group else name
         if isinstance(err, ConfigKeyError):
-            raise ConfigError(f"{key} is not a known key; known: {known}") from None
-        first = str(err).splitlines()[0]
-        raise ConfigError(f"{key}: {first}") from None
+            raise ConfigError(unknown_key_message(key, [f.name for f in fields(cls)])) from None
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"{key}: {first}{_type_hint(cls, name, key)}") from None
+
+
+def unknown_key_message(key: str, known: list[str]) -> str:
+    """``key is not a known key; known: ...`` with the closest known key, if one is close."""
+    prefix, _, name = key.rpartition(".")
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {prefix + '.' if prefix else ''}{close[0]}?" if close else ""
+    return f"{key} is not a known key; known: {', '.join(known)}{hint}"
+
+
+_KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text"}
+
+
+def _type_hint(cls: type, name: str, key: str) -> str:
+    """``; pass a whole number, e.g. train.tokens=1000000`` for a value of the wrong type."""
+    field_ = next((f for f in fields(cls) if f.name == name), None)
+    if field_ is None:
+        return ""
+    kind = _KINDS.get(str(field_.type).split(" ")[0].split("|")[0].strip())
+    if kind is None:
+        return ""
+    default = field_.default
+    if default is not MISSING and default is not None:
+        shown = str(default).lower() if isinstance(default, bool) else default
+        return f"; pass {kind}, e.g. {key}={shown}"
+    return f"; pass {kind}"
 
 
 def register_configs() -> None:
@@ -201,12 +233,35 @@ class RunConfig:
                 f"train.batch_size={self.train.batch_size} is not a multiple of "
                 f"train.micro_batch_size x devices = {self.micro_batch_size * world}"
             )
+        key = "train.tokens" if self.train.tokens is not None else "train.flops"
+        if self.planned_tokens > MAX_TOKENS:
+            value = self.train.tokens if self.train.tokens is not None else self.train.flops
+            raise ConfigError(
+                f"{key}={value:.3g} gives {self.planned_tokens:.3g} tokens, more than any run "
+                f"can train (at most {MAX_TOKENS:.0e}): lower {key}"
+            )
         if self.steps < 1:
-            key = "train.tokens" if self.train.tokens is not None else "train.flops"
             raise ConfigError(
                 f"{key} gives {self.planned_tokens:,} tokens, less than one optimizer step of "
                 f"{self.tokens_per_step:,} tokens (train.batch_size x model.seq_len): "
                 f"raise {key} or lower train.batch_size"
+            )
+
+    def validate_combination(self) -> None:
+        """Checks across groups, before anything starts: the context length against the fixed
+        validation set, fp16 against gradient clipping with the fused optimizer."""
+        if self.model.seq_len > MAX_EVAL_SEQ_LEN:
+            raise ConfigError(
+                f"model.seq_len={self.model.seq_len} is longer than the {MAX_EVAL_SEQ_LEN} tokens "
+                f"the fixed validation set is cut for: use model.seq_len<={MAX_EVAL_SEQ_LEN}"
+            )
+        fused_adamw = self.trainer.accelerator not in ("mps", "tpu")  # module.build_optimizer
+        if self.train.precision == "16-mixed" and self.train.grad_clip > 0 and fused_adamw:
+            raise ConfigError(
+                f"train.precision=16-mixed cannot clip gradients (train.grad_clip="
+                f"{self.train.grad_clip:g}) on trainer.accelerator={self.trainer.accelerator}: "
+                "the fused AdamW unscales fp16 gradients itself, so Lightning refuses to clip "
+                "them; use train.precision=bf16-mixed or 32-true, or train.grad_clip=0"
             )
 
     def describe_horizon(self) -> dict[str, Any]:
@@ -306,6 +361,10 @@ def build_run_config(
     for group in ("model", "data", "train"):
         if not isinstance(raw.get(group), Mapping):
             raise ConfigError(f"config group {group!r} is missing: pass {group}=<name>")
+    known_top = [*TOP_LEVEL_KEYS, *GROUPS, "sweep"]
+    for key in raw:
+        if key not in known_top:
+            raise ConfigError(unknown_key_message(str(key), known_top))
     data = structured(DataConfig, "data", raw["data"])
     model_raw = {**raw["model"], "vocab_size": vocab_size or data.nominal_vocab_size}
     top = structured(_TopLevel, "", {k: raw[k] for k in _TOP_LEVEL if k in raw})
@@ -317,6 +376,7 @@ def build_run_config(
         trainer=structured(TrainerConfig, "trainer", raw.get("trainer", {})),
         **asdict(top),
     )
+    run.validate_combination()
     run.validate_horizon()
     return run
 
@@ -336,6 +396,12 @@ class _TopLevel:
         object.__setattr__(self, "progress", self.progress.lower())
         if self.threads < 0:
             raise ConfigError(f"threads={self.threads} must be 0 (all cores) or positive")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(
+                f"seed={self.seed} must be in [0, {MAX_SEED}] (Lightning replaces other seeds "
+                "with 0): e.g. seed=1"
+            )
 
 
 _TOP_LEVEL = tuple(f.name for f in fields(_TopLevel))
+TOP_LEVEL_KEYS = _TOP_LEVEL  # seed, threads, progress, results_dir

@@ -28,6 +28,51 @@ TOKENIZERS = ("byte", "bpe")
 SCHEDULES = ("cosine", "wsd")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true")
 MAX_EVAL_SEQ_LEN = 4096  # the validation set scores >= val_tokens targets at any seq_len <= this
+MAX_BPE_VOCAB = 2**20  # data.vocab_size above this is a typo (real tokenizers: 50K-260K tokens)
+MAX_MARKOV_TOKENS = 10**9  # sampling holds 16 bytes a token in memory
+MAX_TOKENS = 10**18  # a horizon above this is a typo (and overflows the data loader's indices)
+MAX_SEED = 2**32 - 1  # Lightning's seed_everything silently replaces a seed outside [0, 2^32)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")  # what Lightning's registry knows
+STRATEGIES = (  # Lightning's StrategyRegistry names and "auto"
+    "auto",
+    "ddp",
+    "ddp_spawn",
+    "ddp_fork",
+    "ddp_notebook",
+    "ddp_find_unused_parameters_false",
+    "ddp_find_unused_parameters_true",
+    "ddp_spawn_find_unused_parameters_false",
+    "ddp_spawn_find_unused_parameters_true",
+    "ddp_fork_find_unused_parameters_false",
+    "ddp_fork_find_unused_parameters_true",
+    "ddp_notebook_find_unused_parameters_false",
+    "ddp_notebook_find_unused_parameters_true",
+    "deepspeed",
+    "deepspeed_stage_1",
+    "deepspeed_stage_2",
+    "deepspeed_stage_2_offload",
+    "deepspeed_stage_3",
+    "deepspeed_stage_3_offload",
+    "deepspeed_stage_3_offload_nvme",
+    "fsdp",
+    "fsdp_cpu_offload",
+    "single_device",
+    "single_xla",
+    "xla_debug",
+    "xla",
+    "single_tpu",
+)
+TRACKING_SCHEMES = (  # MLflow tracking stores (MLflow 3 dropped the file store)
+    "sqlite",
+    "http",
+    "https",
+    "postgresql",
+    "mysql",
+    "mssql",
+    "databricks",
+    "databricks-uc",
+    "uc",
+)
 
 
 # ---- model ------------------------------------------------------------------------------------
@@ -159,10 +204,15 @@ class DataConfig:
                 f"{', '.join(TOKENIZERS)}"
             )
         if self.tokenizer == "bpe" and self.source != "markov":
-            if not 257 <= self.vocab_size < 2**32:
+            if self.vocab_size < 257:
                 raise ConfigError(
                     f"data.vocab_size={self.vocab_size} is too small for bpe: it needs more "
                     "than the 256 byte tokens (e.g. data.vocab_size=4096)"
+                )
+            if self.vocab_size > MAX_BPE_VOCAB:
+                raise ConfigError(
+                    f"data.vocab_size={self.vocab_size:,} is too large for bpe: at most "
+                    f"{MAX_BPE_VOCAB:,} (GPT-2 has 50,257 tokens), e.g. data.vocab_size=4096"
                 )
         if self.val_tokens < 1:
             raise ConfigError(f"data.val_tokens={self.val_tokens} must be positive")
@@ -176,10 +226,16 @@ class DataConfig:
         if self.source == "markov":
             if not 2 <= self.states <= 65535:
                 raise ConfigError(f"data.states={self.states} must be between 2 and 65535")
-            if not self.concentration > 0:
-                raise ConfigError(f"data.concentration={self.concentration} must be positive")
-            if self.corpus_tokens < 1:
-                raise ConfigError(f"data.corpus_tokens={self.corpus_tokens} must be positive")
+            if not (self.concentration > 0 and math.isfinite(self.concentration)):
+                raise ConfigError(
+                    f"data.concentration={self.concentration} must be a positive, finite number "
+                    "(e.g. data.concentration=0.1)"
+                )
+            if not 1 <= self.corpus_tokens <= MAX_MARKOV_TOKENS:
+                raise ConfigError(
+                    f"data.corpus_tokens={self.corpus_tokens:,} must be between 1 and "
+                    f"{MAX_MARKOV_TOKENS:,} (e.g. data.corpus_tokens=4000000)"
+                )
 
     @property
     def val_reserve(self) -> int:
@@ -252,11 +308,28 @@ class TrainConfig:
                 f"train.micro_batch_size={self.micro_batch_size} must divide "
                 f"train.batch_size={self.batch_size}"
             )
-        if not self.lr > 0:
-            raise ConfigError(f"train.lr={self.lr} must be positive")
+        if self.checkpoint_every < 0:
+            raise ConfigError(
+                f"train.checkpoint_every={self.checkpoint_every} must be 0 (never) or a positive "
+                "number of optimizer steps"
+            )
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(
+                f"train.lr={self.lr} must be a positive, finite learning rate (e.g. train.lr=3e-3)"
+            )
         for key in ("warmup", "cooldown", "min_lr_ratio"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ConfigError(f"train.{key}={getattr(self, key)} must be in [0, 1]")
+        for key, default in (("beta1", 0.9), ("beta2", 0.95)):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(
+                    f"train.{key}={getattr(self, key)} must be in [0, 1) (AdamW's moment decay): "
+                    f"e.g. train.{key}={default}"
+                )
+        for key, zero in (("weight_decay", "none"), ("grad_clip", "no clipping")):
+            value = getattr(self, key)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"train.{key}={value} must be a finite number >= 0 (0 = {zero})")
 
 
 @dataclass(frozen=True)
@@ -268,10 +341,89 @@ class TrainerConfig:
     num_nodes: int = 1
     strategy: str = "auto"
 
+    def __post_init__(self) -> None:
+        if self.accelerator not in ACCELERATORS:
+            raise ConfigError(
+                f"trainer.accelerator={self.accelerator!r} is unknown: choose one of "
+                f"{', '.join(ACCELERATORS)}"
+            )
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"trainer.strategy={self.strategy!r} is not a Lightning strategy: e.g. auto, ddp, "
+                "ddp_spawn, fsdp or deepspeed (the names in Lightning's StrategyRegistry)"
+            )
+        if self.num_nodes < 1:
+            raise ConfigError(f"trainer.num_nodes={self.num_nodes} must be at least 1")
+        problem = _devices_problem(self.devices, self.accelerator)
+        if problem:
+            raise ConfigError(f"trainer.devices={self.devices!r} {problem}")
+
     @property
     def world_size(self) -> int:
         devices = self.devices if isinstance(self.devices, int) else 1
         return max(1, devices) * max(1, self.num_nodes)
+
+
+def _devices_problem(devices: Any, accelerator: str) -> str | None:
+    """What is wrong with a ``trainer.devices`` value as Lightning reads it, or None.
+
+    Lightning takes a count (``2``; ``-1`` = every GPU), ``"auto"``, or GPU ids (``[0, 1]`` or
+    ``"0,1"``); on the CPU only a count of processes.
+    """
+    how = (
+        "must be a number of processes > 0 on trainer.accelerator=cpu (e.g. trainer.devices=2)"
+        if accelerator == "cpu"
+        else "must be a device count (2; -1 = all), auto, or a list of device ids ([0,1])"
+    )
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text == "auto":
+            return None
+        parts = [p.strip() for p in text.strip("[]").split(",")]
+        if not all(p.lstrip("-").isdigit() for p in parts):
+            return how
+        if len(parts) == 1:
+            devices = int(parts[0])
+        else:
+            devices = [int(p) for p in parts]
+    if isinstance(devices, bool):
+        return how
+    if isinstance(devices, int):
+        if devices >= 1 or (devices == -1 and accelerator != "cpu"):
+            return None
+        return how
+    if isinstance(devices, (list, tuple)) and accelerator != "cpu":
+        ids = list(devices)
+        if ids and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+            if len(set(ids)) == len(ids):
+                return None
+            return "lists a device twice: give each id once"
+    return how
+
+
+# Experiment names become file and folder names (results/<experiment>.csv, analysis/<experiment>/).
+_EXPERIMENT_FORBIDDEN = ("/", "\\", "..", "\x00")
+
+
+def tracking_uri_problem(uri: str) -> str | None:
+    """What is wrong with an MLflow tracking URI on its face (no I/O), or None."""
+    if not uri.strip():
+        return f"is empty: pass an MLflow store, e.g. tracking.uri={DEFAULT_TRACKING_URI}"
+    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    if "://" not in uri or scheme in ("", "file"):
+        folder = uri.removeprefix("file://").rstrip("/") or "results"
+        return (
+            f"is not a store URI (MLflow 3 no longer supports the file store): use "
+            f"tracking.uri=sqlite:///{folder}/mlflow.db or a server, tracking.uri=http://HOST:5000"
+        )
+    if scheme.split("+")[0] not in TRACKING_SCHEMES:
+        return (
+            f"has the unknown scheme {scheme}://: use sqlite:///FILE, http(s)://HOST:PORT or a "
+            f"database ({', '.join(TRACKING_SCHEMES)})"
+        )
+    if scheme == "sqlite" and uri.rstrip("/") in ("sqlite:", "sqlite:/"):
+        return f"names no database file: e.g. tracking.uri={DEFAULT_TRACKING_URI}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -280,6 +432,24 @@ class TrackingConfig:
 
     uri: str = DEFAULT_TRACKING_URI
     experiment: str = DEFAULT_EXPERIMENT
+
+    def __post_init__(self) -> None:
+        problem = tracking_uri_problem(self.uri)
+        if problem:
+            raise ConfigError(f"tracking.uri={self.uri} {problem}")
+        name = self.experiment
+        if (
+            not name.strip()
+            or name != name.strip()
+            or any(bad in name for bad in _EXPERIMENT_FORBIDDEN)
+            or not name.isprintable()
+        ):
+            raise ConfigError(
+                f"tracking.experiment={name!r} is not a usable name: it names files "
+                "(results/<experiment>.csv, analysis/<experiment>/), so it must be non-empty, "
+                "printable, without surrounding spaces, '/', '\\' or '..' "
+                "(e.g. tracking.experiment=my-sweep)"
+            )
 
 
 @dataclass(frozen=True)

@@ -17,23 +17,29 @@ import subprocess
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from scaling.config import (
     CONF_DIR,
+    GROUPS,
+    TOP_LEVEL_KEYS,
     RunConfig,
     build_run_config,
     plain_config,
     register_configs,
     run_key,
     run_name,
+    unknown_key_message,
 )
 from scaling.counting import FLOPS_CONVENTIONS, all_conventions, count_params
-from scaling.errors import ConfigError, exit_on_user_error
+from scaling.errors import EXIT_USER_ERROR, ConfigError, exit_on_user_error
 from scaling.training.data import Corpus, load_corpus, train_epochs
 from scaling.training.tracking import RunRecorder, check_reachable, find_runs
 
@@ -76,15 +82,33 @@ class PreparedRun:
 
 
 def prepare(raw: DictConfig | dict[str, Any], check_tracking: bool = True) -> PreparedRun:
-    """Validate a composed config, the tracking store and the data (raises UserError)."""
+    """Validate a composed config, the tracking store and the data (raises UserError).
+
+    Nothing is written before every check has passed except the token cache of a valid data
+    config (and its BPE tokenizer): not the tracking store, its folder, a checkpoint or a run.
+    """
     cfg = build_run_config(raw)
+    check_results_dir(cfg.results_dir)
     if check_tracking:
-        check_reachable(cfg.tracking.uri)
-    corpus = load_corpus(cfg.data)
+        check_reachable(cfg.tracking.uri, create=False)
+    corpus = load_corpus(cfg.data, seq_len=cfg.model.seq_len)
     if corpus.vocab_size != cfg.model.vocab_size:
         cfg = build_run_config(raw, vocab_size=corpus.vocab_size)
     epochs = train_epochs(corpus, cfg.tokens, cfg.data.allow_repeat)
     return PreparedRun(cfg=cfg, corpus=corpus, epochs=epochs, resolved=plain_config(raw))
+
+
+def check_results_dir(path: str) -> None:
+    """``results_dir`` (checkpoints, run tables, Hydra's folders) must be a folder or creatable
+    as one; checked without creating it."""
+    folder = Path(path).expanduser()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ConfigError(
+            f"results_dir={path} cannot be a folder: {folder} is a file; pass a folder, e.g. "
+            "results_dir=results"
+        )
 
 
 def set_threads(threads: int) -> int:
@@ -214,7 +238,7 @@ def make_trainer(cfg: RunConfig, ckpt_dir: Path):  # -> lightning.Trainer
             use_distributed_sampler=True,
             deterministic=False,
         )
-    except (MisconfigurationException, ValueError) as err:
+    except (MisconfigurationException, ValueError, TypeError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         settings = " ".join(f"trainer.{k}={v}" for k, v in asdict(cfg.trainer).items())
         raise ConfigError(f"Lightning rejects {settings}: {first}") from None
@@ -426,6 +450,74 @@ def _main(cfg: DictConfig) -> None:
     )
 
 
+class ValidateCallback(Callback):
+    """A Hydra callback that validates a single run's config before Hydra creates the run's
+    output folder (``results_dir/hydra/runs/<time>/``): ``on_run_start`` precedes it, the task
+    function follows it. A bad config exits with one line and status 2 (an exception raised in a
+    callback would only be a warning). Enabled by ``hydra.callbacks`` in ``conf/config.yaml``;
+    multiruns validate their grid in :class:`scaling.training.sweep.SweepCallback` instead.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        exit_on_user_error(_validate_config)(config)
+
+
+def _validate_config(config: DictConfig) -> None:
+    cfg = build_run_config(config)
+    check_results_dir(cfg.results_dir)
+    check_reachable(cfg.tracking.uri, create=False)
+
+
+@contextmanager
+def hydra_config_errors() -> Iterator[None]:
+    """Hydra's own config errors as one ``error:`` line and exit status 2, like any bad input.
+
+    An unknown key (``model.foo=1``), a missing option (``data=nope``) or an override Hydra cannot
+    parse is rejected while Hydra composes the config, before the task runs; Hydra would print it
+    over several lines and exit 1. With ``HYDRA_FULL_ERROR=1`` it raises instead, and the error is
+    caught here; any other exception propagates with its traceback (exit status 1). A user who
+    set ``HYDRA_FULL_ERROR=1`` keeps Hydra's full traceback for everything.
+    """
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    before = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    except (HydraException, OmegaConfBaseException) as err:
+        if before == "1":
+            raise
+        print(f"error: {hydra_error_line(err)}", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR) from None
+    finally:
+        if before is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before
+
+
+def hydra_error_line(err: BaseException) -> str:
+    """One line for a Hydra composition error: an unknown key names the known ones (as
+    :func:`scaling.config.structured` does), other errors are joined onto one line."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    cause = err.__cause__
+    key = str(getattr(cause, "full_key", "") or "")
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and key:
+        group = key.split(".")[0]
+        if group in GROUPS and "." in key:
+            return unknown_key_message(key, [f.name for f in fields(GROUPS[group])])
+        if "." not in key:
+            return unknown_key_message(key, [*TOP_LEVEL_KEYS, *GROUPS])
+    text = str(err).split("Config search path:")[0]
+    text = text.replace(":\n\t", ": ").replace("\n\t", ", ")
+    lines = [line.strip().rstrip(".") for line in text.splitlines() if line.strip()]
+    if cause is not None and str(cause).strip():
+        lines.append(str(cause).strip().splitlines()[0].rstrip("."))
+    return "; ".join(lines) or type(err).__name__
+
+
 def main() -> None:
     import hydra
 
@@ -433,7 +525,8 @@ def main() -> None:
     app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(
         exit_on_user_error(_main)
     )
-    app()
+    with hydra_config_errors():
+        app()
 
 
 if __name__ == "__main__":

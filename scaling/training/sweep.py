@@ -102,10 +102,12 @@ def validate_grid(master: DictConfig, jobs: list[list[str]]) -> tuple[list[GridP
     in every parallel worker at once.
     """
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     from scaling.config import run_key, run_name
     from scaling.counting import count_params
-    from scaling.training.run import prepare
+    from scaling.training.run import hydra_error_line, prepare
 
     loader = GlobalHydra.instance().config_loader()
     points: list[GridPoint] = []
@@ -115,7 +117,10 @@ def validate_grid(master: DictConfig, jobs: list[list[str]]) -> tuple[list[GridP
             cfg = loader.load_sweep_config(master, job)
             prep = prepare(cfg, check_tracking=False)
         except UserError as err:
-            errors.append(f"{' '.join(job) or '(defaults)'}: {err}")
+            errors.append(f"{point_label(job, jobs)}: {err}")
+            continue
+        except (HydraException, OmegaConfBaseException) as err:
+            errors.append(f"{point_label(job, jobs)}: {hydra_error_line(err)}")
             continue
         c = prep.cfg
         points.append(
@@ -131,6 +136,13 @@ def validate_grid(master: DictConfig, jobs: list[list[str]]) -> tuple[list[GridP
             )
         )
     return points, errors
+
+
+def point_label(job: list[str], jobs: list[list[str]]) -> str:
+    """A grid point named by the overrides that vary across the grid (``seed=abc``), not the
+    dozen it shares with every other point."""
+    varying = [o for i, o in enumerate(job) if len({j[i] for j in jobs if len(j) > i}) > 1]
+    return " ".join(varying or job) or "(defaults)"
 
 
 def outcome(point: GridPoint, since_ms: int) -> tuple[str, Any]:
@@ -164,7 +176,7 @@ class SweepCallback(Callback):
 
     def _start(self, config: DictConfig) -> None:
         from scaling.training.run import quiet_libraries
-        from scaling.training.tracking import ensure_experiment
+        from scaling.training.tracking import check_reachable, ensure_experiment
 
         quiet_libraries()
         self.options = sweep_options(config)
@@ -180,7 +192,10 @@ class SweepCallback(Callback):
         if self.options.dry_run:
             print(plan_table(self.points))
             raise SystemExit(0)
-        for uri, experiment in sorted({(p.uri, p.experiment) for p in self.points}):
+        stores = sorted({(p.uri, p.experiment) for p in self.points})
+        for uri in sorted({uri for uri, _ in stores}):  # every store usable before any is made
+            check_reachable(uri, create=False)
+        for uri, experiment in stores:
             ensure_experiment(uri, experiment)
         os.environ[_ENV_TOTAL] = str(len(self.points))
         os.environ[_ENV_START] = str(time.time())
@@ -355,11 +370,13 @@ def main() -> None:
     import hydra
 
     from scaling.config import CONF_DIR, register_configs
+    from scaling.training.run import hydra_config_errors
 
     register_configs()
     sys.argv = [sys.argv[0], *_argv_defaults(sys.argv[1:])]
     app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="sweep")(task)
-    app()
+    with hydra_config_errors():
+        app()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from scaling.config import DEFAULT_TRACKING_URI
+from scaling.config import DEFAULT_TRACKING_URI, tracking_uri_problem
 from scaling.errors import TrackingError
 
 KEY_TAG = "scaling.run_key"
@@ -52,12 +52,20 @@ def mlflow_client(uri: str):  # type: ignore[no-untyped-def]
     return MlflowClient(tracking_uri=uri)
 
 
-def check_reachable(uri: str, timeout: float = 3.0) -> None:
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_reachable(uri: str, timeout: float = 3.0, create: bool = True) -> None:
     """Fail fast, in one line, when the tracking store cannot be used.
 
     The MLflow client retries a dead server with backoff for minutes; we probe ``/health`` with a
-    short timeout instead. For SQLite the parent folder must exist or be creatable.
+    short timeout instead. A SQLite database must be a database file (or not exist yet: MLflow
+    creates it) whose folder exists or can be created; ``create=False`` checks that without
+    creating it, so a run refused later has written nothing.
     """
+    problem = tracking_uri_problem(uri)
+    if problem:
+        raise TrackingError(f"tracking.uri={uri} {problem}")
     parsed = urlparse(uri)
     if parsed.scheme in ("http", "https"):
         url = uri.rstrip("/") + "/health"
@@ -76,17 +84,44 @@ def check_reachable(uri: str, timeout: float = 3.0) -> None:
     elif parsed.scheme == "sqlite":
         db = sqlite_path(uri)
         if db is not None:
-            try:
-                db.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise TrackingError(
-                    f"tracking.uri={uri}: cannot create {db.parent} ({err.strerror})"
-                ) from None
-    elif parsed.scheme in ("", "file"):
-        folder = uri.removeprefix("file://").rstrip("/") or "results"
+            _check_sqlite_file(uri, db)
+            if create:
+                try:
+                    db.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as err:
+                    raise TrackingError(
+                        f"tracking.uri={uri}: cannot create {db.parent} ({err.strerror})"
+                    ) from None
+
+
+def _check_sqlite_file(uri: str, db: Path) -> None:
+    """A SQLite store's path: an existing database (or an empty file), or a new file in a folder
+    that exists or can be created. Reads only."""
+    fix = "point tracking.uri at a new or existing MLflow database file"
+    if db.is_dir():
         raise TrackingError(
-            f"tracking.uri={uri}: MLflow 3 no longer supports the file store; use "
-            f"tracking.uri=sqlite:///{folder}/mlflow.db"
+            f"tracking.uri={uri}: {db} is a folder, not a database file: {fix}, e.g. "
+            f"tracking.uri=sqlite:///{db}/mlflow.db"
+        )
+    if db.exists():
+        try:
+            with db.open("rb") as fh:
+                head = fh.read(len(SQLITE_HEADER))
+        except OSError as err:
+            raise TrackingError(f"tracking.uri={uri}: cannot read {db} ({err.strerror})") from None
+        if head and head != SQLITE_HEADER:
+            raise TrackingError(f"tracking.uri={uri}: {db} is not a SQLite database: {fix}")
+        return
+    folder = db.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise TrackingError(
+            f"tracking.uri={uri}: cannot create {db.parent} ({folder} is a file): {fix}"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise TrackingError(
+            f"tracking.uri={uri}: cannot create {db} ({folder} is not writable): {fix}"
         )
 
 

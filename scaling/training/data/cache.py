@@ -79,9 +79,12 @@ def load_corpus(cfg: DataConfig, seq_len: int | None = None) -> Corpus:
     entry = Path(cfg.cache_dir).expanduser() / "tokens" / f"{source.label}-{tok_spec}-{key}"
 
     meta = read_meta(entry)
+    if meta is not None and cfg.source != "markov" and cfg.tokenizer == "bpe":
+        if meta.get("vocab_learned") != cfg.vocab_size:  # cached before BPE's size was checked
+            meta = None
     if meta is None:
         t0 = time.perf_counter()
-        meta = build_entry(cfg, source, entry)
+        meta = build_entry(cfg, source, entry, seq_len)
         log.info(
             "tokenized %s with %s: %s tokens in %.1f s -> %s",
             meta["corpus_id"],
@@ -101,13 +104,19 @@ def load_corpus(cfg: DataConfig, seq_len: int | None = None) -> Corpus:
         tokenizer_id=meta["tokenizer_id"],
         entropy_rate=meta.get("entropy_rate"),
     )
+    check_window(source, n_train, n_val, seq_len)
+    return corpus
+
+
+def check_window(source: Source, n_train: int, n_val: int, seq_len: int | None) -> None:
+    """The training part must hold one window of ``seq_len + 1`` tokens (the validation part
+    always does, for any ``seq_len`` up to MAX_EVAL_SEQ_LEN)."""
     if seq_len is not None and n_train < seq_len + 1:
         raise DataError(
             f"{source.where} holds {n_train + n_val:,} tokens: with {n_val:,} held out for "
             f"validation it must hold at least {n_val + seq_len + 1:,} to train on one window "
             f"of model.seq_len={seq_len}; use a bigger corpus or lower data.val_tokens"
         )
-    return corpus
 
 
 def train_epochs(corpus: Corpus, tokens: int, allow_repeat: bool) -> float:
@@ -122,8 +131,11 @@ def train_epochs(corpus: Corpus, tokens: int, allow_repeat: bool) -> float:
     return epochs
 
 
-def build_entry(cfg: DataConfig, source: Source, entry: Path) -> dict[str, Any]:
-    """Read, tokenize, split and write one cache entry; return its meta."""
+def build_entry(
+    cfg: DataConfig, source: Source, entry: Path, seq_len: int | None = None
+) -> dict[str, Any]:
+    """Read, tokenize, split and write one cache entry; return its meta. A corpus too short
+    for the validation set (or for one training window of ``seq_len``) is refused unwritten."""
     extra: dict[str, Any] = {}
     if cfg.source == "markov":
         P = markov_chain(cfg.states, cfg.concentration, cfg.markov_seed)
@@ -138,6 +150,7 @@ def build_entry(cfg: DataConfig, source: Source, entry: Path) -> dict[str, Any]:
         ids, content_hash, tokenizer_id, tok_path = bpe_tokens(cfg, source)
         corpus_id, vocab_size = f"{source.label}-{content_hash[:12]}", cfg.vocab_size
         extra["tokenizer_path"] = tok_path
+        extra["vocab_learned"] = vocab_size  # bpe_tokens refused a vocabulary the corpus can't fill
 
     n, reserve = len(ids), cfg.val_reserve
     if n == 0:
@@ -150,6 +163,7 @@ def build_entry(cfg: DataConfig, source: Source, entry: Path) -> dict[str, Any]:
             "plus training tokens); use a bigger corpus or lower data.val_tokens"
         )
     train, val = split_tokens(ids, reserve)
+    check_window(source, len(train), len(val), seq_len)
     dtype = token_dtype(vocab_size)
     entry.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(
@@ -189,14 +203,36 @@ def split_tokens(ids: np.ndarray, n_val: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(train_parts), np.concatenate(val_parts)
 
 
+META_KEYS = {  # what load_corpus reads from meta.json, and its type
+    "format": int,
+    "corpus_id": str,
+    "tokenizer_id": str,
+    "vocab_size": int,
+    "dtype": str,
+    "n_train": int,
+    "n_val": int,
+}
+
+
 def read_meta(entry: Path) -> dict[str, Any] | None:
-    """The entry's meta if the entry is complete and valid, else None (rebuild)."""
+    """The entry's meta if the entry is complete and valid, else None (rebuild): a missing,
+    torn or hand-edited ``meta.json`` (a key missing, a wrong type) is a stale entry."""
     try:
         meta = json.loads((entry / "meta.json").read_text())
         size = (entry / "tokens.bin").stat().st_size
     except (OSError, ValueError):
         return None
-    expected = (meta.get("n_train", 0) + meta.get("n_val", 0)) * np.dtype(meta["dtype"]).itemsize
-    if meta.get("format") != CACHE_FORMAT or size != expected:
+    if not isinstance(meta, dict) or not all(
+        isinstance(meta.get(k), t) and not isinstance(meta.get(k), bool)
+        for k, t in META_KEYS.items()
+    ):
+        return None
+    try:
+        itemsize = np.dtype(meta["dtype"]).itemsize
+    except TypeError:
+        return None
+    expected = (meta["n_train"] + meta["n_val"]) * itemsize
+    empty = min(meta["n_train"], meta["n_val"]) < 1
+    if meta["format"] != CACHE_FORMAT or size != expected or empty:
         return None
     return meta

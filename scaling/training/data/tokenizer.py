@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from scaling.config import DataConfig
+from scaling.errors import ConfigError
 from scaling.training.data.files import atomic_write_text, hash_bytes, progress
 from scaling.training.data.sources import Source
 
@@ -51,11 +52,11 @@ def bpe_tokens(cfg: DataConfig, source: Source) -> tuple[np.ndarray, str, str, s
         / f"{source.label}-{content_hash[:12]}-bpe{cfg.vocab_size}.json"
     )
     chunks = line_chunks(text, _BPE_CHUNK_CHARS)
-    if tok_path.exists():
-        tok = load_tokenizer(tok_path)
-    else:
+    tok = _cached_tokenizer(tok_path, cfg.vocab_size)
+    if tok is None:
         t0 = time.perf_counter()
         tok = train_bpe(chunks, cfg.vocab_size)
+        check_bpe_vocab(tok.get_vocab_size(), cfg.vocab_size, source)
         atomic_write_text(tok_path, tok.to_str())
         log.info(
             "trained bpe%d in %.1f s -> %s", cfg.vocab_size, time.perf_counter() - t0, tok_path
@@ -69,6 +70,30 @@ def bpe_tokens(cfg: DataConfig, source: Source) -> tuple[np.ndarray, str, str, s
             pieces.append(np.asarray(enc.ids, dtype=dtype))
     ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
     return ids, content_hash, tokenizer_id, str(tok_path)
+
+
+def _cached_tokenizer(path: Path, vocab_size: int):  # -> tokenizers.Tokenizer | None
+    """The tokenizer cached at ``path`` if it loads and has the requested vocabulary, else None
+    (a torn file or one from an older version: train it again)."""
+    if not path.exists():
+        return None
+    try:
+        tok = load_tokenizer(path)
+    except Exception as err:  # noqa: BLE001 -- tokenizers raises a bare Exception
+        log.warning("unreadable tokenizer %s (%s): training it again", path, err)
+        return None
+    return tok if tok.get_vocab_size() == vocab_size else None
+
+
+def check_bpe_vocab(learned: int, requested: int, source: Source) -> None:
+    """Refuse a BPE vocabulary the corpus cannot fill: the requested size would be logged as
+    the run's vocabulary and its unused embedding rows counted in N."""
+    if learned < requested:
+        raise ConfigError(
+            f"data.vocab_size={requested:,} is more than {source.where} supports: BPE learns "
+            f"only {learned:,} tokens from it; use data.vocab_size={learned} or less, or a "
+            "bigger corpus"
+        )
 
 
 def train_bpe(texts: Sequence[str], vocab_size: int):  # -> tokenizers.Tokenizer
