@@ -10,11 +10,12 @@ measured on the log loss, where the fits work:
   ``sum(n_g - 1)`` degrees of freedom (at least :data:`MIN_REPLICATE_DOF`);
 * otherwise the **residuals** of the fit: the root mean square of the residuals with ``n - p``
   degrees of freedom for the ``p`` fitted parameters, over the residuals within
-  :data:`OUTLIER_SCALES` robust scales (``1.4826 * MAD``) of their median, so that a few broken
-  runs do not inflate it.  The MAD alone is biased low here: a Huber fit with a small ``delta``
-  passes almost exactly through ``p`` points (about -9% at 40 runs and 5 parameters, measured on
-  synthetic tables), while the trimmed RMS is unbiased for normal noise.  This is an upper bound
-  on seed noise, since it also holds the law's misfit.
+  :data:`OUTLIER_SCALES` robust scales of their median, so that a few broken runs do not inflate
+  it.  The robust scale is ``1.4826 * MAD`` over all but the ``p`` smallest deviations: a Huber
+  fit with a small ``delta`` passes almost exactly through ``p`` points, which biases a plain MAD
+  low (about -9% at 40 runs and 5 parameters, measured on synthetic tables), while the trimmed
+  RMS is unbiased for normal noise.  This is an upper bound on seed noise, since it also holds
+  the law's misfit.
 
 A new run's log loss is then ``log L_mean + sigma * t_dof``: each bootstrap replicate of the mean
 is paired with Student-t draws (seeded), and the prediction interval is the percentile interval
@@ -132,7 +133,10 @@ def residual_noise(log_residuals: Array, n_params: int) -> Noise | None:
     r = r[np.isfinite(r)]
     if r.size == 0:
         return None
-    scale = MAD_TO_SIGMA * float(np.median(np.abs(r - np.median(r))))
+    # robust scale over all but the n_params smallest deviations: a fit passes (almost) exactly
+    # through about n_params points, whose zero residuals would shrink the MAD
+    deviations = np.sort(np.abs(r - np.median(r)))[min(n_params, r.size - 1) :]
+    scale = MAD_TO_SIGMA * float(np.median(deviations))
     if scale > 0:
         r = r[np.abs(r - np.median(r)) <= OUTLIER_SCALES * scale]
     dof = r.size - n_params

@@ -13,9 +13,10 @@ recorded in the fit (:mod:`scaling.analysis.noise`).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from functools import wraps
+from typing import Any, TypeVar
 
 import numpy as np
 from scipy.optimize import brentq
@@ -31,6 +32,7 @@ from scaling.counting import compute_from
 from scaling.errors import UserError
 
 Array = np.ndarray
+T = TypeVar("T")
 
 EXTRAPOLATION_WARN = 10.0  # warn when a budget exceeds the largest fitted compute by this factor
 _JSON_KEYS = (
@@ -102,6 +104,19 @@ def gpu_hours_to_flops(hours: float, peak_flops: float, mfu: float) -> float:
     if not (0 < mfu <= 1):
         raise UserError(f"--mfu must be in (0, 1] (model FLOPs utilisation), got {mfu:g}")
     return hours * 3600.0 * peak_flops * mfu
+
+
+def _quiet(method: Callable[..., T]) -> Callable[..., T]:
+    """Evaluate without numpy's warnings: bootstrap replicates of a degenerate fit sit on bounds
+    (an exponent of 0, an infinite allocation) and give inf or NaN, which the intervals handle;
+    the fit's health verdict, not a RuntimeWarning, is what tells the user."""
+
+    @wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with np.errstate(all="ignore"):
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 class Predictor:
@@ -198,6 +213,7 @@ class Predictor:
         return float(get_law(fr["law"]).predict(fr["params"], C=C))
 
     # -- public API ----------------------------------------------------------------------------
+    @_quiet
     def at_budget(self, C: float) -> Prediction:
         """Compute-optimal params, tokens and loss at budget ``C`` FLOPs, with intervals."""
         _check_positive("--flops", C)
@@ -231,6 +247,7 @@ class Predictor:
             tokens_ci=tokens_ci,
         )
 
+    @_quiet
     def at_size(self, N: float, D: float) -> Prediction:
         """Loss of a model with ``N`` parameters trained on ``D`` tokens, with its interval."""
         _check_positive("--params", N)
@@ -255,6 +272,7 @@ class Predictor:
             C, params=N, tokens=D, loss=loss, loss_ci=loss_ci, loss_pi=self._loss_pi(loss, Ls)
         )
 
+    @_quiet
     def loss_at_budget(self, C: float, params: Mapping[str, float] | None = None) -> float:
         """Compute-optimal loss at ``C`` (NaN where the fit has no loss frontier)."""
         if self.approach != 3:
@@ -281,6 +299,7 @@ class Predictor:
         )
         return math.exp(root)
 
+    @_quiet
     def for_target_loss(self, target: float) -> Prediction:
         """The least compute whose compute-optimal loss reaches ``target`` (and its allocation)."""
         _check_positive("--target-loss", target)
