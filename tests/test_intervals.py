@@ -202,3 +202,21 @@ def test_interval_coverage_on_synthetic_laws_with_known_noise() -> None:
         ci_hits += pred.loss_ci[0] <= truth <= pred.loss_ci[1]
     assert 0.85 <= pi_hits / draws <= 0.95
     assert 0.85 <= ci_hits / draws <= 0.95
+
+
+def test_seed_replicates_do_not_narrow_the_interval_as_if_they_were_new_settings() -> None:
+    """Three seeds of one setting are one point of the design, not three: the bootstrap draws
+    settings, so copying every run under two more seeds leaves the intervals about as wide."""
+    base = grid_runs(n=40, noise=0.01, seed=7)
+    tripled = pd.concat([base.assign(seed=s) for s in range(3)], ignore_index=True)
+    opts = FitOptions(bootstrap=80, seed=0, level=0.9, grid_stride=5, workers=1)
+
+    def width(runs: pd.DataFrame) -> float:
+        lo, hi = fit(runs, options=opts).ci["a"]
+        return hi - lo
+
+    one, three = width(base), width(tripled)
+    assert three == pytest.approx(one, rel=0.3)
+    # resampled as independent rows, the copies would shrink it by about sqrt(3)
+    rows = width(tripled.drop(columns="seed"))
+    assert rows < 0.75 * one

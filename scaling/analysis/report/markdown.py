@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from scaling.analysis import envelope, isoflop
 from scaling.analysis.columns import conventions
 from scaling.analysis.laws import get_law
 from scaling.analysis.numbers import fmt_g
@@ -486,6 +487,30 @@ def _warnings_section(result: FitResult) -> str:
     )
 
 
+def _resampling_text(result: FitResult) -> str:
+    if result.approach == 2:
+        return isoflop.RESAMPLING_TEXT
+    if result.approach == 1:
+        return envelope.RESAMPLING_TEXT
+    return (
+        "Intervals are percentile intervals over a bootstrap that resamples runs with "
+        "replacement (whole groups of seed replicates when the table has a `seed` column) and "
+        "refits each resample warm-started from the full fit's optima; each replicate's "
+        "deviation from the point estimate is widened by sqrt(n/(n-p)) for n runs (or "
+        "replicate groups) and p parameters (the HC1 small-sample correction)."
+    )
+
+
+def _intervals_text(result: FitResult) -> str:
+    """What the two loss intervals cover and where the noise of the second came from."""
+    text = (
+        "A *CI* of the loss is where the expected loss (the fitted curve) lies. A *PI* is "
+        "where the loss of one new run lands: each bootstrap replicate of the expected loss "
+        "plus Student-t draws of the run-to-run noise. "
+    )
+    return text + _noise_note(result)
+
+
 def _method_text(result: FitResult) -> str:
     if result.approach == 3:
         law = get_law(result.law)
@@ -503,25 +528,11 @@ def _method_text(result: FitResult) -> str:
         elif law.inputs == ("C",):
             how += " L(C) was fitted to the compute-efficient frontier only."
     elif result.approach == 2:
-        how = (
-            "Runs were grouped into compute budgets; per budget a parabola of loss against "
-            "log N gives the optimal size (Hoffmann et al. 2022, approach 2). Budgets whose "
-            "minimum lies outside the sampled sizes were left out. Power laws in C were fitted "
-            "by least squares in log space."
-        )
+        how = isoflop.METHOD_TEXT
     else:
-        how = (
-            "At each FLOP count the run with the least loss defines the envelope (Hoffmann et "
-            "al. 2022, approach 1); power laws in C were fitted by least squares in log space."
-        )
-    boot = (
-        "Intervals are percentile intervals over a bootstrap that resamples runs with "
-        "replacement and refits"
-        + (" (resampling within each budget)" if result.approach == 2 else "")
-        + "."
-        if result.bootstrap
-        else "No bootstrap was run."
-    )
+        how = envelope.METHOD_TEXT
+    boot = "No bootstrap was run." if not result.bootstrap else _resampling_text(result)
+    boot += " " + _intervals_text(result)
     conv = result.conventions or {}
     n_name = conv.get("params", "params")
     flops = conv.get("flops")

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from scaling.analysis.columns import predict_table  # noqa: E402
-from scaling.analysis.isoflop import group_budgets, isoflop_minima  # noqa: E402
+from scaling.analysis.isoflop import budget_labels, isoflop_minima  # noqa: E402
 from scaling.analysis.laws import get_law  # noqa: E402
 from scaling.analysis.numbers import fmt_g  # noqa: E402
 from scaling.analysis.predict import Predictor  # noqa: E402
@@ -101,7 +101,7 @@ def plot_isoflop(runs: pd.DataFrame, result: FitResult, path: Path) -> bool:
     if result.approach == 1:
         return False
     N, C, L = (runs[c].to_numpy(dtype=float) for c in ("params", "flops", "loss"))
-    labels = group_budgets(C, result.options.isoflop_tolerance)
+    labels, _ = budget_labels(runs, C, result.options.isoflop_tolerance)  # as the fit grouped
     minima = list(result.isoflop) or isoflop_minima(N, C, L, labels)
     minima = [m for m in minima if math.isfinite(m.coeffs[0])]
     if len(minima) < 2:
