@@ -1,7 +1,9 @@
 """Reports: ``report.md`` that reads on its own, and the PNG plots it references.
 
-- :mod:`.stats`: what a report adds to a fit: held-out error of each law (k-fold over runs), a
-  backtest (fit the smaller runs, predict the larger), the budgets of the allocation table.
+- :mod:`.stats`: what a report adds to a fit: held-out error of each law (leave the top budgets
+  out, and k-fold over runs) and the law that extrapolated best, a backtest (fit the smaller
+  budgets whole, predict the larger), the exponent shift between N and C conventions, the budgets
+  of the allocation table.
 - :mod:`.plots`: the figures (matplotlib, Agg).
 - :mod:`.markdown`: the document, :func:`scaling.analysis.report.markdown.write_report`.
 
