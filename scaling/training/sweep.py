@@ -10,7 +10,13 @@ How it works:
   with the whole list of offenders, and nothing trains), builds the token cache once, and creates
   the MLflow store and experiment (concurrent first creation of a SQLite store fails). After the
   last job it asks MLflow what happened to every point, prints finished / skipped / failed,
-  collects the run table and fits it, and exits non-zero if any point failed.
+  collects the run table and fits it, and exits non-zero if any point failed or collect/fit
+  raised.  An exception inside a callback would only be a warning to Hydra (the grid would launch
+  unvalidated, or a failed sweep would exit 0), so every callback turns its errors into an exit
+  status itself.
+* SIGTERM (SLURM preemption or time limit, ``kill``) and Ctrl-C stop the sweep at any moment: the
+  run in progress is recorded KILLED (its checkpoint kept), the driver prints the summary so far
+  and exits 143 or 130; rerunning the same command finishes the grid.
 * :func:`task` is what each job runs: it looks the run's key up in MLflow and skips a FINISHED
   run, resumes from a checkpoint if a previous attempt was killed, and never raises: an exception
   or a diverging loss marks that MLflow run FAILED and the sweep goes on (Hydra's basic launcher
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import sys
 import time
 import traceback
@@ -34,12 +41,16 @@ from omegaconf import DictConfig, OmegaConf
 from scaling.config import SweepConfig, structured
 from scaling.errors import UserError, exit_on_user_error
 
+_ACTIVE: list[SweepCallback] = []  # the driver's callback, for the summary after a signal
 _ENV_TOTAL = "SCALING_SWEEP_TOTAL"
 _ENV_START = "SCALING_SWEEP_START"
 
 
 @dataclass(frozen=True)
 class GridPoint:
+    """One run of a grid: the first grid point with its run key (in its tracking experiment);
+    later points with the same key are its ``duplicates``, launched but never trained."""
+
     overrides: tuple[str, ...]
     key: str
     name: str
@@ -48,6 +59,12 @@ class GridPoint:
     params: int
     tokens: int
     flops: float
+    job: int = 0  # Hydra's job number (hydra.job.num): the point's place in the grid
+    duplicate_jobs: tuple[int, ...] = ()  # job numbers of later points with this key
+    duplicate_labels: tuple[str, ...] = ()  # ...named by their varying overrides (train.lr=1.0)
+
+
+_ENV_DUPLICATES = "SCALING_SWEEP_DUPLICATES"  # {job number: [key, name, owner job]}, JSON
 
 
 def plan_table(points: list[GridPoint]) -> str:
@@ -57,7 +74,55 @@ def plan_table(points: list[GridPoint]) -> str:
         lines.append(f"{p.name:<44} {p.params:>10,} {p.tokens:>12,} {p.flops:>12.3g}")
     total = sum(p.flops for p in points)
     lines.append(f"{len(points)} runs, {total:.3g} FLOPs in all")
+    dropped = duplicates_line(points)
+    if dropped:
+        lines.append(dropped)
     return "\n".join(lines)
+
+
+def duplicates_line(points: list[GridPoint]) -> str | None:
+    """One line naming the grid points dropped as duplicates of another point's run, or None."""
+    pairs = [f"{label} = {p.name}" for p in points for label in p.duplicate_labels]
+    if not pairs:
+        return None
+    n = len(pairs)
+    return (
+        f"{n} duplicate grid point{'s' if n > 1 else ''} dropped (the same training as another "
+        f"point, so the same run key; launched as SKIPPED): {'; '.join(pairs)}"
+    )
+
+
+def publish_duplicates(points: list[GridPoint]) -> None:
+    """Tell every job which grid points are duplicates, through the environment the launchers'
+    workers inherit (joblib, submitit, SLURM): Hydra's sweeper launches every point of the
+    product and cannot be told to leave one out, so a duplicate's job returns SKIPPED at once
+    (:func:`duplicate_of`)."""
+    import json
+
+    table = {str(j): [p.key, p.name, p.job] for p in points for j in p.duplicate_jobs}
+    if table:
+        os.environ[_ENV_DUPLICATES] = json.dumps(table)
+    else:
+        os.environ.pop(_ENV_DUPLICATES, None)
+
+
+def duplicate_of(job: int | None = None) -> tuple[str, str, int] | None:
+    """``(key, run name, job number)`` of the point that trains this job's run when this job
+    (``hydra.job.num`` unless given) is a duplicate grid point, else None."""
+    import json
+
+    raw = os.environ.get(_ENV_DUPLICATES)
+    if not raw:
+        return None
+    if job is None:
+        try:
+            from hydra.core.hydra_config import HydraConfig
+
+            job = int(HydraConfig.get().job.num)
+        except (ImportError, ValueError, AttributeError, TypeError):
+            return None
+    entry = json.loads(raw).get(str(job))
+    return (str(entry[0]), str(entry[1]), int(entry[2])) if entry else None
 
 
 # ---- grid expansion and validation (driver) ---------------------------------------------------
@@ -99,20 +164,24 @@ def validate_grid(master: DictConfig, jobs: list[list[str]]) -> tuple[list[GridP
 
     Points are composed exactly as the launchers will compose them. Loading each point's corpus
     here also builds the token cache (and trains a BPE tokenizer) once, in the driver, instead of
-    in every parallel worker at once.
+    in every parallel worker at once. Each point is keyed as its job will key it (the prepared
+    run: canonical config, the corpus's content, the tokenizer); a point whose key an earlier
+    point of the same experiment has is not returned but listed as that point's duplicate.
     """
+    from dataclasses import replace
+
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from scaling.config import run_key, run_name
     from scaling.counting import count_params
     from scaling.training.run import hydra_error_line, prepare
 
     loader = GlobalHydra.instance().config_loader()
     points: list[GridPoint] = []
     errors: list[str] = []
-    for job in jobs:
+    first: dict[tuple[str, str, str], int] = {}  # (uri, experiment, key) -> index in points
+    for num, job in enumerate(jobs):
         try:
             cfg = loader.load_sweep_config(master, job)
             prep = prepare(cfg, check_tracking=False)
@@ -123,16 +192,27 @@ def validate_grid(master: DictConfig, jobs: list[list[str]]) -> tuple[list[GridP
             errors.append(f"{point_label(job, jobs)}: {hydra_error_line(err)}")
             continue
         c = prep.cfg
+        where = (c.tracking.uri, c.tracking.experiment, prep.key)
+        if where in first:
+            owner = points[first[where]]
+            points[first[where]] = replace(
+                owner,
+                duplicate_jobs=(*owner.duplicate_jobs, num),
+                duplicate_labels=(*owner.duplicate_labels, point_label(job, jobs)),
+            )
+            continue
+        first[where] = len(points)
         points.append(
             GridPoint(
                 tuple(job),
-                run_key(c),
-                run_name(c),
+                prep.key,
+                prep.name,
                 c.tracking.uri,
                 c.tracking.experiment,
                 count_params(c.model).total,
                 c.tokens,
                 c.flops("6N"),
+                job=num,
             )
         )
     return points, errors
@@ -179,6 +259,7 @@ class SweepCallback(Callback):
         from scaling.training.tracking import check_reachable, ensure_experiment
 
         quiet_libraries()
+        _ACTIVE[:] = [self]
         self.options = sweep_options(config)
         self.started_ms = int(time.time() * 1000)
         jobs = expand_grid(config)
@@ -197,6 +278,7 @@ class SweepCallback(Callback):
             check_reachable(uri, create=False)
         for uri, experiment in stores:
             ensure_experiment(uri, experiment)
+        signal.signal(signal.SIGTERM, _terminate)  # between runs too, not only inside a fit
         os.environ[_ENV_TOTAL] = str(len(self.points))
         os.environ[_ENV_START] = str(time.time())
         print(
@@ -210,25 +292,39 @@ class SweepCallback(Callback):
         self._guard(self._end, config)
 
     def _end(self, config: DictConfig) -> None:
+        failed = self.summary()
+        if self.options.collect and self.points:
+            self._collect_and_fit(config)
+        if failed:
+            raise SystemExit(1)
+
+    def summary(self, interrupted: str | None = None) -> int:
+        """Print what happened to every point (MLflow's record); returns how many failed."""
         from scaling.training.tracking import REASON_TAG
 
-        tally: dict[str, list[str]] = {"finished": [], "skipped": [], "failed": []}
+        tally: dict[str, list[str]] = {"finished": [], "skipped": [], "failed": [], "todo": []}
         for point in self.points:
             state, run = outcome(point, self.started_ms)
+            if interrupted and state == "failed" and (
+                run is None or (run.info.start_time or 0) < self.started_ms
+            ):
+                state = "todo"  # not started by this sweep: the signal came first
             reason = ""
             if state == "failed" and run is not None:
                 reason = run.data.tags.get(REASON_TAG, run.info.status)
             tally[state].append(f"{point.name}{': ' + reason if reason else ''}")
+        head = f"sweep interrupted by {interrupted}; " if interrupted else ""
         print(
-            f"sweep summary: {len(tally['finished'])} finished, {len(tally['skipped'])} skipped "
-            f"(already done), {len(tally['failed'])} failed"
+            f"{head}sweep summary: {len(tally['finished'])} finished, "
+            f"{len(tally['skipped'])} skipped (already done), {len(tally['failed'])} failed"
+            + (f", {len(tally['todo'])} not started" if interrupted else ""),
+            flush=True,
         )
         for line in tally["failed"]:
-            print(f"  FAILED {line}")
-        if self.options.collect and self.points:
-            self._collect_and_fit(config)
-        if tally["failed"]:
-            raise SystemExit(1)
+            print(f"  FAILED {line}", flush=True)
+        if interrupted:
+            print("rerun the same command to finish the grid (finished runs are skipped)")
+        return len(tally["failed"])
 
     def _collect_and_fit(self, config: DictConfig) -> None:
         from scaling.analysis.table import write_table
@@ -250,18 +346,58 @@ class SweepCallback(Callback):
 
     @staticmethod
     def _guard(fn: Any, *args: Any) -> None:
-        exit_on_user_error(fn)(*args)
+        """Run a callback step; a user error exits 2, any other error exits 1 (never a warning)."""
+        try:
+            exit_on_user_error(fn)(*args)
+        except Exception as err:  # noqa: BLE001 -- Hydra would turn it into a warning
+            step = "start" if fn.__name__ == "_start" else "end (summary, collect, fit)"
+            print(f"error: sweep {step} failed: {type(err).__name__}: {err}", file=sys.stderr)
+            if os.environ.get("SCALING_DEBUG"):
+                traceback.print_exc()
+            raise SystemExit(1) from None
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM in the driver: raise Lightning's SIGTERMException (a SystemExit), which a run in
+    progress records as KILLED and :func:`main` turns into the summary and exit status 143.
+
+    Inside a Lightning fit, Lightning's own handler calls this one after noting the signal; it
+    then stops at the next step boundary (a checkpoint is never cut in half), so this one defers.
+    """
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    while frame is not None:
+        if f"lightning{os.sep}pytorch" in frame.f_code.co_filename:
+            return
+        frame = frame.f_back
+    raise SIGTERMException
+
+
+def _signal_exit(err: BaseException) -> tuple[str, int] | None:
+    """``(signal name, exit status)`` when ``err`` is how a signal ended the sweep."""
+    if isinstance(err, KeyboardInterrupt):
+        return "SIGINT", 130
+    if isinstance(err, SystemExit):
+        if type(err).__name__ == "SIGTERMException" or err.code == 143:
+            return "SIGTERM", 143
+        if err.code == 130:
+            return "SIGINT", 130
+    return None
 
 
 def fit_table(table: Path, out: Path, bootstrap: int) -> None:
-    """Fit the run table into ``out`` as ``scaling fit`` would; report a problem, never raise."""
+    """Fit the run table into ``out`` as ``scaling fit`` would.
+
+    A table the law cannot be fitted to (too few runs or budgets) is reported and skipped: the
+    sweep did its job.  Anything else raises, and the sweep exits non-zero.
+    """
     from scaling.analysis.fit_dir import fit_to_dir
     from scaling.analysis.results import FitOptions
 
     try:
         output = fit_to_dir(table, out, options=FitOptions(bootstrap=bootstrap))
     except UserError as err:  # e.g. too few runs for the law: the sweep itself succeeded
-        print(f"fit: {err}")
+        print(f"fit skipped: {err}")
         return
     for warning in output.result.warnings:
         print(f"fit warning: {warning}")
@@ -375,8 +511,16 @@ def main() -> None:
     register_configs()
     sys.argv = [sys.argv[0], *_argv_defaults(sys.argv[1:])]
     app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="sweep")(task)
-    with hydra_config_errors():
-        app()
+    try:
+        with hydra_config_errors():
+            app()
+    except (KeyboardInterrupt, SystemExit) as err:
+        stopped = _signal_exit(err)
+        if stopped is None:
+            raise
+        for callback in _ACTIVE:
+            callback.summary(interrupted=stopped[0])
+        raise SystemExit(stopped[1]) from None
 
 
 if __name__ == "__main__":
