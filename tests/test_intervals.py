@@ -200,6 +200,7 @@ def test_interval_coverage_on_synthetic_laws_with_known_noise() -> None:
         pred = Predictor(result).at_size(N, D)
         pi_hits += pred.loss_pi[0] <= new_run <= pred.loss_pi[1]
         ci_hits += pred.loss_ci[0] <= truth <= pred.loss_ci[1]
+    print(f"coverage over {draws} tables: PI {pi_hits / draws:.3f}, CI {ci_hits / draws:.3f}")
     assert 0.85 <= pi_hits / draws <= 0.95
     assert 0.85 <= ci_hits / draws <= 0.95
 
