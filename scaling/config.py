@@ -13,8 +13,9 @@ the sweep driver, the CLI and the analysis side can size and name runs without t
   :class:`~scaling.errors.ConfigError` line that names the key.
 - **Horizon**: exactly one of ``train.tokens`` / ``train.flops``; tokens, steps and FLOPs derive
   from it (:class:`RunConfig`), with the FLOPs of :mod:`scaling.counting`.
-- **Identity**: :func:`run_key` and :func:`run_name`, derived from the training-relevant config,
-  never from a timestamp.
+- **Identity**: :func:`run_key` and :func:`run_name`, derived from what a run trains -- the
+  canonical training config and the corpus's content and tokenizer (:class:`DataIdentity`) --
+  never from a timestamp, a path or a cadence (:meth:`RunConfig.identity` has the rule).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
+import os
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -73,6 +76,7 @@ __all__ = [
     "TOKENIZERS",
     "TOP_LEVEL_KEYS",
     "DataConfig",
+    "DataIdentity",
     "GPTConfig",
     "RunConfig",
     "SweepConfig",
@@ -80,6 +84,7 @@ __all__ = [
     "TrainConfig",
     "TrainerConfig",
     "build_run_config",
+    "canonical",
     "plain_config",
     "register_configs",
     "run_key",
@@ -172,6 +177,20 @@ def _field_defaults(cls: type) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class DataIdentity:
+    """What a run trains and validates on, by content: the data part of its key.
+
+    Built by ``training.data.Corpus.identity`` from the token cache's ``meta.json`` (a content
+    hash computed once when the entry was built, found again by the files' paths, sizes and
+    mtimes), so reading it costs no pass over the text.
+    """
+
+    corpus: str  # hash of the corpus text (a synthetic corpus: of its tokens); no path, no label
+    tokenizer: str  # byte | bpe<V>-<hash of the trained tokenizer JSON> | markov<S>
+    split: str  # the fixed split: "<validation pieces>x<validation tokens>"
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one training run needs; built from Hydra's composed config."""
 
@@ -184,6 +203,7 @@ class RunConfig:
     threads: int = 0  # torch threads; 0 = every core (parallel launchers set fewer)
     progress: str = "auto"  # progress bar: auto (on a terminal) | true | false
     results_dir: str = "results"  # checkpoints and run tables
+    data_identity: DataIdentity | None = None  # the corpus by content; set by training.run.prepare
 
     # ---- horizon -------------------------------------------------------------------------
     @property
@@ -280,17 +300,72 @@ class RunConfig:
 
     # ---- identity ------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
-        """The training-relevant settings: what decides the final loss (no paths, no launcher,
-        no tracking, no threads, no progress bars)."""
-        data = asdict(self.data)
-        data.pop("cache_dir", None)
-        return {
-            "model": self.model.architecture(),
-            "data": data,
-            "train": {**asdict(self.train), "tokens": self.tokens},
-            "seed": self.seed,
-            "world_size": self.trainer.world_size,
+        """What decides the run's result, canonical: the mapping :func:`run_key` hashes.
+
+        **In** (a change trains something else):
+
+        - ``model``: the network as built -- ``vocab_size`` (the corpus's effective one), the
+          shape (``n_layer``, ``d_model``, ``n_head``, ``seq_len``, ``d_ff`` as built) and
+          ``pos``, ``norm``, ``mlp``, ``bias``, ``dropout``, ``tie_embeddings``;
+        - ``data``: the corpus's *content* identity (a hash of the text, or of a synthetic
+          corpus's tokens), the tokenizer's identity (``byte``, ``bpe<V>-<hash of the trained
+          tokenizer>``, ``markov<S>``) and the fixed split (validation pieces and tokens) --
+          :class:`DataIdentity`, set by ``training.run.prepare`` once the corpus is loaded;
+        - ``train``: the horizon as trained (``tokens``: whole optimizer steps), ``batch_size``
+          (global), the effective micro-batch (accumulation), ``lr``, ``min_lr_ratio``,
+          ``warmup``, ``schedule``, ``cooldown`` (``wsd`` only), ``weight_decay``, ``beta1``,
+          ``beta2``, ``grad_clip``, ``precision``;
+        - ``seed`` and the world size (devices x nodes: how the global batch is split).
+
+        **Out** (same training, same key): how the horizon was asked for (``train.flops``,
+        ``train.flops_convention``: the tokens they give are in), cadence and monitoring
+        (``train.log_every``, ``train.checkpoint_every``, ``train.eval_points``, ``progress``,
+        ``threads``), where things go (``tracking.*``, ``results_dir``, ``data.cache_dir``),
+        the aspect rule's inputs (``model.aspect``, ``model.head_dim``), trainer settings that
+        do not change the math (``trainer.accelerator``, ``trainer.strategy``; ``devices`` and
+        ``num_nodes`` only as the world size), ``data.allow_repeat`` (an error or not), and
+        every data key the content identity replaces (``data.path``, ``data.pattern``,
+        ``data.name``, ..., ``data.vocab_size``, which the byte tokenizer ignores).
+
+        Values are canonical: numbers that are whole are integers (``lr=1`` and ``1.0``,
+        ``weight_decay=0`` and ``0.0`` are one value; ``1e-3`` and ``0.001`` parse to one
+        float), ``micro_batch_size=null`` is the batch it stands for, ``d_ff=null`` the width
+        built. Without a :class:`DataIdentity` (a config not yet prepared) the data part is the
+        data config itself, normalised, with paths made absolute: a provisional key that runs
+        and sweeps never record.
+        """
+        model = self.model.architecture()
+        model["d_ff"] = self.model.mlp_dim
+        t = self.train
+        train: dict[str, Any] = {
+            "tokens": self.tokens,
+            "batch_size": t.batch_size,
+            "micro_batch_size": self.micro_batch_size,
+            "lr": t.lr,
+            "min_lr_ratio": t.min_lr_ratio,
+            "warmup": t.warmup,
+            "schedule": t.schedule,
+            "weight_decay": t.weight_decay,
+            "beta1": t.beta1,
+            "beta2": t.beta2,
+            "grad_clip": t.grad_clip,
+            "precision": t.precision,
         }
+        if t.schedule == "wsd":
+            train["cooldown"] = t.cooldown
+        if self.data_identity is not None:
+            data: dict[str, Any] = asdict(self.data_identity)
+        else:
+            data = _data_config_identity(self.data)
+        return canonical(
+            {
+                "model": model,
+                "data": data,
+                "train": train,
+                "seed": self.seed,
+                "world_size": self.trainer.world_size,
+            }
+        )
 
     def flat_params(self) -> dict[str, Any]:
         """The resolved config flattened as ``group.key`` for MLflow params."""
@@ -312,9 +387,55 @@ GROUPS: dict[str, type] = {
 
 
 def run_key(cfg: RunConfig) -> str:
-    """Stable 16-hex-digit key of a run's training-relevant config."""
-    blob = json.dumps(cfg.identity(), sort_keys=True, default=str)
+    """Stable 16-hex-digit key of what a run trains: :meth:`RunConfig.identity`, hashed.
+
+    Runs and sweeps key a prepared config (``training.run.prepare``), whose data part is the
+    corpus's content identity; the key of an unprepared config is provisional.
+    """
+    blob = json.dumps(cfg.identity(), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with one spelling per value, JSON-able: a whole float is an int (``1.0`` ->
+    ``1``), mapping keys are text, tuples are lists, anything else unknown is its text."""
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer():
+            return int(value)
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    return str(value)
+
+
+def _data_config_identity(data: DataConfig) -> dict[str, Any]:
+    """The data part of a provisional key: the keys the source reads, paths made absolute
+    (``data.vocab_size`` only for BPE, which is the only tokenizer that reads it)."""
+    out: dict[str, Any] = {"source": data.source, "val_tokens": data.val_tokens}
+    if data.source == "markov":
+        out.update(
+            tokenizer=f"markov{data.states}",
+            concentration=data.concentration,
+            markov_seed=data.markov_seed,
+            corpus_tokens=data.corpus_tokens,
+        )
+        return out
+    out["tokenizer"] = f"bpe{data.vocab_size}" if data.tokenizer == "bpe" else "byte"
+    if data.source == "text":
+        out.update(path=os.path.abspath(os.path.expanduser(str(data.path))), pattern=data.pattern)
+    elif data.source == "hf":
+        out.update(
+            name=data.name,
+            config=data.config,
+            data_files=data.data_files,
+            split=data.split,
+            text_field=data.text_field,
+        )
+    return out
 
 
 def _short(x: float) -> str:
@@ -350,12 +471,16 @@ def plain_config(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_run_config(
-    cfg: DictConfig | Mapping[str, Any], vocab_size: int | None = None
+    cfg: DictConfig | Mapping[str, Any],
+    vocab_size: int | None = None,
+    data_identity: DataIdentity | None = None,
 ) -> RunConfig:
     """Validate a composed Hydra config into a :class:`RunConfig` (raises ConfigError).
 
     ``vocab_size`` is the corpus's real vocabulary once loaded; before that the nominal one from
     the data config is used, so every config error surfaces before any data is touched.
+    ``data_identity`` is the loaded corpus's (its content, tokenizer and split), which the run
+    key then uses instead of the data config's text.
     """
     raw = plain_config(cfg)
     for group in ("model", "data", "train"):
@@ -374,6 +499,7 @@ def build_run_config(
         train=structured(TrainConfig, "train", raw["train"]),
         tracking=structured(TrackingConfig, "tracking", raw.get("tracking", {})),
         trainer=structured(TrainerConfig, "trainer", raw.get("trainer", {})),
+        data_identity=data_identity,
         **asdict(top),
     )
     run.validate_combination()

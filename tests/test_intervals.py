@@ -1,4 +1,4 @@
-"""Two intervals named for what they cover, run-to-run noise, target-loss intervals, health gates."""
+"""Two intervals named for what they cover, run-to-run noise, target-loss intervals, health."""
 
 from __future__ import annotations
 

@@ -26,7 +26,9 @@ def test_an_unexpected_error_in_a_sweep_callback_exits_1_instead_of_a_hydra_warn
         SweepCallback._guard(_end, None)
     assert exc.value.code == 1
     err = capsys.readouterr().err.strip()
-    assert err == "error: sweep end (summary, collect, fit) failed: RuntimeError: database is locked"
+    assert err == (
+        "error: sweep end (summary, collect, fit) failed: RuntimeError: database is locked"
+    )
 
 
 def test_a_user_error_in_a_sweep_callback_exits_2() -> None:

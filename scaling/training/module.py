@@ -2,13 +2,23 @@
 
 The step axis of every metric is *tokens seen* (optimizer steps x batch x seq_len), so curves of
 runs with different batch sizes line up, and approach-1 analyses read loss at a token count.
+
+Exact resume: a checkpoint holds, besides Lightning's model, optimizer, scheduler and loop state,
+the random generators (torch CPU and CUDA, Python's ``random``, numpy's global state) and the
+partial ``train/loss`` average, restored just before the first step after the resume; with the
+data position (:class:`~scaling.training.data.batches.TokenDataModule`'s state) a resumed run
+takes the same steps as an uninterrupted one, bit for bit, dropout included. A step's metrics
+are emitted (and its validation run) before that step's checkpoint is written, so a run resumed
+from it neither misses nor repeats a logged point.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -76,6 +86,45 @@ def eval_steps(total_steps: int, points: int) -> list[int]:
     return sorted({int(round(s)) for s in raw} | {total_steps})
 
 
+CHECKPOINT_KEY = "scaling"  # this module's state in a Lightning checkpoint
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random generator a training step may draw from, in types a ``weights_only``
+    checkpoint load accepts (tensors, lists, tuples, numbers, strings)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [str(name), [int(k) for k in keys], int(pos), int(has_gauss), float(cached)],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured (CUDA generators when this process has the same
+    number of devices initialized)."""
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+class _StepEnd(L.Callback):
+    """Runs :meth:`LMModule.step_end` as a callback: Lightning calls callbacks' batch-end hooks
+    before the module's and moves ``ModelCheckpoint`` after every other callback, so a step's
+    metrics and validation come before that step's checkpoint."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # type: ignore[no-untyped-def]
+        pl_module.step_end()
+
+
 class LMModule(L.LightningModule):
     """Trains a :class:`GPT`; validation on a fixed token set at log-spaced token counts."""
 
@@ -107,6 +156,7 @@ class LMModule(L.LightningModule):
         self._timed_tokens = 0
         self._loss_sum = torch.zeros(())
         self._loss_count = 0
+        self._restore_rng: dict[str, Any] | None = None
 
     # ---- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):  # type: ignore[no-untyped-def]
@@ -138,7 +188,37 @@ class LMModule(L.LightningModule):
     def on_train_start(self) -> None:
         self._clock = time.perf_counter()
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:  # type: ignore[no-untyped-def]
+    def configure_callbacks(self) -> list[L.Callback]:
+        return [_StepEnd()]
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:  # type: ignore[no-untyped-def]
+        # The generators as the checkpoint left them, now that Lightning has restored the loops
+        # and started the data loader (whose iterator draws a seed from torch's generator).
+        if self._restore_rng is not None:
+            set_rng_state(self._restore_rng)
+            self._restore_rng = None
+
+    # ---- checkpoints: the state Lightning does not keep -----------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {
+            "rng": rng_state(),
+            "loss_sum": self._loss_sum.detach().cpu().clone(),
+            "loss_count": self._loss_count,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get(CHECKPOINT_KEY)
+        self._last_seen_step = int(checkpoint.get("global_step", -1))
+        if state is None:  # a checkpoint from before RNG state was saved
+            return
+        self._restore_rng = state["rng"]
+        self._loss_sum = state["loss_sum"].to(self._loss_sum.device)
+        self._loss_count = int(state["loss_count"])
+
+    def step_end(self) -> None:
+        """Bookkeeping after each training batch (run by :class:`_StepEnd`): at an optimizer
+        step boundary, throughput, ``train/loss`` every ``log_every`` steps and validation at
+        the log-spaced steps."""
         step = self.trainer.global_step
         if step == self._last_seen_step:
             return  # mid-accumulation

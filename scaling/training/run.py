@@ -41,7 +41,19 @@ from scaling.config import (
 from scaling.counting import FLOPS_CONVENTIONS, all_conventions, count_params
 from scaling.errors import EXIT_USER_ERROR, ConfigError, exit_on_user_error
 from scaling.training.data import Corpus, load_corpus, train_epochs
-from scaling.training.tracking import RunRecorder, check_reachable, find_runs
+from scaling.training.tracking import (
+    HOLDER_TAG,
+    LEASE_TAG,
+    Lease,
+    RunRecorder,
+    check_reachable,
+    checkpoint_folder,
+    end_run,
+    find_runs,
+    finished_run_id,
+    lease_file,
+    lease_holder,
+)
 
 log = logging.getLogger("scaling.train")
 
@@ -65,7 +77,11 @@ class RunResult:
 
 @dataclass(frozen=True)
 class PreparedRun:
-    """A run whose every input has been checked; nothing has been written yet."""
+    """A run whose every input has been checked; nothing has been written yet.
+
+    ``cfg`` carries the loaded corpus's :class:`~scaling.config.DataIdentity`, so :attr:`key`
+    (and :attr:`name`, the checkpoint folder, the MLflow tag) identify the data by content.
+    """
 
     cfg: RunConfig
     corpus: Corpus
@@ -92,8 +108,9 @@ def prepare(raw: DictConfig | dict[str, Any], check_tracking: bool = True) -> Pr
     if check_tracking:
         check_reachable(cfg.tracking.uri, create=False)
     corpus = load_corpus(cfg.data, seq_len=cfg.model.seq_len)
-    if corpus.vocab_size != cfg.model.vocab_size:
-        cfg = build_run_config(raw, vocab_size=corpus.vocab_size)
+    # Again with the corpus's real vocabulary and its content identity, which the key hashes
+    # instead of the data config's text (paths, names, ignored keys).
+    cfg = build_run_config(raw, vocab_size=corpus.vocab_size, data_identity=corpus.identity())
     epochs = train_epochs(corpus, cfg.tokens, cfg.data.allow_repeat)
     return PreparedRun(cfg=cfg, corpus=corpus, epochs=epochs, resolved=plain_config(raw))
 
@@ -136,7 +153,16 @@ def git_commit() -> str:
 
 
 def checkpoint_dir(cfg: RunConfig) -> Path:
-    return Path(cfg.results_dir) / "checkpoints" / run_key(cfg)
+    """The run's checkpoint folder: per key, experiment and store
+    (:func:`scaling.training.tracking.checkpoint_folder`)."""
+    return checkpoint_folder(
+        cfg.results_dir, cfg.tracking.uri, cfg.tracking.experiment, run_key(cfg)
+    )
+
+
+def lease_path(cfg: RunConfig) -> Path:
+    """The lock file of the run's key, beside its checkpoint folder."""
+    return lease_file(cfg.results_dir, cfg.tracking.uri, cfg.tracking.experiment, run_key(cfg))
 
 
 def run_params(prep: PreparedRun) -> dict[str, Any]:
@@ -160,24 +186,34 @@ def _progress_enabled(cfg: RunConfig) -> bool:
     return cfg.progress == "true"
 
 
+RUN_ID_KEY = "scaling.run_id"  # the MLflow run a checkpoint belongs to
+
+
 def _resume_step(ckpt: Path) -> int:
     """Optimizer steps already done by a checkpoint (read without unpickling code)."""
+    return _checkpoint_state(ckpt)[0]
+
+
+def _checkpoint_state(ckpt: Path) -> tuple[int, str | None]:
+    """(optimizer steps done, MLflow run id) of a checkpoint, read without unpickling code."""
     import torch
 
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    return int(state["global_step"])
+    state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    run_id = state.get(RUN_ID_KEY)
+    return int(state["global_step"]), (str(run_id) if run_id else None)
 
 
-def _resume_from(prep: PreparedRun, ckpt: Path, resume: bool) -> int:
-    """Optimizer steps a readable checkpoint has done (0: none, or a torn one, deleted)."""
+def _resume_from(prep: PreparedRun, ckpt: Path, resume: bool) -> tuple[int, str | None]:
+    """(optimizer steps a readable checkpoint has done, the MLflow run it belongs to): (0, None)
+    without one or for a torn one (deleted); (0, its run) for one at the final step (deleted)."""
     if not (resume and ckpt.exists()):
-        return 0
+        return 0, None
     try:
-        start_step = _resume_step(ckpt)
+        start_step, run_id = _checkpoint_state(ckpt)
     except Exception as err:  # noqa: BLE001 -- a checkpoint torn by a kill: start over
         print(f"{prep.name}: unreadable checkpoint {ckpt} ({err}); starting over", file=sys.stderr)
         ckpt.unlink(missing_ok=True)
-        return 0
+        return 0, None
     if start_step >= prep.cfg.steps:
         # Saved after the last step, then killed before the final validation was recorded: no
         # step is left to resume into, and Lightning would end at once without validating.
@@ -187,16 +223,35 @@ def _resume_from(prep: PreparedRun, ckpt: Path, resume: bool) -> int:
             file=sys.stderr,
         )
         ckpt.unlink(missing_ok=True)
-        return 0
+        return 0, run_id
     print(
         f"{prep.name}: resumed from step {start_step:,} of {prep.cfg.steps:,} ({ckpt})",
         file=sys.stderr,
         flush=True,
     )
-    return start_step
+    return start_step, run_id
 
 
-def make_trainer(cfg: RunConfig, ckpt_dir: Path):  # -> lightning.Trainer
+def _record_checkpoints():  # -> lightning Callback
+    """A callback that, before each checkpoint is written, flushes the run's buffered metrics to
+    MLflow (a kill after the checkpoint loses no logged point) and stores the run's id in it (a
+    resume reopens that run). ``.recorder`` is set once the MLflow run exists."""
+    from lightning.pytorch.callbacks import Callback as LightningCallback
+
+    class RecordCheckpoints(LightningCallback):
+        recorder: RunRecorder | None = None
+
+        def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:  # type: ignore[no-untyped-def]
+            if self.recorder is not None and self.recorder.run_id is not None:
+                self.recorder.flush()
+                checkpoint[RUN_ID_KEY] = self.recorder.run_id
+
+    return RecordCheckpoints()
+
+
+def make_trainer(
+    cfg: RunConfig, ckpt_dir: Path, extra_callbacks: tuple[Any, ...] = ()
+):  # -> lightning.Trainer
     """The Lightning Trainer of a run (no Lightning logger: metrics go to MLflow directly).
 
     Lightning's rejection of a ``trainer.*`` value (an unknown accelerator, no GPU, a bad device
@@ -206,7 +261,7 @@ def make_trainer(cfg: RunConfig, ckpt_dir: Path):  # -> lightning.Trainer
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    callbacks = []
+    callbacks = list(extra_callbacks)
     if cfg.train.checkpoint_every > 0:
         callbacks.append(
             ModelCheckpoint(
@@ -230,7 +285,7 @@ def make_trainer(cfg: RunConfig, ckpt_dir: Path):  # -> lightning.Trainer
             strategy=cfg.trainer.strategy,
             logger=False,
             callbacks=callbacks,
-            enable_checkpointing=bool(callbacks),
+            enable_checkpointing=cfg.train.checkpoint_every > 0,
             enable_progress_bar=_progress_enabled(cfg),
             enable_model_summary=False,
             num_sanity_val_steps=0,
@@ -244,25 +299,78 @@ def make_trainer(cfg: RunConfig, ckpt_dir: Path):  # -> lightning.Trainer
         raise ConfigError(f"Lightning rejects {settings}: {first}") from None
 
 
-def _open_record(prep: PreparedRun, recorder: RunRecorder, start_step: int) -> str:
-    """Create the MLflow run (or reopen the unfinished one a resumed run continues); log its
-    params, config.yaml and the data-repeat warning. Returns the run id."""
+def _choose_run(
+    prep: PreparedRun, lease: Lease | None, ckpt_run: str | None, unnamed_checkpoint: bool
+) -> str | None:
+    """The MLflow run this attempt continues, if any (called holding the key's lease).
+
+    The run its checkpoint names, unless FINISHED or gone; else the newest RUNNING run of the key
+    whose process died (an orphan: nobody else holds the key's lease); else, resuming a
+    checkpoint older than run ids in checkpoints (``unnamed_checkpoint``), the newest unfinished
+    run; else none (a new run).
+    Other orphans of the key are closed FAILED, so that no RUNNING run is left behind. A run
+    another live process trains (under another ``results_dir``) is left alone.
+    """
+    cfg = prep.cfg
+    runs = find_runs(cfg.tracking.uri, cfg.tracking.experiment, prep.key)  # newest first
+    open_ids = {r.info.run_id for r in runs if r.info.status != "FINISHED"}
+    ours = str(lease.path.resolve()) if lease is not None else None
+
+    def orphaned(run: Any) -> bool:
+        path = run.data.tags.get(LEASE_TAG)
+        return not path or path == ours or lease_holder(path) is None
+
+    running = [r for r in runs if r.info.status == "RUNNING"]
+    live = [r for r in running if not orphaned(r)]
+    if live:
+        print(
+            f"{prep.name}: warning: run {live[0].info.run_id} of this key is RUNNING under "
+            f"another lease ({live[0].data.tags.get(LEASE_TAG)}); use one results_dir per store",
+            file=sys.stderr,
+            flush=True,
+        )
+    chosen = ckpt_run if ckpt_run in open_ids else None
+    if ckpt_run is not None and chosen is None:
+        print(
+            f"{prep.name}: warning: the checkpoint's run {ckpt_run} is not in "
+            f"{cfg.tracking.uri} (experiment {cfg.tracking.experiment!r}); recording a new run",
+            file=sys.stderr,
+            flush=True,
+        )
+    orphans = [r.info.run_id for r in running if orphaned(r)]
+    if chosen is None and orphans:
+        chosen = orphans[0]
+    if chosen is None and unnamed_checkpoint:
+        chosen = next((r.info.run_id for r in runs if r.info.status != "FINISHED"), None)
+    for run_id in orphans:
+        if run_id != chosen:
+            end_run(
+                cfg.tracking.uri,
+                run_id,
+                "FAILED",
+                "orphaned: its process died; a later attempt at the key "
+                + (f"continued run {chosen}" if chosen else "trained it in a new run"),
+            )
+    return chosen
+
+
+def _open_record(
+    prep: PreparedRun, recorder: RunRecorder, lease: Lease | None, resume_run_id: str | None
+) -> str:
+    """Create the MLflow run (or reopen ``resume_run_id``, the one this attempt continues); log
+    its params, config.yaml and the data-repeat warning. Returns the run id."""
+    import socket
+
     cfg, key = prep.cfg, prep.key
-    previous = (
-        [
-            r
-            for r in find_runs(cfg.tracking.uri, cfg.tracking.experiment, key)
-            if r.info.status != "FINISHED"
-        ]
-        if start_step
-        else []
-    )
-    run_id = recorder.start(
-        prep.name,
-        key,
-        tags={"mlflow.source.git.commit": git_commit()},
-        resume_run_id=previous[0].info.run_id if previous else None,
-    )
+    tags = {
+        "mlflow.source.git.commit": git_commit(),
+        HOLDER_TAG: f"{socket.gethostname()}:{os.getpid()}",
+    }
+    if lease is not None:
+        tags[LEASE_TAG] = str(lease.path.resolve())
+    run_id = recorder.start(prep.name, key, tags=tags, resume_run_id=resume_run_id)
+    if lease is not None:
+        lease.note(run_id)
     recorder.log_params(run_params(prep))
     recorder.log_text(OmegaConf.to_yaml(OmegaConf.create(prep.resolved)), "config.yaml")
     if prep.epochs > 1:
@@ -276,40 +384,78 @@ def _open_record(prep: PreparedRun, recorder: RunRecorder, start_step: int) -> s
 
 
 def train(prep: PreparedRun, resume: bool = True) -> RunResult:
-    """Train one prepared run, tracked in MLflow. Exceptions inside training mark the run FAILED
-    (with the reason) and are re-raised; the caller decides whether to go on.
+    """Train one prepared run, tracked in MLflow; one run per key.
 
-    Under DDP every process runs this; only the Trainer's global zero records the MLflow run and
-    deletes the checkpoint once FINISHED.
+    The process first takes the key's lease (:class:`~scaling.training.tracking.Lease`, waiting
+    while another process trains the key), then: a key FINISHED meanwhile is SKIPPED; a run a
+    dead process left RUNNING, or the run a checkpoint belongs to, is continued (same MLflow run,
+    from the checkpoint if there is one, else from step 0); otherwise a new run is created.
+
+    Every exit once the MLflow run exists records it: FINISHED (any old failure reason
+    removed), KILLED for Ctrl-C and SIGTERM (exit as the signalled process would, 130 / 143),
+    FAILED with the reason for any exception (re-raised; the caller decides whether to go on),
+    in set-up, training or the recording of the result alike.
+
+    Under DDP every process runs this; only the Trainer's global zero holds the lease, records
+    the MLflow run and deletes the checkpoint once FINISHED.
     """
     import lightning as L
 
+    cfg = prep.cfg
+    started = time.perf_counter()
+    set_threads(cfg.threads)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    recording = _record_checkpoints()
+    # The trainer knows this process's rank before anything is locked or recorded.
+    trainer = make_trainer(cfg, checkpoint_dir(cfg), extra_callbacks=(recording,))
+    lease = Lease.acquire(lease_path(cfg), prep.name) if trainer.is_global_zero else None
+    try:
+        return _train_leased(prep, trainer, recording, lease, resume, started)
+    finally:
+        if lease is not None:
+            lease.release()
+
+
+def _train_leased(
+    prep: PreparedRun,
+    trainer: Any,
+    recording: Any,
+    lease: Lease | None,
+    resume: bool,
+    started: float,
+) -> RunResult:
     from scaling.training.data.batches import TokenDataModule, val_windows
     from scaling.training.module import LMModule
 
     cfg, key = prep.cfg, prep.key
-    started = time.perf_counter()
-    set_threads(cfg.threads)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt_dir = checkpoint_dir(cfg)
     ckpt = ckpt_dir / "last.ckpt"
-    start_step = _resume_from(prep, ckpt, resume)
-    trainer = make_trainer(cfg, ckpt_dir)  # knows this process's rank before any recording
-
-    recorder = None
-    if trainer.is_global_zero:
-        recorder = RunRecorder(cfg.tracking.uri, cfg.tracking.experiment)
     result = RunResult(
         run_key=key,
         run_name=prep.name,
         status="FAILED",
         params=count_params(cfg.model).total,
         tokens=cfg.tokens,
-        resumed_from_step=start_step,
     )
-    if recorder is not None:
-        result.run_id = _open_record(prep, recorder, start_step)
+    if lease is not None:
+        done = finished_run_id(cfg.tracking.uri, cfg.tracking.experiment, key)
+        if done is not None:  # finished meanwhile (by the holder waited for, or long ago)
+            shutil.rmtree(ckpt_dir, ignore_errors=True)  # left if killed right after FINISHED
+            result.status, result.run_id = "SKIPPED", done
+            result.reason = f"already FINISHED in MLflow (run {done})"
+            result.wall_s = time.perf_counter() - started
+            return result
+    start_step, ckpt_run = _resume_from(prep, ckpt, resume)
+    result.resumed_from_step = start_step
+    recorder = None
+    if trainer.is_global_zero:
+        recorder = RunRecorder(cfg.tracking.uri, cfg.tracking.experiment)
+    module = None
     try:
+        if recorder is not None:
+            resume_id = _choose_run(prep, lease, ckpt_run, bool(start_step and not ckpt_run))
+            result.run_id = _open_record(prep, recorder, lease, resume_id)
+            recording.recorder = recorder
         module = LMModule(
             cfg.model,
             cfg.train,
@@ -326,6 +472,7 @@ def train(prep: PreparedRun, resume: bool = True) -> RunResult:
             n_sequences=cfg.steps * cfg.train.batch_size,
             seed=cfg.seed,
             start_sequence=start_step * cfg.train.batch_size,
+            sequences_per_step=cfg.train.batch_size,
         )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -342,29 +489,41 @@ def train(prep: PreparedRun, resume: bool = True) -> RunResult:
             raise RuntimeError("training ended before the final validation")
         result.val_loss = module.final_val_loss
         result.tokens_per_s = module.throughput()
+        result.wall_s = time.perf_counter() - started
+        if recorder is not None:
+            # val/loss at step=tokens was logged by the final evaluation; add the steady rate.
+            if result.tokens_per_s == result.tokens_per_s:  # not NaN
+                recorder.log_metrics({"throughput/tokens_per_s": result.tokens_per_s}, cfg.tokens)
+            recorder.log_dict(_summary(prep, result, module), "summary.json")
+            recorder.finish("FINISHED")
         result.status = "FINISHED"
     except BaseException as err:
+        result.status = "FAILED"
         signal_name = _interruption(err, trainer)
         if signal_name is None:
-            result.reason = f"{type(err).__name__}: {err}"
+            result.reason = f"{type(err).__name__}: {err}".strip().rstrip(":") or "unknown error"
         else:
             result.reason = (
                 f"{signal_name}: interrupted at step {trainer.global_step:,} of {cfg.steps:,}; "
                 "rerun the same command to resume from the last checkpoint"
             )
-        if recorder is not None:
-            recorder.finish("FAILED" if signal_name is None else "KILLED", reason=result.reason)
-        if signal_name is not None:  # exit as a signalled process does (128 + signal number)
+        if recorder is not None and recorder.run_id is not None:
+            try:
+                recorder.finish("FAILED" if signal_name is None else "KILLED", reason=result.reason)
+            except Exception as record_err:  # noqa: BLE001 -- keep the original error
+                print(
+                    f"{prep.name}: could not record the run's end in MLflow ({record_err})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if signal_name == "SIGTERM" or (signal_name == "SIGINT" and trainer.interrupted):
+            # exit as a signalled process does (128 + signal number); a KeyboardInterrupt
+            # raised outside Lightning's loop (recorded KILLED too) propagates as it is
             raise SystemExit(INTERRUPT_EXIT[signal_name]) from err
         raise
     finally:
         result.wall_s = time.perf_counter() - started
-    if recorder is not None:
-        # val/loss at step=tokens was logged by the final evaluation; add the steady-state rate.
-        if result.tokens_per_s == result.tokens_per_s:  # not NaN
-            recorder.log_metrics({"throughput/tokens_per_s": result.tokens_per_s}, cfg.tokens)
-        recorder.log_dict(_summary(prep, result, module), "summary.json")
-        recorder.finish("FINISHED")
+    if trainer.is_global_zero:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return result
 

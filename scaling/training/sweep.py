@@ -279,7 +279,8 @@ class SweepCallback(Callback):
         for uri, experiment in stores:
             ensure_experiment(uri, experiment)
         signal.signal(signal.SIGTERM, _terminate)  # between runs too, not only inside a fit
-        os.environ[_ENV_TOTAL] = str(len(self.points))
+        publish_duplicates(self.points)  # their jobs return SKIPPED at once
+        os.environ[_ENV_TOTAL] = str(len(jobs))  # job numbers count duplicates too
         os.environ[_ENV_START] = str(time.time())
         print(
             f"sweep: {len(self.points)} runs -> {self.points[0].uri} "
@@ -287,6 +288,9 @@ class SweepCallback(Callback):
             file=sys.stderr,
             flush=True,
         )
+        dropped = duplicates_line(self.points)
+        if dropped:
+            print(dropped, file=sys.stderr, flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._guard(self._end, config)
@@ -436,6 +440,20 @@ def task(cfg: DictConfig) -> dict[str, Any]:
 
     quiet_libraries()
     started = time.perf_counter()
+    duplicate = duplicate_of()  # this job's run is another grid point's: never trained twice
+    if duplicate is not None:
+        key, name, owner = duplicate
+        reason = f"duplicate of grid point {owner + 1} (the same run key {key})"
+        print(f"{name}: {reason}, skipped", flush=True)
+        return asdict(
+            RunResult(
+                run_key=key,
+                run_name=name,
+                status="SKIPPED",
+                reason=reason,
+                wall_s=time.perf_counter() - started,
+            )
+        )
     threads = _threads_for_launcher(int(cfg.get("threads", 0)))
     if threads:
         cfg = OmegaConf.merge(cfg, {"threads": threads})

@@ -9,16 +9,33 @@ globals, which joblib's reused workers would leak between runs) and batch every 
 
 Reading an experiment back into the run table is :mod:`scaling.training.collect`, through this
 module's client: mlflow is imported here only.
+
+One run per key: a run key's checkpoint folder (:func:`checkpoint_folder`, the one derivation of
+it) has a lock file beside it, held with ``fcntl.flock`` by the process training that key
+(:class:`Lease`). The kernel drops the lock when its holder dies, even by SIGKILL, so a lease is
+never stale. A second process for the key waits for it, then finds the key FINISHED (and skips)
+or takes the dead holder's RUNNING MLflow run over. A lease covers the processes that share one
+``results_dir`` on a file system whose locks work across machines: a local disk, NFSv4, Lustre
+mounted with ``flock``, GPFS. On SLURM, put ``results_dir`` on such a file system (and record to
+an MLflow server, not SQLite over NFS); where locks do not work across nodes, give each job its
+own ``results_dir`` and store and never launch one key in two jobs. :func:`key_is_locked` and
+:func:`orphans` let a sweep driver look at the leases.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import functools
+import hashlib
 import os
+import socket
+import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -28,6 +45,8 @@ from scaling.errors import TrackingError
 
 KEY_TAG = "scaling.run_key"
 REASON_TAG = "scaling.failure_reason"
+LEASE_TAG = "scaling.lease"  # the lock file of the run's key (absolute path)
+HOLDER_TAG = "scaling.holder"  # host:pid of the process that trains (or last trained) the run
 _MAX_BATCH = 900  # MLflow allows 1000 metrics / 100 params per log_batch
 _MAX_PARAMS = 100
 
@@ -183,8 +202,240 @@ def finished_run_id(uri: str, experiment: str, run_key: str) -> str | None:
     return None
 
 
+# ---- where a key's checkpoint and lease live ---------------------------------------------------
+
+
+def store_id(uri: str) -> str:
+    """8 hex digits naming a tracking store: a SQLite URI by its database's absolute path (the
+    same relative URI from two folders is two stores), any other URI by its text."""
+    db = sqlite_path(uri)
+    text = f"sqlite:///{db.expanduser().resolve()}" if db is not None else uri.rstrip("/")
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def checkpoint_folder(results_dir: str | Path, uri: str, experiment: str, run_key: str) -> Path:
+    """The checkpoint folder of ``run_key`` recorded in ``experiment`` of the store ``uri``: the
+    one derivation of it (a run of another experiment or store never resumes from it). Its lease
+    is the lock file beside it, :func:`lease_file`."""
+    return Path(results_dir) / "checkpoints" / f"{experiment}.{store_id(uri)}.{run_key}"
+
+
+def lease_file(results_dir: str | Path, uri: str, experiment: str, run_key: str) -> Path:
+    """The lock file of a key's lease, next to its checkpoint folder."""
+    folder = checkpoint_folder(results_dir, uri, experiment, run_key)
+    return folder.with_name(folder.name + ".lock")
+
+
+@dataclass(frozen=True)
+class Holder:
+    """The process holding a key's lease, as its lock file says (``run_id`` once it has one)."""
+
+    host: str
+    pid: int
+    run_id: str | None = None
+
+    def __str__(self) -> str:
+        if not self.pid:
+            return "another process"
+        return f"pid {self.pid} on host {self.host}"
+
+
+def _read_holder(fd: int) -> Holder:
+    try:
+        words = os.pread(fd, 512, 0).decode(errors="replace").split()
+    except OSError:
+        words = []
+    try:
+        return Holder(words[0], int(words[1]), words[2] if len(words) > 2 else None)
+    except (IndexError, ValueError):  # being written, or not written yet
+        return Holder("?", 0)
+
+
+_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)  # a file system without locks
+
+
+class Lease:
+    """An exclusive ``flock`` on a key's lock file, held while the key trains.
+
+    :meth:`acquire` waits for a live holder (printing one line that names it). The lock file is
+    removed on release while still locked; an acquirer that locked a file removed meanwhile
+    sees that its inode is no longer the path's and tries again, so two processes never both
+    hold a key. On a file system without working locks the lease is a warning line and
+    guarantees nothing (``locked`` is False).
+    """
+
+    def __init__(self, path: Path, fd: int, waited_for: Holder | None) -> None:
+        self.path, self._fd, self.waited_for = path, fd, waited_for
+
+    @property
+    def locked(self) -> bool:
+        return self._fd >= 0
+
+    @property
+    def waited(self) -> bool:
+        """Whether another process held the key when this one asked for it."""
+        return self.waited_for is not None
+
+    @classmethod
+    def acquire(cls, path: Path, label: str, wait: bool = True) -> Lease | None:
+        """Lock ``path`` (created with its folder). With ``wait=False`` return None instead of
+        waiting for a holder. ``label`` (the run's name) starts the waiting line."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        waited_for: Holder | None = None
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as err:
+                    if err.errno in _NO_LOCKS:
+                        os.close(fd)
+                        print(
+                            f"{label}: warning: cannot lock {path} ({err.strerror}): this file "
+                            "system has no working locks, so nothing stops another process "
+                            "from training this key at the same time; put results_dir on a "
+                            "local disk or a file system with locks",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        return cls(path, -1, None)
+                    if err.errno not in _BUSY:
+                        raise
+                    if not wait:
+                        os.close(fd)
+                        return None
+                    if waited_for is None:
+                        waited_for = _read_holder(fd)
+                        print(
+                            f"{label}: waiting for {waited_for}, which is training this key",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    same = os.stat(path).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    same = False
+            except BaseException:
+                os.close(fd)
+                raise
+            if same:
+                break
+            os.close(fd)  # locked a file its holder removed on release: lock the new one
+        lease = cls(path, fd, waited_for)
+        lease.note()
+        return lease
+
+    def note(self, run_id: str | None = None) -> None:
+        """Write this process (and the MLflow run it trains) into the lock file, for messages."""
+        if self._fd < 0:
+            return
+        text = f"{socket.gethostname()} {os.getpid()} {run_id or ''}".strip() + "\n"
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, text.encode(), 0)
+
+    def release(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
+                self.path.unlink()
+        except OSError:
+            pass
+        finally:
+            os.close(self._fd)  # closing the last descriptor drops the lock
+            self._fd = -1
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def lease_holder(path: str | Path) -> Holder | None:
+    """Who holds the lock file ``path`` now (None: nobody, or no such file). Creates nothing."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno in _NO_LOCKS:
+                return None  # nothing can be known without locks
+            if err.errno not in _BUSY:
+                raise
+            return _read_holder(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def key_is_locked(
+    results_dir: str | Path, uri: str, experiment: str, run_key: str
+) -> Holder | None:
+    """The live process training ``run_key`` (in ``experiment`` of ``uri`` under
+    ``results_dir``), or None when no process holds its lease."""
+    return lease_holder(lease_file(results_dir, uri, experiment, run_key))
+
+
+def orphans(
+    uri: str, experiment: str, keys: Iterable[str], results_dir: str | Path | None = None
+) -> list[tuple[str, str]]:
+    """``(run_key, run_id)`` of RUNNING runs of ``keys`` that no live process trains: their
+    holder died (SIGKILL, OOM killer, a lost node) before it could record the end. The next
+    attempt at the key takes such a run over. The lease is looked up under ``results_dir``
+    when given, else at the path the run recorded in its ``scaling.lease`` tag."""
+    wanted = set(keys)
+    client = mlflow_client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None or not wanted:
+        return []
+    found: list[tuple[str, str]] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [exp.experiment_id],
+            filter_string="attributes.status = 'RUNNING'",
+            max_results=1000,
+            page_token=token,
+        )
+        for run in page:
+            key = run.data.tags.get(KEY_TAG)
+            if key not in wanted:
+                continue
+            if results_dir is not None:
+                path: str | Path | None = lease_file(results_dir, uri, experiment, key)
+            else:
+                path = run.data.tags.get(LEASE_TAG)
+            holder = lease_holder(path) if path else None
+            if holder is None or (holder.run_id and holder.run_id != run.info.run_id):
+                found.append((key, run.info.run_id))
+        token = page.token
+        if not token:
+            return sorted(found)
+
+
+def end_run(uri: str, run_id: str, status: str, reason: str) -> None:
+    """Close a run another process left open (an orphan superseded by a newer attempt)."""
+    from mlflow.entities import RunTag
+
+    client = mlflow_client(uri)
+    client.log_batch(run_id, tags=[RunTag(REASON_TAG, reason[:5000])])
+    client.set_terminated(run_id, status=status)
+
+
 class RunRecorder:
-    """One MLflow run; buffers metrics and writes them in batches."""
+    """One MLflow run; buffers metrics and writes them in batches.
+
+    A reopened run (``start(resume_run_id=...)``, an attempt killed mid-way and taken over)
+    never logs a metric again at a step it already holds: a resumed run replays the steps after
+    its last checkpoint, and what the killed attempt flushed of them is kept, not duplicated.
+    """
 
     def __init__(self, uri: str, experiment: str) -> None:
         self.uri = uri
@@ -193,6 +444,7 @@ class RunRecorder:
         self.run_id: str | None = None
         self._metrics: list[Any] = []
         self._last_flush = time.monotonic()
+        self._logged: dict[str, set[int]] = {}  # steps a reopened run already holds, per metric
 
     def start(
         self,
@@ -201,14 +453,25 @@ class RunRecorder:
         tags: Mapping[str, str] | None = None,
         resume_run_id: str | None = None,
     ) -> str:
-        """Create the run (or reopen ``resume_run_id``, a run that was killed mid-way)."""
+        """Create the run (or reopen ``resume_run_id``, a run that was killed mid-way: status
+        RUNNING again, its old failure reason removed)."""
         all_tags = {KEY_TAG: run_key, **(tags or {})}
         if resume_run_id is not None:
+            run = self.client.get_run(resume_run_id)
             self.client.update_run(resume_run_id, status="RUNNING")
             self.run_id = resume_run_id
+            if REASON_TAG in run.data.tags:
+                self.client.delete_tag(resume_run_id, REASON_TAG)
+            if tags:
+                self.set_tags(tags)
+            self._logged = {
+                key: {m.step for m in self.client.get_metric_history(resume_run_id, key)}
+                for key in run.data.metrics
+            }
         else:
             run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
             self.run_id = run.info.run_id
+            self._logged = {}
         return self.run_id
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -231,7 +494,11 @@ class RunRecorder:
         from mlflow.entities import Metric
 
         now_ms = int(time.time() * 1000)
-        self._metrics.extend(Metric(k, float(v), now_ms, int(step)) for k, v in metrics.items())
+        self._metrics.extend(
+            Metric(k, float(v), now_ms, int(step))
+            for k, v in metrics.items()
+            if int(step) not in self._logged.get(k, ())
+        )
         if len(self._metrics) >= _MAX_BATCH or time.monotonic() - self._last_flush > flush_after_s:
             self.flush()
 
@@ -249,7 +516,8 @@ class RunRecorder:
         self.client.log_text(self.run_id, text, name)
 
     def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
-        """Flush and close the run; FAILED runs carry the reason as a tag."""
+        """Flush and close the run; FAILED and KILLED runs carry the reason as a tag, a FINISHED
+        run none (a resumed run's old reason is removed)."""
         if self.run_id is None:
             return
         try:
@@ -257,4 +525,8 @@ class RunRecorder:
         finally:
             if reason:
                 self.set_tags({REASON_TAG: reason[:5000]})
+            elif status == "FINISHED":
+                tags = self.client.get_run(self.run_id).data.tags
+                if REASON_TAG in tags:
+                    self.client.delete_tag(self.run_id, REASON_TAG)
             self.client.set_terminated(self.run_id, status=status)

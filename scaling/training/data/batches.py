@@ -108,6 +108,11 @@ class TokenDataModule(L.LightningDataModule):
 
     No ``val_dataloader``: the module scores :func:`val_windows` itself at chosen token counts
     (a Lightning val loop here would only warn when the module has no ``validation_step``).
+
+    With ``sequences_per_step`` (sequences per optimizer step, all ranks together), a checkpoint
+    records the position of the data (``sequences_seen``), and a run resumed from it starts
+    there, whatever ``start_sequence`` said: Lightning restores this state before it asks for
+    the training loader.
     """
 
     def __init__(
@@ -118,10 +123,30 @@ class TokenDataModule(L.LightningDataModule):
         n_sequences: int,
         seed: int,
         start_sequence: int = 0,
+        sequences_per_step: int = 0,
     ) -> None:
         super().__init__()
         self.corpus, self.seq_len, self.micro_batch_size = corpus, seq_len, micro_batch_size
         self.n_sequences, self.seed, self.start_sequence = n_sequences, seed, start_sequence
+        self.sequences_per_step = sequences_per_step
+
+    def state_dict(self) -> dict[str, int]:
+        trainer = getattr(self, "trainer", None)
+        if not self.sequences_per_step or trainer is None:
+            return {}
+        return {
+            "sequences_seen": trainer.global_step * self.sequences_per_step,
+            "seed": self.seed,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if "sequences_seen" not in state_dict:
+            return
+        if int(state_dict.get("seed", self.seed)) != self.seed:
+            raise ValueError(
+                f"the checkpoint's data order has seed {state_dict['seed']}, this run {self.seed}"
+            )
+        self.start_sequence = int(state_dict["sequences_seen"])
 
     def train_dataloader(self) -> DataLoader:
         batches = TokenBatches(

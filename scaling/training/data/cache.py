@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from scaling.config import MAX_EVAL_SEQ_LEN, DataConfig
+from scaling.config import MAX_EVAL_SEQ_LEN, DataConfig, DataIdentity
 from scaling.errors import ConfigError, DataError
 from scaling.training.data.files import atomic_write_bytes, atomic_write_text, hash_bytes, hash_json
 from scaling.training.data.markov import entropy_rate, markov_chain, sample_markov
@@ -46,6 +46,24 @@ class Corpus:
     corpus_id: str  # "<label>-<hash12 of the text>", e.g. "stdlib-3.11-0123456789ab"
     tokenizer_id: str  # "byte", "bpe4096-<hash12 of the tokenizer JSON>", "markov64"
     entropy_rate: float | None = None  # nats/token, exact; markov only
+
+    @property
+    def content_id(self) -> str:
+        """The content hash in :attr:`corpus_id` (its last part), without the label: the same
+        text under another file name, folder or source has the same content id."""
+        return self.corpus_id.rsplit("-", 1)[-1]
+
+    def identity(self) -> DataIdentity:
+        """The corpus's part of a run key: content, tokenizer and split, never a path.
+
+        Read from the cache entry's ``meta.json``, found by the source's fingerprint (paths,
+        sizes, mtimes): no text is read or hashed again, so a finished run is skipped cheaply.
+        """
+        return DataIdentity(
+            corpus=self.content_id,
+            tokenizer=self.tokenizer_id,
+            split=f"{VAL_PIECES}x{len(self.val)}",
+        )
 
     def describe(self) -> dict[str, str | int | float]:
         """Params to log with a run."""
