@@ -8,6 +8,8 @@ Subcommands::
     scaling predict --fit DIR/fit.json (--flops C | --params N --tokens D | --target-loss L
                     | --gpu-hours H --peak-flops F --mfu U) [--json]
     scaling report DIR
+    scaling plan --target-flops C [--budget-flops F | --budget-hours H] [--prior FIT.json]
+                 [--name NAME] [--runs RUNS.csv]
 
 User mistakes exit with status 2 and one ``error: ...`` line; nothing is written unless the whole
 command succeeds.
@@ -112,6 +114,7 @@ NUMBER_OPTIONS = {
     "--peak-flops": "peak FLOP/s per accelerator (with --gpu-hours)",
     "--mfu": "model FLOPs utilisation in (0, 1] (with --gpu-hours)",
 }
+PLAN_NUMBER_OPTIONS = ("--target-flops", "--budget-flops", "--budget-hours")
 _NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
@@ -119,7 +122,11 @@ def _attach_negative_numbers(argv: Sequence[str]) -> list[str]:
     """``argv`` with ``--flops -1e20`` (any of :data:`NUMBER_OPTIONS`) as ``--flops=-1e20``."""
     out: list[str] = []
     for arg in argv:
-        if out and out[-1] in NUMBER_OPTIONS and _NEGATIVE_NUMBER.match(arg):
+        if (
+            out
+            and out[-1] in (*NUMBER_OPTIONS, *PLAN_NUMBER_OPTIONS)
+            and _NEGATIVE_NUMBER.match(arg)
+        ):
             out[-1] = f"{out[-1]}={arg}"
         else:
             out.append(arg)
@@ -250,7 +257,161 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path, metavar="DIR", help="directory written by `scaling fit`")
     p.add_argument("--backtest-quantile", type=float, default=BACKTEST_QUANTILE)
     p.set_defaults(handler=cmd_report)
+
+    _add_plan_parser(sub)
     return parser
+
+
+EPILOG_PLAN = """\
+examples:
+  scaling plan --target-flops 1e15 --budget-hours 8               # the default prior and machine
+  scaling plan --target-flops 1e15 --prior analysis/pilot/fit.json --runs results/pilot.csv
+  scaling plan --target-flops 3e13 --shapes free --batch-size 8 --name ladder3e13
+  python -m scaling.sweep -m sweeps=ladder                          # then run what it wrote
+
+design: budgets x--ratio apart up to C*/--extrapolation (the target is a 10x extrapolation),
+as many as the budget affords (at least --min-budgets); at each, --sizes model sizes about
++-span decades around N_opt(C) (from --prior, else Hoffmann et al. 2022 eq. 10) that bracket
+it; the centre size of each budget again with seeds 1..--replicates (the noise estimate). A run
+with fewer than --min-steps optimizer steps or tokens per parameter outside --tpp-range is not
+planned. Shapes follow the model's aspect rule (d_model = 16 n_layer; --shapes free lets d_model
+vary within 2x of it, for nearly continuous sizes). lr and batch are the project's defaults.
+Wall-clock comes from --runs (a collected run table's tokens_per_s against params), else from
+the README's measured throughput on the 2-core CPU (a default).
+
+writes sweeps/NAME.yaml under the working directory (one sweep.point per run) and prints the
+plan; exit status 2 with one line saying what is affordable when no healthy ladder fits.
+"""
+
+
+def _tpp_range(text: str) -> tuple[float, float]:
+    parts = re.split(r"\.\.|,", text)
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO..HI such as 1..1000, got {text!r}") from None
+    return lo, hi
+
+
+def _add_plan_parser(sub: Any) -> None:
+    from scaling.analysis.plan import SHAPE_FAMILIES, PlanOptions
+
+    d = PlanOptions(target_flops=1.0)
+    p = sub.add_parser(
+        "plan",
+        help="design a healthy IsoFLOP ladder for a target compute and write its sweep preset",
+        description="Design an IsoFLOP ladder whose fit can predict the compute-optimal run at "
+        "--target-flops: print every run (size, tokens, steps, batch, lr, FLOPs, estimated "
+        "wall-clock) and the total, and write the sweep preset sweeps/NAME.yaml.",
+        epilog=EPILOG_PLAN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--target-flops", required=True, type=_number, metavar="C", help="the compute to predict"
+    )
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--budget-flops", type=_number, metavar="F", help="the ladder's total FLOPs at most"
+    )
+    budget.add_argument(
+        "--budget-hours",
+        type=_number,
+        metavar="H",
+        help="the ladder's total training hours at most (through the throughput model)",
+    )
+    p.add_argument(
+        "--prior",
+        type=Path,
+        metavar="FIT.json",
+        help="centre the sizes on this fit's N_opt(C) (default: Hoffmann et al. 2022 eq. 10)",
+    )
+    p.add_argument(
+        "--name",
+        default="ladder",
+        help="preset, experiment and run-table name: writes sweeps/NAME.yaml (default: ladder)",
+    )
+    p.add_argument(
+        "--runs",
+        type=Path,
+        metavar="RUNS.csv",
+        help="a collected run table (tokens_per_s, params): fit the throughput for wall-clock",
+    )
+    p.add_argument(
+        "--extrapolation",
+        type=_number,
+        default=d.extrapolation,
+        metavar="K",
+        help="the top budget is C/K (default: %(default)g)",
+    )
+    p.add_argument(
+        "--ratio",
+        type=_number,
+        default=d.ratio,
+        help="between consecutive budgets (default: %(default)g)",
+    )
+    p.add_argument(
+        "--sizes", type=int, default=d.sizes, help="model sizes per budget (default: %(default)s)"
+    )
+    p.add_argument(
+        "--span",
+        type=_number,
+        default=d.span,
+        metavar="DECADES",
+        help="the sizes aim at N_opt x 10^(+-span) (default: %(default)g)",
+    )
+    p.add_argument(
+        "--min-budgets",
+        type=int,
+        default=d.min_budgets,
+        help="fewest budgets a ladder may have (default: %(default)s)",
+    )
+    p.add_argument("--max-budgets", type=int, default=None, help="most budgets (default: no cap)")
+    p.add_argument(
+        "--min-steps",
+        type=int,
+        default=d.min_steps,
+        help="a run needs this many optimizer steps (default: %(default)s)",
+    )
+    p.add_argument(
+        "--tpp-range",
+        type=_tpp_range,
+        default=d.tpp_range,
+        metavar="LO..HI",
+        help="tokens per parameter a run may have (default: 1..1000)",
+    )
+    p.add_argument(
+        "--replicates",
+        type=int,
+        default=d.replicates,
+        help="extra seeds of each budget's centre size (default: %(default)s)",
+    )
+    p.add_argument(
+        "--shapes",
+        choices=SHAPE_FAMILIES,
+        default=d.shapes,
+        help="aspect: d_model = aspect x n_layer (the model's rule); free: d_model any multiple "
+        "of head_dim within 2x of it (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=d.batch_size,
+        help="train.batch_size of every run, sequences per step (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seq-len",
+        type=int,
+        default=d.seq_len,
+        help="model.seq_len of every run (default: %(default)s)",
+    )
+    p.add_argument(
+        "--vocab-size",
+        type=int,
+        default=d.vocab_size,
+        help="the corpus's vocabulary, for parameter counts (default: %(default)s, the byte "
+        "tokenizer; give data.vocab_size for bpe)",
+    )
+    p.set_defaults(handler=cmd_plan)
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,10 +608,67 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """``scaling plan``: design an IsoFLOP ladder, print it, write ``sweeps/NAME.yaml``."""
+    import shlex
+
+    from scaling.analysis.plan import (
+        PlanOptions,
+        Throughput,
+        check_name,
+        default_prior,
+        plan_ladder,
+        plan_table,
+        preset_yaml,
+        prior_from_fit,
+        throughput_from_runs,
+        validate_points,
+    )
+
+    check_name(args.name)
+    options = PlanOptions(
+        target_flops=args.target_flops,
+        budget_flops=args.budget_flops,
+        budget_hours=args.budget_hours,
+        extrapolation=args.extrapolation,
+        ratio=args.ratio,
+        sizes=args.sizes,
+        span=args.span,
+        min_budgets=args.min_budgets,
+        max_budgets=args.max_budgets,
+        min_steps=args.min_steps,
+        tpp_range=args.tpp_range,
+        replicates=args.replicates,
+        shapes=args.shapes,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        vocab_size=args.vocab_size,
+    )
+    options.check()
+    prior = prior_from_fit(args.prior) if args.prior is not None else default_prior()
+    throughput = throughput_from_runs(args.runs) if args.runs is not None else Throughput.default()
+    plan = plan_ladder(options, prior, throughput)
+    validate_points(plan)  # each run as the sweep will build it
+    command = shlex.join(["scaling", *args.argv])
+    text = preset_yaml(plan, args.name, command)
+    out = Path("sweeps") / f"{args.name}.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=out.parent, suffix=".tmp", delete=False) as tmp:
+        tmp.write(text)
+    Path(tmp.name).replace(out)
+    print(plan_table(plan))
+    print(
+        f"wrote {out}; run it with:\n  python -m scaling.sweep -m sweeps={args.name}\n"
+        f"it ends with an IsoFLOP fit (approach 2) in analysis/{args.name}/"
+    )
+    return 0
+
+
 @exit_on_user_error
 def _run(argv: Sequence[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(_attach_negative_numbers(argv))
+    args.argv = list(argv)  # `scaling plan` records its command line in the preset
     return int(args.handler(args) or 0)
 
 

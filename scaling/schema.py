@@ -460,7 +460,16 @@ class SweepConfig:
     fit: bool = True  # ...and fit it into analysis/<experiment>/ (when enough runs finished)
     bootstrap: int = 200  # bootstrap resamples for the end-of-sweep fit (0 = none)
     dry_run: bool = False  # validate the grid and print the plan (params, tokens, FLOPs) only
+    approach: int = 3  # the end-of-sweep fit: 3 (a law of N and D) or 2 (IsoFLOP parabolas)
+    law: str = "chinchilla"  # the law of an approach-3 end-of-sweep fit
+    # one run of a planned ladder (`scaling plan` presets): {n_layer, d_model, flops, seed}
+    point: Any = None
 
     def __post_init__(self) -> None:
         if self.bootstrap < 0:
             raise ConfigError(f"sweep.bootstrap={self.bootstrap} must be 0 (none) or positive")
+        if self.approach not in (2, 3):
+            raise ConfigError(
+                f"sweep.approach={self.approach} must be 2 (IsoFLOP) or 3 (a law of N and D); "
+                "approach 1 needs loss curves: run `scaling collect --curves` and `scaling fit`"
+            )

@@ -17,6 +17,10 @@ How it works:
 * SIGTERM (SLURM preemption or time limit, ``kill``) and Ctrl-C stop the sweep at any moment: the
   run in progress is recorded KILLED (its checkpoint kept), the driver prints the summary so far
   and exits 143 or 130; rerunning the same command finishes the grid.
+* A launcher worker that dies (the OOM killer, a segfault, ``kill -9``: joblib's loky then stops
+  every worker) does not end the sweep with a traceback: the runs it left RUNNING are closed
+  KILLED and named, the grid is launched once more (finished points are skipped, the lost runs
+  resume from their checkpoints), and the sweep exits 1 naming them.
 * :func:`task` is what each job runs: it looks the run's key up in MLflow and skips a FINISHED
   run, resumes from a checkpoint if a previous attempt was killed, and never raises: an exception
   or a diverging loss marks that MLflow run FAILED and the sweep goes on (Hydra's basic launcher
@@ -43,6 +47,11 @@ from scaling.errors import UserError, exit_on_user_error
 
 _ACTIVE: list[SweepCallback] = []  # the driver's callback, for the summary after a signal
 _ENV_TOTAL = "SCALING_SWEEP_TOTAL"
+_ENV_SINCE = "SCALING_SWEEP_SINCE"  # start of the first pass, kept across a relaunch
+WORKER_DIED = (
+    "a launcher worker process died (out of memory, a crash or a signal) while this run was "
+    "in progress; relaunched"
+)
 _ENV_START = "SCALING_SWEEP_START"
 
 
@@ -250,6 +259,7 @@ class SweepCallback(Callback):
         self.points: list[GridPoint] = []
         self.options = SweepConfig()
         self.started_ms = 0
+        self.results_dir = "."
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._guard(self._start, config)
@@ -261,7 +271,9 @@ class SweepCallback(Callback):
         quiet_libraries()
         _ACTIVE[:] = [self]
         self.options = sweep_options(config)
-        self.started_ms = int(time.time() * 1000)
+        _check_law(self.options)
+        self.started_ms = int(os.environ.get(_ENV_SINCE) or time.time() * 1000)
+        self.results_dir = str(config.results_dir)
         jobs = expand_grid(config)
         self.points, errors = validate_grid(config, jobs)
         if errors:
@@ -346,7 +358,7 @@ class SweepCallback(Callback):
             extra = f"; dropped {dropped} older duplicate(s) of a run key" if dropped else ""
             print(f"run table: {table} ({len(df)} finished runs{extra})")
             if self.options.fit:
-                fit_table(table, Path("analysis") / experiment, self.options.bootstrap)
+                fit_table(table, Path("analysis") / experiment, self.options)
 
     @staticmethod
     def _guard(fn: Any, *args: Any) -> None:
@@ -359,6 +371,14 @@ class SweepCallback(Callback):
             if os.environ.get("SCALING_DEBUG"):
                 traceback.print_exc()
             raise SystemExit(1) from None
+
+
+def _check_law(options: SweepConfig) -> None:
+    """An unknown ``sweep.law`` is a bad input: refuse it before anything trains."""
+    from scaling.analysis.laws import LAWS
+
+    if options.law not in LAWS:
+        raise UserError(f"sweep.law={options.law!r} is not a known law; known: {', '.join(LAWS)}")
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -377,6 +397,30 @@ def _terminate(signum: int, frame: Any) -> None:
     raise SIGTERMException
 
 
+def _worker_died(err: BaseException) -> bool:
+    """Whether ``err`` is a parallel launcher reporting a dead worker process (joblib/loky)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    return isinstance(err, BrokenProcessPool) or type(err).__name__ == "TerminatedWorkerError"
+
+
+def close_lost_runs(callback: SweepCallback) -> list[str]:
+    """Close the runs no live process trains any more (a dead worker's, and those of the workers
+    the launcher stopped with it) KILLED; returns their names."""
+    from scaling.training.tracking import end_run, orphans
+
+    lost = []
+    by_store: dict[tuple[str, str], list[GridPoint]] = {}
+    for point in callback.points:
+        by_store.setdefault((point.uri, point.experiment), []).append(point)
+    for (uri, experiment), points in by_store.items():
+        names = {p.key: p.name for p in points}
+        for key, run_id in orphans(uri, experiment, list(names), callback.results_dir):
+            end_run(uri, run_id, "KILLED", WORKER_DIED)
+            lost.append(names[key])
+    return lost
+
+
 def _signal_exit(err: BaseException) -> tuple[str, int] | None:
     """``(signal name, exit status)`` when ``err`` is how a signal ended the sweep."""
     if isinstance(err, KeyboardInterrupt):
@@ -389,7 +433,7 @@ def _signal_exit(err: BaseException) -> tuple[str, int] | None:
     return None
 
 
-def fit_table(table: Path, out: Path, bootstrap: int) -> None:
+def fit_table(table: Path, out: Path, options: SweepConfig) -> None:
     """Fit the run table into ``out`` as ``scaling fit`` would.
 
     A table the law cannot be fitted to (too few runs or budgets) is reported and skipped: the
@@ -399,7 +443,13 @@ def fit_table(table: Path, out: Path, bootstrap: int) -> None:
     from scaling.analysis.results import FitOptions
 
     try:
-        output = fit_to_dir(table, out, options=FitOptions(bootstrap=bootstrap))
+        output = fit_to_dir(
+            table,
+            out,
+            law=options.law,
+            approach=options.approach,
+            options=FitOptions(bootstrap=options.bootstrap),
+        )
     except UserError as err:  # e.g. too few runs for the law: the sweep itself succeeded
         print(f"fit skipped: {err}")
         return
@@ -529,16 +579,59 @@ def main() -> None:
     register_configs()
     sys.argv = [sys.argv[0], *_argv_defaults(sys.argv[1:])]
     app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="sweep")(task)
+    lost: list[str] = []
     try:
-        with hydra_config_errors():
-            app()
+        for attempt in (1, 2):
+            try:
+                with hydra_config_errors():
+                    app()
+                break
+            except Exception as err:
+                if not _worker_died(err) or not _ACTIVE:
+                    raise
+                lost += _relaunch_after_dead_worker(err, attempt)
     except (KeyboardInterrupt, SystemExit) as err:
+        _print_lost(lost)
         stopped = _signal_exit(err)
         if stopped is None:
             raise
         for callback in _ACTIVE:
             callback.summary(interrupted=stopped[0])
         raise SystemExit(stopped[1]) from None
+    if lost:
+        _print_lost(lost)
+        raise SystemExit(1)
+
+
+def _relaunch_after_dead_worker(err: BaseException, attempt: int) -> list[str]:
+    """Close the lost runs and prepare a second pass; after a second death, stop (exit 1)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    callback = _ACTIVE[0]
+    lost = close_lost_runs(callback)
+    print(
+        f"sweep: {type(err).__name__}: {err}".splitlines()[0][:300]
+        + f"; runs lost: {', '.join(lost) or 'none'}",
+        file=sys.stderr,
+        flush=True,
+    )
+    if attempt == 2:
+        callback.summary()
+        _print_lost(lost)
+        raise SystemExit(1)
+    print("sweep: launching the unfinished points once more", file=sys.stderr, flush=True)
+    os.environ[_ENV_SINCE] = str(callback.started_ms)
+    GlobalHydra.instance().clear()
+    return lost
+
+
+def _print_lost(lost: list[str]) -> None:
+    if lost:
+        print(
+            f"sweep: exit status 1: a launcher worker died while training {', '.join(lost)} "
+            "(relaunched once; see the summary for how they ended)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
