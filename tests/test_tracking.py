@@ -172,3 +172,19 @@ def test_collect_keeps_one_finished_run_per_key(compose, text_data) -> None:
     assert table.run_id.iloc[0] == twin.info.run_id and table.loss.iloc[0] == 1.5
     curves = collect_runs(uri, experiment, curves=True)
     assert set(curves.run_id) == {twin.info.run_id}
+
+
+def test_a_deleted_experiment_is_not_silently_restored_with_its_old_runs(tmp_path) -> None:
+    """Deleting an experiment in the MLflow UI to start over must not make the next sweep skip
+    every point because restoring it brought the old FINISHED runs back."""
+    from mlflow import MlflowClient
+
+    from scaling.errors import TrackingError
+    from scaling.training.tracking import ensure_experiment
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp_id = ensure_experiment(uri, "study")
+    MlflowClient(tracking_uri=uri).delete_experiment(exp_id)
+    with pytest.raises(TrackingError, match=r"was deleted in MLflow(.|\n)*mlflow gc"):
+        ensure_experiment(uri, "study")
+    assert MlflowClient(tracking_uri=uri).get_experiment(exp_id).lifecycle_stage == "deleted"

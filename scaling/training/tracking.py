@@ -169,8 +169,14 @@ def ensure_experiment(uri: str, experiment: str) -> str:
     client = mlflow_client(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is not None:
-        if exp.lifecycle_stage == "deleted":
-            client.restore_experiment(exp.experiment_id)
+        if exp.lifecycle_stage == "deleted":  # restoring it would bring back the runs it held
+            raise TrackingError(
+                f"experiment {experiment!r} in {uri} was deleted in MLflow but its runs still "
+                f"exist (id {exp.experiment_id}): to start over, remove it for good (`mlflow gc "
+                f"--backend-store-uri {uri} --experiment-ids {exp.experiment_id}`) or use "
+                "another tracking.experiment; to keep its runs, `mlflow experiments restore "
+                f"--experiment-id {exp.experiment_id}`"
+            )
         return exp.experiment_id
     try:
         return client.create_experiment(experiment, artifact_location=artifact_location(uri))
