@@ -360,8 +360,30 @@ class TrainerConfig:
 
     @property
     def world_size(self) -> int:
-        devices = self.devices if isinstance(self.devices, int) else 1
-        return max(1, devices) * max(1, self.num_nodes)
+        """Training processes (devices per node x nodes) as far as the config says; ``auto`` and
+        ``-1`` count 1 here, and a run checks this against its Trainer before it starts
+        (``training.run.check_world_size``)."""
+        return max(1, device_count(self.devices) or 1) * max(1, self.num_nodes)
+
+
+def device_count(devices: Any) -> int | None:
+    """Devices per node that ``trainer.devices`` asks for: a count, the length of a list of ids
+    (``[0, 1]`` or ``"0,1"``), or None for ``auto`` / ``-1`` (what the machine has)."""
+    if isinstance(devices, bool):
+        return None
+    if isinstance(devices, int):
+        return devices if devices >= 1 else None
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if isinstance(devices, str):
+        text = devices.strip().strip("[]")
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if not parts or not all(p.lstrip("-").isdigit() for p in parts):
+            return None
+        if len(parts) == 1 and "," not in text:
+            return int(parts[0]) if int(parts[0]) >= 1 else None
+        return len(parts)
+    return None
 
 
 def _devices_problem(devices: Any, accelerator: str) -> str | None:

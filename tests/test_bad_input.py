@@ -282,3 +282,22 @@ def test_a_sweep_lists_every_invalid_point_on_one_line_and_trains_nothing(
     results = tmp_path / "results"
     assert not (results / "mlflow.db").exists() and not (results / "checkpoints").exists()
     assert not (results / "hydra" / "multirun").exists()
+
+
+def test_world_size_counts_lists_and_refuses_a_trainer_that_disagrees(compose) -> None:
+    """`trainer.devices=auto` on a 4-GPU node would train 4x the logged tokens with a 4x batch:
+    the run refuses with the count to pass instead, before anything is recorded."""
+    from scaling.config import build_run_config
+    from scaling.errors import ConfigError
+    from scaling.schema import device_count
+    from scaling.training.run import check_world_size
+
+    assert [device_count(d) for d in (2, [0, 1], "0,1", "[0,1,2]", "3", "auto", -1)] == [
+        2, 2, 2, 3, 3, None, None,
+    ]  # fmt: skip
+    cfg = build_run_config(compose("trainer.devices=auto"))
+    assert cfg.trainer.world_size == 1
+    check_world_size(cfg, 1)  # one CPU process: fine
+    with pytest.raises(ConfigError, match=r"gives 4 training processes here, not 1: pass "
+                       r"trainer.devices=4"):  # fmt: skip
+        check_world_size(cfg, 4)

@@ -408,6 +408,7 @@ def train(prep: PreparedRun, resume: bool = True) -> RunResult:
     recording = _record_checkpoints()
     # The trainer knows this process's rank before anything is locked or recorded.
     trainer = make_trainer(cfg, checkpoint_dir(cfg), extra_callbacks=(recording,))
+    check_world_size(cfg, trainer.world_size)
     lease = Lease.acquire(lease_path(cfg), prep.name) if trainer.is_global_zero else None
     try:
         return _train_leased(prep, trainer, recording, lease, resume, started)
@@ -526,6 +527,22 @@ def _train_leased(
     if trainer.is_global_zero:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return result
+
+
+def check_world_size(cfg: RunConfig, trainer_world_size: int) -> None:
+    """The Trainer's count of training processes must be the config's: the global batch is split
+    by it, tokens are counted by it, and it is part of the run key. ``trainer.devices=auto`` or
+    ``-1`` on a multi-GPU node (or a SLURM allocation that disagrees) is refused before anything
+    is recorded, with the count to pass instead."""
+    if trainer_world_size == cfg.trainer.world_size:
+        return
+    nodes = max(1, cfg.trainer.num_nodes)
+    raise ConfigError(
+        f"trainer.devices={cfg.trainer.devices!r} with trainer.num_nodes={nodes} gives "
+        f"{trainer_world_size} training processes here, not {cfg.trainer.world_size}: pass "
+        f"trainer.devices={max(1, trainer_world_size // nodes)} so that the batch split, the "
+        "token count and the run key agree with what trains"
+    )
 
 
 INTERRUPT_EXIT = {"SIGTERM": 143, "SIGINT": 130}
