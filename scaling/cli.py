@@ -10,6 +10,7 @@ Subcommands::
     scaling report DIR
     scaling plan --target-flops C [--budget-flops F | --budget-hours H] [--prior FIT.json]
                  [--name NAME] [--runs RUNS.csv]
+    scaling verify --fit DIR/fit.json --flops C [--bracket] [--json] [key=value ...]
 
 User mistakes exit with status 2 and one ``error: ...`` line; nothing is written unless the whole
 command succeeds.
@@ -262,6 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EPILOG_VERIFY = """\
+examples:
+  scaling verify --fit analysis/ladder/fit.json --flops 3e13
+  scaling verify --fit analysis/ladder/fit.json --flops 3e13 --bracket data=text data.path=corpus/
+  scaling verify --fit analysis/ladder/fit.json --flops 3e13 --json tracking.experiment=ladder-v
+
+exit status: 0 verified (whatever the error: the line says how far off the prediction was),
+2 a bad input, 3 the fit is unhealthy (as `scaling predict`).
+"""
+
 EPILOG_PLAN = """\
 examples:
   scaling plan --target-flops 1e15 --budget-hours 8               # the default prior and machine
@@ -412,6 +423,35 @@ def _add_plan_parser(sub: Any) -> None:
         "tokenizer; give data.vocab_size for bpe)",
     )
     p.set_defaults(handler=cmd_plan)
+
+    p = sub.add_parser(
+        "verify",
+        help="train the run a fit predicts and score the prediction",
+        description="Train the compute-optimal run that a fit predicts at --flops (snapped to the "
+        "nearest valid model shape) and compare: one line 'predicted P [lo, hi], measured M, "
+        "error E%%, inside: yes|no' judged by the prediction interval of a new run. The result is "
+        "recorded on the MLflow run (tags scaling.verify.*) and appended to verifications.csv "
+        "beside fit.json, which `scaling report DIR` shows.",
+        epilog=EPILOG_VERIFY,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--fit", required=True, type=Path, help="fit.json written by `scaling fit`")
+    p.add_argument("--flops", required=True, type=_number, help="the budget to verify, FLOPs")
+    p.add_argument(
+        "--bracket",
+        action="store_true",
+        help="also train the shapes nearest 0.5x and 2x the predicted N at the same compute",
+    )
+    p.add_argument("--json", action="store_true", help="print the verifications as JSON")
+    p.add_argument("--allow-unhealthy", action="store_true", help="verify even an unhealthy fit")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="training config overrides, as for python -m scaling.train: the ladder's data, "
+        "tokenizer, batch and tracking settings (default experiment: verify)",
+    )
+    p.set_defaults(handler=cmd_verify)
 
 
 # --------------------------------------------------------------------------------------------
@@ -601,6 +641,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             stage,
             source=str((result.data or {}).get("path", runs_path)),
             backtest_quantile=args.backtest_quantile,
+            history=args.dir / "verifications.csv",
         )
         for item in sorted(stage.iterdir()):
             item.replace(args.dir / item.name)
@@ -664,6 +705,38 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """``scaling verify``: train the predicted optimum and score the prediction."""
+    from scaling.training.verify import allocation_verdict, verify
+
+    if not (math.isfinite(args.flops) and args.flops > 0):
+        raise UserError(f"--flops must be a positive number, got {args.flops:g}")
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        raise UserError(f"overrides are key=value, got {' '.join(bad)!r}")
+    results = verify(
+        args.fit,
+        args.flops,
+        args.overrides,
+        bracket=args.bracket,
+        allow_unhealthy=args.allow_unhealthy,
+    )
+    if args.json:
+        print(json.dumps([v.to_json() for v in results]))
+        return 0
+    for v in results:
+        label = f"{v.role} ({v.params:,} params, {v.tokens:,} tokens)"
+        print(f"{label}: {v.line()}")
+    from scaling.analysis.results import load_fit
+
+    noise = load_fit(args.fit).noise or {}
+    verdict = allocation_verdict(results, noise.get("sigma_log"))
+    if verdict:
+        print(verdict)
+    return 0
+
+
+@exit_on_user_error
 @exit_on_user_error
 def _run(argv: Sequence[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv

@@ -71,6 +71,7 @@ def fit_to_dir(
                 source=str(table),
                 backtest_quantile=backtest_quantile,
                 backtest_result=bt,
+                history=out / "verifications.csv",
             )
         out.mkdir(parents=True, exist_ok=True)
         written = []

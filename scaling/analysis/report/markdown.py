@@ -68,11 +68,13 @@ def write_report(
     source: str = "runs.csv",
     backtest_quantile: float = BACKTEST_QUANTILE,
     backtest_result: dict | None = None,
+    history: Path | None = None,
 ) -> Path:
     """Render ``report.md`` and its plots into ``out_dir``; returns the report path.
 
     ``backtest_result`` is :func:`~scaling.analysis.report.stats.backtest`'s answer when the
-    caller already computed it (the health verdict needs it too).
+    caller already computed it (the health verdict needs it too). ``history`` is the fit
+    directory's ``verifications.csv`` (``scaling verify``), shown as a table when it exists.
     """
     out_dir = Path(out_dir)
     p = Predictor(result)
@@ -89,6 +91,7 @@ def write_report(
     parts += _comparison_section(final, result)
     parts += _backtest_section(runs, result, backtest_quantile, backtest_result)
     parts += _shift_section(final, result)
+    parts += _verification_section(history)
     parts.append(_warnings_section(result))
     parts.append(
         "## Plots\n\n" + "\n\n".join(f"![{cap}]({name})\n\n*{cap}*" for name, cap in plots) + "\n"
@@ -225,6 +228,39 @@ def _law_section(result: FitResult) -> str:
         pr = ", ".join(f"{k} = {fmt_g(v)}" for k, v in fr["params"].items())
         text += f" Loss frontier `{fr['equation']}`: {pr}."
     return text + f" Intervals: {_boot_note(result)}.\n"
+
+
+def _verification_section(history: Path | None) -> list[str]:
+    """Every `scaling verify` of this fit directory: prediction against measurement."""
+    if history is None or not Path(history).exists():
+        return []
+    rows = pd.read_csv(history)
+    if rows.empty:
+        return []
+    inside = rows["inside"].astype(str).str.lower() == "true"
+    table = [
+        [
+            str(r["time"]),
+            _sci(r["flops"]),
+            str(r["role"]),
+            _sci(r["params"]),
+            fmt_g(r["predicted"]),
+            _ci((r["pi_lo"], r["pi_hi"]) if pd.notna(r["pi_lo"]) else None),
+            fmt_g(r["measured"]),
+            f"{r['error_pct']:+.2f}%",
+            "yes" if ok else "no",
+        ]
+        for (_, r), ok in zip(rows.iterrows(), inside, strict=True)
+    ]
+    header = ["when", "C", "run", "N", "predicted", "PI", "measured", "error", "inside PI"]
+    summary = (
+        f"{len(rows)} verification(s): mean |error| {rows['error_pct'].abs().mean():.2f}%, "
+        f"{int(inside.sum())} of {len(rows)} inside the prediction interval."
+    )
+    return [
+        "## Verifications\n\nRuns trained at the budget a fit predicted (`scaling verify`), "
+        f"snapped to the nearest valid shape. {summary}\n\n" + _table(header, table) + "\n"
+    ]
 
 
 def _health_section(result: FitResult) -> str:

@@ -1,0 +1,86 @@
+"""`scaling verify`: the closed loop from a fit's prediction to a trained run."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from synthetic_runs import grid_runs
+
+from scaling.cli import main
+from scaling.training.verify import Verification, allocation_verdict, nearest_shape
+from tests.conftest import SMALL_TEXT_DIR, TINY
+
+
+def _v(role: str, measured: float, params: int = 1000) -> Verification:
+    return Verification(
+        role=role, flops=1e9, n_layer=1, d_model=16, params=params, tokens=1000,
+        predicted=2.0, loss_ci=(1.98, 2.02), loss_pi=(1.9, 2.1), level=0.9,
+        measured=measured, run_id=None, run_name="r",
+    )  # fmt: skip
+
+
+def test_the_verdict_line_scores_the_prediction_against_its_prediction_interval() -> None:
+    assert _v("optimum", 2.05).line() == (
+        "predicted 2 [1.9, 2.1], measured 2.05, error +2.50%, inside: yes"
+    )
+    assert _v("optimum", 2.2).inside is False and _v("optimum", 2.2).error_pct == pytest.approx(10)
+
+
+def test_the_allocation_verdict_compares_the_optimum_with_its_neighbours_beyond_noise() -> None:
+    close = [_v("optimum", 2.00), _v("0.5x", 1.995, 500), _v("2x", 2.03, 2000)]
+    assert "no worse than its neighbours" in allocation_verdict(close, sigma_log=0.01)
+    beaten = [_v("optimum", 2.10), _v("0.5x", 2.0, 500), _v("2x", 2.2, 2000)]
+    assert "beat the predicted optimum" in allocation_verdict(beaten, sigma_log=0.01)
+
+
+def test_the_snapped_shape_is_the_valid_model_nearest_the_predicted_size() -> None:
+    from scaling.counting import count_params
+
+    for target in (9e3, 4e4, 2.5e5):
+        shape = nearest_shape(target, seq_len=128, vocab_size=256)
+        assert shape.params == count_params(shape.model).total
+        others = [nearest_shape(target * f, 128, 256).params for f in (0.5, 2.0)]
+        assert all(abs(shape.params / target - 1) <= abs(p / target - 1) + 1 for p in others)
+
+
+@pytest.mark.slow
+def test_verify_trains_the_predicted_optimum_and_its_neighbours_and_records_them(
+    tmp_path, capsys
+) -> None:
+    runs = grid_runs(n=60, noise=0.003, seed=4, n_range=(3e3, 1e5), tpp_range=(2, 200))
+    table = tmp_path / "ladder.csv"
+    runs.to_csv(table, index=False)
+    fit_dir = tmp_path / "analysis"
+    assert main(["fit", str(table), "--out", str(fit_dir), "--bootstrap", "40"]) == 0
+    capsys.readouterr()
+    overrides = [
+        *TINY, "data=text", f"data.path={SMALL_TEXT_DIR}", f"results_dir={tmp_path / 'results'}",
+        f"tracking.uri=sqlite:///{tmp_path / 'results' / 'mlflow.db'}",
+    ]  # fmt: skip
+    argv = ["verify", "--fit", str(fit_dir / "fit.json"), "--flops", "2.4e9", "--bracket"]
+    assert main([*argv, *overrides]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "predicted" in line and "measured" in line]
+    assert len(lines) >= 2 and all("inside: " in line and "error " in line for line in lines)
+    assert "allocation:" in out
+
+    history = pd.read_csv(fit_dir / "verifications.csv")
+    assert len(history) == len(lines) and "optimum" in set(history.role)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("verify")
+    found = client.search_runs([exp.experiment_id])
+    assert {r.data.tags["scaling.verify.role"] for r in found} == set(history.role)
+    assert all(float(r.data.tags["scaling.verify.predicted"]) > 0 for r in found)
+
+    # the same command again trains nothing new and reads the recorded result
+    assert main([*argv[:-1], "--json", *overrides]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc[0]["role"] == "optimum" and doc[0]["measured"] == pytest.approx(
+        float(history[history.role == "optimum"].measured.iloc[0])
+    )
+    assert main(["report", str(fit_dir)]) == 0
+    assert "## Verifications" in (fit_dir / "report.md").read_text()
