@@ -31,6 +31,9 @@ from scaling.errors import UserError
 Array = np.ndarray
 
 TOKENS_PER_PARAM_RANGE = (1.0, 1000.0)  # outside this the allocation is flagged as extreme
+# Laws that are Chinchilla's on fresh data (one epoch): the data-constrained law of Muennighoff
+# et al. 2023 only differs for repeated tokens, and an allocation plans fresh data.
+FRESH_DATA_CHINCHILLA = ("chinchilla", "data_constrained")
 
 
 def chinchilla_exponents(params: Mapping[str, Any]) -> tuple[Any, Any, Any]:
@@ -57,7 +60,7 @@ def kaplan_exponents(params: Mapping[str, Any]) -> tuple[Any, Any]:
 
 def allocation_constants(law_name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """Closed-form allocation of a law: ``a``, ``b`` (and ``G`` for Chinchilla); ``{}`` if none."""
-    if law_name == "chinchilla":
+    if law_name in FRESH_DATA_CHINCHILLA:
         a, b, G = chinchilla_exponents(params)
         return {"a": a, "b": b, "G": G}
     if law_name == "kaplan":
@@ -114,7 +117,7 @@ def optimal_allocation(
     law_name: str, params: Mapping[str, Any], C: Array | float
 ) -> tuple[Array, Array]:
     """``(N_opt, D_opt)`` for a law of (N, D) with natural-scale ``params`` (floats or arrays)."""
-    if law_name == "chinchilla":
+    if law_name in FRESH_DATA_CHINCHILLA:
         return chinchilla_optimal(params, C)
     if law_name == "kaplan":
         return kaplan_optimal(params, C)

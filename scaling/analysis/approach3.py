@@ -38,7 +38,13 @@ from scaling.analysis.allocation import (
     optimal_allocation,
 )
 from scaling.analysis.bootstrap import BOOTSTRAP_CHUNK, resample_weights, run_chunks
-from scaling.analysis.columns import columns, conventions, ranges
+from scaling.analysis.columns import (
+    columns,
+    conventions,
+    optional_inputs,
+    ranges,
+    require_repeats,
+)
 from scaling.analysis.laws import Law, get_law
 from scaling.analysis.noise import replicate_groups
 from scaling.analysis.optimize import batched_lbfgs, make_objective, minimise_law
@@ -67,9 +73,10 @@ def fit_law(
     options = options or FitOptions()
     lw = get_law(law)
     used = _law_conventions(lw, runs)  # refuses a table that mixes FLOPs conventions
+    require_repeats(lw, runs)  # a law of repeated data needs runs with epochs > 1
     N, D, C, loss = _law_columns(lw, runs)
     _check_points(lw, N, D, C, len(loss))
-    X, log_loss, idx = _law_inputs(lw, N, D, C, loss)
+    X, log_loss, idx = _law_inputs(lw, N, D, C, loss, optional_inputs(lw, runs))
     if len(idx) < lw.n_params:
         raise DataError(
             f"only {len(idx)} run(s) lie on the {_FRONTIER[lw.inputs]}; law {lw.name!r} "
@@ -190,10 +197,15 @@ def _check_points(law: Law, N: Array, D: Array, C: Array, n: int) -> None:
             )
 
 
-def _law_inputs(law: Law, N: Array, D: Array, C: Array, loss: Array) -> tuple[Array, Array, Array]:
-    """(X, log_loss, indices) the law is fitted on (:func:`fitted_rows`)."""
+def _law_inputs(
+    law: Law, N: Array, D: Array, C: Array, loss: Array, extra: Mapping[str, Array | None]
+) -> tuple[Array, Array, Array]:
+    """(X, log_loss, indices) the law is fitted on (:func:`fitted_rows`); ``extra``: the law's
+    optional inputs, one value per run (:func:`scaling.analysis.columns.optional_inputs`)."""
     idx = fitted_rows(law, N, D, C, loss)
-    X = law.design(N=N[idx], D=D[idx], C=C[idx])
+    X = law.design(
+        N=N[idx], D=D[idx], C=C[idx], **{k: None if v is None else v[idx] for k, v in extra.items()}
+    )
     return X, np.log(loss[idx]), idx
 
 
@@ -221,7 +233,7 @@ def _law_warnings(
             + ", ".join(conv.on_bounds)
             + " (the law may be degenerate for this data, e.g. no visible curvature)"
         )
-    if law.name == "chinchilla":
+    if law.name in ("chinchilla", "data_constrained"):
         terms = {
             "A/N^alpha": params["A"] * N ** -params["alpha"],
             "B/D^beta": params["B"] * D ** -params["beta"],
@@ -371,7 +383,7 @@ def refit_subsets(
             out.append((dict(r.params), float(r.objective or 0.0)))
         return out
     N, D, _, loss = columns(runs)
-    X = lw.design(N=N, D=D)
+    X = lw.design(N=N, D=D, **optional_inputs(lw, runs))
     log_loss = np.log(loss)
     usable = [
         int(m.sum()) >= lw.n_params and np.unique(N[m]).size > 1 and np.unique(D[m]).size > 1

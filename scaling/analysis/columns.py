@@ -11,6 +11,7 @@ import pandas as pd
 from scaling.analysis.laws import Law
 from scaling.analysis.table import table_conventions
 from scaling.counting import compute_from
+from scaling.errors import DataError
 
 Array = np.ndarray
 
@@ -45,8 +46,40 @@ def ranges(N: Array, D: Array, C: Array, loss: Array) -> dict[str, tuple[float, 
     }
 
 
+def epochs(runs: pd.DataFrame) -> Array | None:
+    """The ``epochs`` column (tokens / unique training tokens) as floats, NaN where unknown;
+    ``None`` when the table has no such column."""
+    if "epochs" not in runs:
+        return None
+    return pd.to_numeric(runs["epochs"], errors="coerce").to_numpy(dtype=float)
+
+
+def optional_inputs(law: Law, runs: pd.DataFrame) -> dict[str, Array | None]:
+    """The optional inputs ``law`` reads from ``runs`` (``{"epochs": ...}`` or ``{}``), as
+    keyword arguments of :meth:`Law.design` and :meth:`Law.predict`."""
+    return {"epochs": epochs(runs)} if "epochs" in law.optional_inputs else {}
+
+
+def require_repeats(law: Law, runs: pd.DataFrame) -> None:
+    """Refuse, in one line, a table a law of repeated data cannot be fitted to: no ``epochs``
+    column, or no run with ``epochs`` > 1."""
+    if "epochs" not in law.optional_inputs:
+        return
+    ep = epochs(runs)
+    if ep is None:
+        raise DataError(
+            f"the {law.name} law needs the `epochs` column (tokens / unique training tokens, "
+            "written by `scaling collect`) and this table has none; fit chinchilla"
+        )
+    if not np.any(ep > 1):
+        raise DataError(
+            f"the {law.name} law needs repeated data: no run has epochs > 1; fit chinchilla"
+        )
+
+
 def predict_table(law: Law, params: Mapping[str, float], runs: pd.DataFrame) -> Array:
-    """The loss ``law`` with ``params`` predicts for each run of ``runs``."""
+    """The loss ``law`` with ``params`` predicts for each run of ``runs`` (with their ``epochs``
+    where the law reads them)."""
     N, D, C, _ = columns(runs)
     given = {"N": N, "D": D, "C": C}
-    return law.predict(params, **{k: given[k] for k in law.inputs})
+    return law.predict(params, **{k: given[k] for k in law.inputs}, **optional_inputs(law, runs))

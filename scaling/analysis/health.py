@@ -125,7 +125,7 @@ def _intervals(result: FitResult) -> list[str]:
 
 
 def _negligible_terms(result: FitResult, N: np.ndarray, D: np.ndarray) -> list[str]:
-    if result.approach != 3 or result.law != "chinchilla":
+    if result.approach != 3 or result.law not in ("chinchilla", "data_constrained"):
         return []
     p = result.params
     terms = {

@@ -19,12 +19,23 @@ kaplan_d   ``L(D) = (D_c/D)^alpha_D``   (Kaplan et al. 2020, eq. 1.2)           
 kaplan_c   ``L(C) = (C_c/C)^alpha_C``   (Kaplan et al. 2020, eq. 1.3, frontier)  C
 ========== ==================================================================== ============
 
+``data_constrained``: ``L(N, D, U_D) = E + A / N^alpha + B / D'^beta`` with the effective data
+``D' = U_D + U_D R*_D (1 - exp(-R_D / R*_D))`` (Muennighoff et al. 2023, eq. 5, its data term;
+its parameter term is left as N' = N), inputs N, D and the optional ``epochs``.
+
 Each Kaplan form also exists with an irreducible term, ``<name>_e``: ``L = E + (Kaplan form)``
 (the "irreducible loss" of Henighan et al. 2020 / Hoffmann et al. 2022).
+
+**Optional inputs.**  A law may read columns beyond N, D, C that have a neutral value
+(:attr:`Law.optional_inputs`): ``data_constrained`` reads ``epochs`` (tokens / unique training
+tokens, so ``U_D = D / epochs`` and ``R_D = epochs - 1``) as a third design row ``log
+max(epochs, 1)``.  Without it (a prediction for a new run, an allocation) the row is 0: one epoch,
+no repetition, where the law *is* Chinchilla's.  It stays a law of (N, D) everywhere else.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -61,6 +72,8 @@ class Law:
     citation: str = ""
     frontier: bool = False  # fitted to the compute-efficient frontier, not to every run
     vjp_model: VjpModel | None = field(default=None, compare=False)
+    # Inputs read when given, else neutral (``epochs``: 1); each adds one design row after inputs.
+    optional_inputs: tuple[str, ...] = ()
 
     def log_model_vjp(self, theta: Array, X: Array) -> tuple[Array, Callable[[Array], Array]]:
         """``log L`` and its vector-Jacobian product (fast path for the objective's gradient)."""
@@ -111,9 +124,14 @@ class Law:
         return np.stack([m.ravel() for m in mesh], axis=1)
 
     def design(
-        self, N: Array | None = None, D: Array | None = None, C: Array | None = None
+        self,
+        N: Array | None = None,
+        D: Array | None = None,
+        C: Array | None = None,
+        epochs: Array | None = None,
     ) -> Array:
-        """Stack the log inputs this law needs into X of shape (len(inputs), n)."""
+        """Stack the log inputs this law needs into X of shape (len(inputs), n), then one row per
+        optional input (``log max(epochs, 1)``; 0 where ``epochs`` is None or not finite)."""
         given = {"N": N, "D": D, "C": C}
         rows = []
         for key in self.inputs:
@@ -121,6 +139,8 @@ class Law:
             if value is None:
                 raise ValueError(f"law {self.name!r} needs input {key}")
             rows.append(np.log(np.atleast_1d(np.asarray(value, dtype=float))))
+        if "epochs" in self.optional_inputs:
+            rows.append(log_epochs(epochs, rows[0].shape))
         return np.stack(rows)
 
     def predict(
@@ -129,18 +149,42 @@ class Law:
         N: Array | float | None = None,
         D: Array | float | None = None,
         C: Array | float | None = None,
+        epochs: Array | float | None = None,
     ) -> Array:
-        """Loss predicted by the law (natural units, nats/token)."""
+        """Loss predicted by the law (natural units, nats/token); ``epochs`` is read only by laws
+        that list it in :attr:`optional_inputs` (absent: one epoch)."""
         theta = self.from_params(params)[None, :]
         arrays = {
             k: None if v is None else np.atleast_1d(v) for k, v in {"N": N, "D": D, "C": C}.items()
         }
-        shape = np.broadcast_shapes(*[np.shape(arrays[k]) for k in self.inputs])
-        X = self.design(**{k: np.broadcast_to(arrays[k], shape).ravel() for k in self.inputs})
+        uses_epochs = "epochs" in self.optional_inputs and epochs is not None
+        shapes = [np.shape(arrays[k]) for k in self.inputs]
+        if uses_epochs:
+            shapes.append(np.shape(np.atleast_1d(epochs)))
+        shape = np.broadcast_shapes(*shapes)
+        X = self.design(
+            **{k: np.broadcast_to(arrays[k], shape).ravel() for k in self.inputs},
+            epochs=(
+                np.broadcast_to(np.atleast_1d(np.asarray(epochs, dtype=float)), shape).ravel()
+                if uses_epochs
+                else None
+            ),
+        )
         log_loss, _ = self.log_model(theta, X)
         out = np.exp(log_loss[0]).reshape(shape)
-        scalar = all(np.ndim(v) == 0 for v in (N, D, C) if v is not None)
+        given = (N, D, C, epochs if uses_epochs else None)
+        scalar = all(np.ndim(v) == 0 for v in given if v is not None)
         return out[0] if scalar else out
+
+
+def log_epochs(epochs: Array | float | None, shape: tuple[int, ...]) -> Array:
+    """The design row of ``epochs``: ``log max(epochs, 1)``, 0 where absent or not finite (a run
+    that saw each token at most once has no repetition)."""
+    if epochs is None:
+        return np.zeros(shape)
+    e = np.broadcast_to(np.atleast_1d(np.asarray(epochs, dtype=float)), shape)
+    e = np.where(np.isfinite(e), e, 1.0)
+    return np.log(np.maximum(e, 1.0))
 
 
 def _softmax_terms(terms: list[Array]) -> tuple[Array, list[Array]]:
@@ -194,6 +238,70 @@ def _chinchilla_vjp(theta: Array, X: Array) -> tuple[Array, Callable[[Array], Ar
         g[:, 2] = w.sum(axis=1) * E
         g[:, 3] = -(w1 @ x)
         g[:, 4] = -(w2 @ y)
+        return g
+
+    return f, vjp
+
+
+def _effective_log_data(y: Array, X: Array, r: Array) -> tuple[Array, Array]:
+    """``log D'`` of Muennighoff et al. 2023 (eq. 5, data term) and its derivative in ``r``.
+
+    ``D' = U_D (1 + R*_D (1 - exp(-R_D / R*_D)))`` with ``U_D = D / epochs``, ``R_D = epochs - 1``
+    and ``R*_D = exp(r)``; ``y = log D`` (n,), the epochs row ``z = log max(epochs, 1)`` is
+    ``X[2]`` (absent: 0, where ``D' = D``), ``r`` is (S, 1).  Returns two (S, n) arrays.
+    """
+    if X.shape[0] < 3 or not np.any(X[2]):
+        shape = (r.shape[0], y.shape[0])
+        return np.broadcast_to(y, shape).copy(), np.zeros(shape)
+    z = X[2]
+    rs = np.exp(r)  # R*_D, (S, 1)
+    u = np.expm1(z)[None, :] / rs  # R_D / R*_D
+    gain = -np.expm1(-u)  # 1 - exp(-u)
+    g = 1.0 + rs * gain  # D' / U_D
+    log_dp = (y - z)[None, :] + np.log(g)
+    # d g / d r = R*_D d g / d R*_D = R*_D (1 - exp(-u) (1 + u))
+    dlog_dp = rs * (gain - u * np.exp(-u)) / g
+    return log_dp, dlog_dp
+
+
+def _data_constrained(theta: Array, X: Array) -> tuple[Array, Array]:
+    """``log L = LSE(a - alpha log N, b - beta log D', e)`` with ``theta = (a, b, e, alpha, beta,
+    log R*_D)``: :func:`_chinchilla` with the effective data of :func:`_effective_log_data`."""
+    a, b, e, alpha, beta, r = (theta[:, i : i + 1] for i in range(6))
+    x = X[0][None, :]
+    log_dp, dlog_dp = _effective_log_data(X[1], X, r)
+    lse, (w1, w2, w3) = _softmax_terms([a - alpha * x, b - beta * log_dp, e + 0.0 * x])
+    jac = np.stack([w1, w2, w3, -w1 * x, -w2 * log_dp, -w2 * beta * dlog_dp], axis=-1)
+    return lse, jac
+
+
+def _data_constrained_vjp(theta: Array, X: Array) -> tuple[Array, Callable[[Array], Array]]:
+    """:func:`_data_constrained` in natural space, as :func:`_chinchilla_vjp` (``D' >= U_D >= 1``
+    token keeps every term inside the bounds finite)."""
+    a, b, e, alpha, beta, r = theta.T
+    x = X[0]
+    log_dp, dlog_dp = _effective_log_data(X[1], X, r[:, None])
+    t1 = np.multiply.outer(-alpha, x)
+    t1 += a[:, None]
+    np.exp(t1, out=t1)
+    t2 = -beta[:, None] * log_dp
+    t2 += b[:, None]
+    np.exp(t2, out=t2)
+    E = np.exp(e)
+    total = t1 + t2
+    total += E[:, None]
+    f = np.log(total)
+
+    def vjp(v: Array) -> Array:
+        w = v / total
+        g = np.empty((theta.shape[0], 6))
+        w1, w2 = w * t1, w * t2
+        g[:, 0] = w1.sum(axis=1)
+        g[:, 1] = w2.sum(axis=1)
+        g[:, 2] = w.sum(axis=1) * E
+        g[:, 3] = -(w1 @ x)
+        g[:, 4] = -np.einsum("sn,sn->s", w2, log_dp)
+        g[:, 5] = -beta * np.einsum("sn,sn->s", w2, dlog_dp)
         return g
 
     return f, vjp
@@ -306,12 +414,35 @@ CHINCHILLA = Law(
 )
 
 
+# Muennighoff et al. 2023 fitted R*_D = 15.4: starts either side of it; the Chinchilla axes
+# thinned (3 values of E, alpha, beta) so that the grid stays near Chinchilla's 4,500 starts.
+_R_GRID = (1.0, 3.0, 5.0)  # log R*_D: R*_D ~ 2.7, 20, 150
+DATA_CONSTRAINED = Law(
+    name="data_constrained",
+    equation="L(N, D, U_D) = E + A/N^alpha + B/D'^beta, "
+    "D' = U_D + U_D R_D_star (1 - exp(-R_D/R_D_star)), U_D = D/epochs, R_D = epochs - 1",
+    inputs=("N", "D"),
+    optional_inputs=("epochs",),
+    param_names=("A", "B", "E", "alpha", "beta", "R_D_star"),
+    theta_names=("a", "b", "e", "alpha", "beta", "log_R_D_star"),
+    log_theta=(True, True, True, False, False, True),
+    log_model=_data_constrained,
+    vjp_model=_data_constrained_vjp,
+    lower=(-20.0, -20.0, _E_BOUNDS[0], 0.0, 0.0, math.log(1e-2)),
+    upper=(80.0, 80.0, _E_BOUNDS[1], 5.0, 5.0, math.log(1e4)),
+    grid=(_LOG_GRID, _LOG_GRID, (-1.0, 0.0, 1.0), (0.25, 0.75, 1.5), (0.25, 0.75, 1.5), _R_GRID),
+    irreducible=True,
+    citation="Muennighoff et al. 2023, eq. 5 (data term; N' = N); fitted as Chinchilla",
+)
+
+
 def _build_registry() -> dict[str, Law]:
     laws = [CHINCHILLA, _kaplan_joint_law(False), _kaplan_joint_law(True)]
     for irreducible in (False, True):
         laws.append(_kaplan_single("kaplan_n", "N", "eq. 1.1", irreducible))
         laws.append(_kaplan_single("kaplan_d", "D", "eq. 1.2", irreducible))
         laws.append(_kaplan_single("kaplan_c", "C", "eq. 1.3", irreducible))
+    laws.append(DATA_CONSTRAINED)
     return {law.name: law for law in laws}
 
 

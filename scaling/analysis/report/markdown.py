@@ -30,15 +30,17 @@ from scaling.analysis.report.plots import (
     style,
 )
 from scaling.analysis.report.stats import (
-    COMPARE_LAWS,
     CV_FOLDS,
+    REPEAT_LAW,
     backtest,
     budget_grid,
     budgets,
     cold_starts_note,
+    compare_laws,
     exponent_shift,
     final_rows,
     law_comparison,
+    repeats,
     select_law,
 )
 from scaling.analysis.results import FitResult
@@ -167,7 +169,7 @@ def _data_section(runs: pd.DataFrame, final: pd.DataFrame, result: FitResult) ->
     ]
     if conv.get("planned"):
         rows.insert(5, ["budgets planned under", f"`{conv['planned']}` (`flops_convention`)"])
-    out = ["## Data\n\n" + _table(["", "value"], rows) + "\n"]
+    out = ["## Data\n\n" + _table(["", "value"], rows) + "\n" + _repeat_warning(final, result)]
     if result.isoflop:
         brows = [
             [
@@ -188,6 +190,21 @@ def _data_section(runs: pd.DataFrame, final: pd.DataFrame, result: FitResult) ->
             + "\n"
         )
     return out
+
+
+def _repeat_warning(final: pd.DataFrame, result: FitResult) -> str:
+    """A warning line when runs of different epochs (some > 1) are pooled by a law without a
+    repetition term (every law but ``data_constrained``, and approaches 1 and 2)."""
+    most = repeats(final)
+    if most is None or (result.approach == 3 and "epochs" in get_law(result.law).optional_inputs):
+        return ""
+    ep = pd.to_numeric(final["epochs"], errors="coerce").clip(lower=1.0).dropna()
+    if ep.nunique() < 2:
+        return ""
+    return (
+        f"\n**Warning:** runs repeat their data up to {fmt_g(most, 3)} epochs and the law has no "
+        f"repetition term: fit --law {REPEAT_LAW}.\n"
+    )
 
 
 def _boot_note(result: FitResult) -> str:
@@ -393,7 +410,7 @@ def _comparison_section(final: pd.DataFrame, result: FitResult) -> list[str]:
         f"## Law comparison (held-out error)\n\nBudgets are {first['grouped_by']} "
         f"({first['budgets']} budgets). {top}**{CV_FOLDS}-fold cross-validation** over runs "
         "(interpolation): each fold is held out in turn. Every refit starts cold from a thinned "
-        f"grid of the law's own starts ({cold_starts_note(result, COMPARE_LAWS)} starts), "
+        f"grid of the law's own starts ({cold_starts_note(result, compare_laws(final))} starts), "
         "never from the fit to all runs, which saw the held-out points.\n\n"
         + _table(header, crow)
         + "\n"
@@ -407,11 +424,6 @@ def _comparison_section(final: pd.DataFrame, result: FitResult) -> list[str]:
         )
     else:
         text += "\nNo law selected: no leave-top-budgets-out error could be computed.\n"
-    if "epochs" in final and (pd.to_numeric(final["epochs"], errors="coerce") > 1).any():
-        text += (
-            "\nSome runs repeat their data (`epochs` > 1), but no data-constrained law is "
-            "registered yet; none was compared.\n"
-        )
     return [text]
 
 

@@ -13,7 +13,8 @@ Nothing here lets a held-out run leak into the fit that predicts it:
 
 Functions:
 
-* :func:`law_comparison`: per law of (N, D), the leave-top-budgets-out error (fit all but the
+* :func:`law_comparison`: per law of (N, D) (:func:`compare_laws`: ``data_constrained`` too when
+  some run repeats its data), the leave-top-budgets-out error (fit all but the
   ``k`` largest budgets, predict their runs; ``k`` = 1 and 2 where enough budgets remain) and the
   k-fold (over runs) cross-validated error; :func:`select_law` names the law with the least
   leave-top-out error, the one aimed at extrapolation.
@@ -33,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis.approach3 import fitted_rows, refit_subsets, thinned_starts
-from scaling.analysis.columns import columns, predict_table
+from scaling.analysis.columns import columns, epochs, predict_table
 from scaling.analysis.fit import fit
 from scaling.analysis.isoflop import PLANNED, budget_labels
 from scaling.analysis.laws import get_law
@@ -46,6 +47,7 @@ from scaling.errors import UserError
 Array = np.ndarray
 
 COMPARE_LAWS = ("chinchilla", "kaplan", "kaplan_e")
+REPEAT_LAW = "data_constrained"  # compared as well when some run has epochs > 1
 CV_FOLDS = 5
 LEAVE_TOP = (1, 2)  # leave the k largest budgets out
 _ROUNDING = 1 + 1e-9  # a budget's C (a geometric mean) may exceed the threshold by rounding only
@@ -81,6 +83,21 @@ def cold_starts_note(result: FitResult, laws: tuple[str, ...]) -> str:
     return ", ".join(f"{len(thinned_starts(get_law(n)))} for `{n}`" for n in dict.fromkeys(laws))
 
 
+def repeats(runs: pd.DataFrame) -> float | None:
+    """The most epochs any run trained when some run repeats its data (``epochs`` > 1), else
+    ``None``."""
+    ep = epochs(runs)
+    if ep is None or not np.any(ep > 1):
+        return None
+    return float(np.nanmax(ep))
+
+
+def compare_laws(runs: pd.DataFrame) -> tuple[str, ...]:
+    """The laws :func:`law_comparison` refits: :data:`COMPARE_LAWS`, and :data:`REPEAT_LAW` when
+    some run of ``runs`` repeats its data."""
+    return COMPARE_LAWS + ((REPEAT_LAW,) if repeats(runs) is not None else ())
+
+
 def _rel(pred: Array, loss: Array) -> Array:
     return pred / loss - 1
 
@@ -102,7 +119,8 @@ def law_comparison(runs: pd.DataFrame, result: FitResult, folds: int = CV_FOLDS)
     fold_of[order] = np.arange(n) % folds
     labels, budget_c, how = budgets(runs, result.options.isoflop_tolerance)
     largest = np.argsort(budget_c)[::-1]
-    most_params = max(get_law(name).n_params for name in COMPARE_LAWS)
+    laws = compare_laws(runs)
+    most_params = max(get_law(name).n_params for name in laws)
     tops: list[tuple[int, Array]] = []
     for k in LEAVE_TOP:
         held = np.isin(labels, largest[:k])
@@ -116,7 +134,7 @@ def law_comparison(runs: pd.DataFrame, result: FitResult, folds: int = CV_FOLDS)
     )
     loss = runs["loss"].to_numpy(dtype=float)
     rows = []
-    for name in COMPARE_LAWS:
+    for name in laws:
         law = get_law(name)
         fits = refit_subsets(runs, name, masks, result.options)
         if fits[0] is None:
