@@ -1,8 +1,9 @@
 """Run every benchmark script in benchmarks/ and print their outputs (what `make bench` runs).
 
-    .venv/bin/python benchmarks/run_all.py                  # all of them, ~20 minutes on 2 cores
+    .venv/bin/python benchmarks/run_all.py                  # all of them, ~24 minutes on 2 cores
     .venv/bin/python benchmarks/run_all.py --quick          # --quick to the scripts that take it
     .venv/bin/python benchmarks/run_all.py --only train sweep
+    .venv/bin/python benchmarks/run_all.py --only chaos     # the chaos benchmark (issue 8)
 
 Scripts are every ``*.py`` here except this one and ``_private.py`` helpers, run one at a time
 (they measure the machine; never in parallel) with this interpreter, from the repository root.

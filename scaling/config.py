@@ -185,7 +185,10 @@ class DataIdentity:
     mtimes), so reading it costs no pass over the text.
     """
 
-    corpus: str  # hash of the corpus text (a synthetic corpus: of its tokens); no path, no label
+    corpus: str  # hash of the corpus text (a synthetic corpus: of its tokens); no path, no label.
+    # A processed corpus (data.process): the hash of the processed text and the processing
+    # config together, so two processings of one source are two corpora even where they happen
+    # to keep the same documents.
     tokenizer: str  # byte | bpe<V>-<hash of the trained tokenizer JSON> | markov<S>
     split: str  # the fixed split: "<validation pieces>x<validation tokens>"
 
@@ -308,9 +311,11 @@ class RunConfig:
           shape (``n_layer``, ``d_model``, ``n_head``, ``seq_len``, ``d_ff`` as built) and
           ``pos``, ``norm``, ``mlp``, ``bias``, ``dropout``, ``tie_embeddings``;
         - ``data``: the corpus's *content* identity (a hash of the text, or of a synthetic
-          corpus's tokens), the tokenizer's identity (``byte``, ``bpe<V>-<hash of the trained
-          tokenizer>``, ``markov<S>``) and the fixed split (validation pieces and tokens) --
-          :class:`DataIdentity`, set by ``training.run.prepare`` once the corpus is loaded;
+          corpus's tokens; under ``data.process``, of the processed text and the processing
+          config, ``DataConfig.processing``), the tokenizer's identity (``byte``,
+          ``bpe<V>-<hash of the trained tokenizer>``, ``markov<S>``) and the fixed split
+          (validation pieces and tokens) -- :class:`DataIdentity`, set by
+          ``training.run.prepare`` once the corpus is loaded;
         - ``train``: the horizon as trained (``tokens``: whole optimizer steps), ``batch_size``
           (global), the effective micro-batch (accumulation), ``lr``, ``min_lr_ratio``,
           ``warmup``, ``schedule``, ``cooldown`` (``wsd`` only), ``weight_decay``, ``beta1``,
@@ -425,6 +430,8 @@ def _data_config_identity(data: DataConfig) -> dict[str, Any]:
         )
         return out
     out["tokenizer"] = f"bpe{data.vocab_size}" if data.tokenizer == "bpe" else "byte"
+    if data.process:  # absent when empty: the keys of unprocessed corpora stay as they were
+        out["process"] = data.processing()
     if data.source == "text":
         out.update(path=os.path.abspath(os.path.expanduser(str(data.path))), pattern=data.pattern)
     elif data.source == "hf":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from scaling.counting import FLOPS_CONVENTIONS, default_d_ff
@@ -23,7 +23,8 @@ DEFAULT_EXPERIMENT = "scaling"
 POS_CHOICES = ("learned", "rope")
 NORM_CHOICES = ("layernorm", "rmsnorm")
 MLP_CHOICES = ("gelu", "swiglu")
-SOURCES = ("stdlib", "text", "hf", "markov")
+SOURCES = ("stdlib", "text", "hf", "markov", "sitepackages")
+PROCESS_STAGES = ("dedup_exact", "dedup_near", "filter_length", "filter_quality")
 TOKENIZERS = ("byte", "bpe")
 SCHEDULES = ("cosine", "wsd")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true")
@@ -168,11 +169,128 @@ def _default_cache_dir() -> str:
     return os.environ.get("SCALING_CACHE", ".cache/scaling")
 
 
+# Parameters of the processing stages (``data.process``), each under ``data.<stage>.*``. Not
+# frozen: OmegaConf makes a frozen nested dataclass read-only, and overrides could not merge.
+
+
+def _number(key: str, value: object, lo: float, hi: float, example: str) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not (ok and math.isfinite(value) and lo <= value <= hi):  # type: ignore[arg-type]
+        shown = f"{value:g}" if ok else repr(value)
+        raise ConfigError(f"{key}={shown} must be a number in [{lo:g}, {hi:g}], e.g. {example}")
+
+
+def _whole(key: str, value: object, lo: int, hi: int, example: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(
+            f"{key}={value!r} must be a whole number in [{lo:,}, {hi:,}], e.g. {example}"
+        )
+
+
+def _flag(key: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} must be true or false")
+
+
+@dataclass
+class DedupExactConfig:
+    """``dedup_exact``: drop a document whose text (SHA-256) an earlier document has."""
+
+    normalize: bool = False  # compare after collapsing runs of whitespace (and trimming ends)
+
+    def __post_init__(self) -> None:
+        _flag("data.dedup_exact.normalize", self.normalize)
+
+
+@dataclass
+class DedupNearConfig:
+    """``dedup_near``: drop a document whose word n-gram set has an estimated Jaccard similarity
+    of at least ``threshold`` with an earlier kept one (MinHash LSH, ``datasketch``)."""
+
+    threshold: float = 0.8  # Jaccard similarity of shingle sets at which a document is a copy
+    num_perm: int = 128  # MinHash permutations: more = sharper estimates, slower
+    ngram: int = 5  # words (whitespace-separated) per shingle
+
+    def __post_init__(self) -> None:
+        _number("data.dedup_near.threshold", self.threshold, 0.05, 0.99, "0.8")
+        _whole("data.dedup_near.num_perm", self.num_perm, 16, 1024, "128")
+        _whole("data.dedup_near.ngram", self.ngram, 1, 64, "5")
+
+
+@dataclass
+class FilterLengthConfig:
+    """``filter_length``: keep documents of ``min_chars`` to ``max_chars`` characters."""
+
+    min_chars: int = 100
+    max_chars: int | None = 1_000_000  # null: no upper bound
+
+    def __post_init__(self) -> None:
+        _whole("data.filter_length.min_chars", self.min_chars, 0, 10**12, "100")
+        if self.max_chars is not None:
+            _whole("data.filter_length.max_chars", self.max_chars, 1, 10**12, "1000000")
+            if self.max_chars < self.min_chars:
+                raise ConfigError(
+                    f"data.filter_length.max_chars={self.max_chars} is less than "
+                    f"data.filter_length.min_chars={self.min_chars}: no document could pass"
+                )
+
+
+@dataclass
+class FilterQualityConfig:
+    """``filter_quality``: document rules in the manner of Gopher (Rae et al. 2021, App. A) and
+    C4, or, under ``code: true``, of The Stack / StarCoder (Li et al. 2023).
+
+    Words are whitespace-separated. Prose (the default): mean word length in [min_mean_word,
+    max_mean_word] characters, at most ``max_symbol_ratio`` of ``#`` and ellipses per word, at
+    least ``min_alpha_words`` of words holding a letter, at most ``max_dup_lines`` of non-blank
+    lines repeating an earlier line of the document. ``code: true`` skips those prose rules
+    (source code has long identifiers, ``#`` comments and lines its syntax repeats: the
+    duplicate-line rule alone drops 11% of the stdlib's files) and checks instead that no line
+    is longer than ``max_line_chars``, lines average at most ``max_mean_line_chars`` and at least
+    ``min_alnum_frac`` of characters are letters or digits (minified, generated or data files).
+    """
+
+    code: bool = False
+    min_mean_word: float = 3.0
+    max_mean_word: float = 10.0
+    max_symbol_ratio: float = 0.1
+    min_alpha_words: float = 0.8
+    max_dup_lines: float = 0.3
+    max_line_chars: int = 1000
+    max_mean_line_chars: float = 100.0
+    min_alnum_frac: float = 0.25
+
+    def __post_init__(self) -> None:
+        k = "data.filter_quality"
+        _flag(f"{k}.code", self.code)
+        _number(f"{k}.min_mean_word", self.min_mean_word, 0, 1000, "3")
+        _number(f"{k}.max_mean_word", self.max_mean_word, 0, 1000, "10")
+        if self.max_mean_word < self.min_mean_word:
+            raise ConfigError(
+                f"{k}.max_mean_word={self.max_mean_word:g} is less than "
+                f"{k}.min_mean_word={self.min_mean_word:g}: no document could pass"
+            )
+        _number(f"{k}.max_symbol_ratio", self.max_symbol_ratio, 0, 1000, "0.1")
+        _number(f"{k}.min_alpha_words", self.min_alpha_words, 0, 1, "0.8")
+        _number(f"{k}.max_dup_lines", self.max_dup_lines, 0, 1, "0.3")
+        _whole(f"{k}.max_line_chars", self.max_line_chars, 1, 10**12, "1000")
+        _number(f"{k}.max_mean_line_chars", self.max_mean_line_chars, 1, 10**12, "100")
+        _number(f"{k}.min_alnum_frac", self.min_alnum_frac, 0, 1, "0.25")
+
+
+STAGE_CONFIGS: dict[str, type] = {
+    "dedup_exact": DedupExactConfig,
+    "dedup_near": DedupNearConfig,
+    "filter_length": FilterLengthConfig,
+    "filter_quality": FilterQualityConfig,
+}
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """The ``data`` group. Keys of every source are accepted; each source reads its own."""
 
-    source: str = "stdlib"  # stdlib | text | hf | markov
+    source: str = "stdlib"  # stdlib | text | hf | markov | sitepackages
     tokenizer: str = "byte"  # byte (raw UTF-8, vocab 256) | bpe (trained on the corpus)
     vocab_size: int = 4096  # bpe target vocabulary; ignored by byte and markov
     val_tokens: int = 32768  # validation targets scored at any seq_len <= MAX_EVAL_SEQ_LEN
@@ -192,8 +310,15 @@ class DataConfig:
     concentration: float = 0.1  # Dirichlet concentration of transition rows: lower = less entropy
     markov_seed: int = 0
     corpus_tokens: int = 4_000_000
+    # processing between source and tokenizer (training/data/process.py): stage names, in order
+    process: Any = field(default_factory=list)  # [dedup_exact, dedup_near, filter_length, ...]
+    dedup_exact: DedupExactConfig = field(default_factory=DedupExactConfig)
+    dedup_near: DedupNearConfig = field(default_factory=DedupNearConfig)
+    filter_length: FilterLengthConfig = field(default_factory=FilterLengthConfig)
+    filter_quality: FilterQualityConfig = field(default_factory=FilterQualityConfig)
 
     def __post_init__(self) -> None:
+        self._check_process()
         if self.source not in SOURCES:
             raise ConfigError(
                 f"data.source={self.source!r} is unknown: choose one of {', '.join(SOURCES)}"
@@ -236,6 +361,53 @@ class DataConfig:
                     f"data.corpus_tokens={self.corpus_tokens:,} must be between 1 and "
                     f"{MAX_MARKOV_TOKENS:,} (e.g. data.corpus_tokens=4000000)"
                 )
+
+    def _check_process(self) -> None:
+        """``process`` as a list of known, distinct stage names (a string is a comma-separated
+        list); each stage's parameters as its dataclass (a mapping is converted)."""
+        stages = self.process
+        if stages is None:
+            stages = []
+        elif isinstance(stages, str):
+            stages = [p.strip() for p in stages.strip("[]").split(",") if p.strip()]
+        elif not isinstance(stages, (list, tuple)):
+            raise ConfigError(
+                f"data.process={stages!r} must be a list of stages, e.g. "
+                "data.process=[dedup_exact,dedup_near]"
+            )
+        stages = [str(x) for x in stages]
+        for stage in stages:
+            if stage not in PROCESS_STAGES:
+                raise ConfigError(
+                    f"data.process has an unknown stage {stage!r}: choose from "
+                    f"{', '.join(PROCESS_STAGES)}, e.g. data.process=[dedup_exact,dedup_near]"
+                )
+        if len(set(stages)) != len(stages):
+            twice = next(x for x in stages if stages.count(x) > 1)
+            raise ConfigError(f"data.process names {twice} twice: list each stage once")
+        object.__setattr__(self, "process", stages)
+        for name, cls in STAGE_CONFIGS.items():
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                known = [f.name for f in fields(cls)]
+                for key in value:
+                    if key not in known:
+                        raise ConfigError(
+                            f"data.{name}.{key} is not a known key; known: {', '.join(known)}"
+                        )
+                object.__setattr__(self, name, cls(**value))
+            elif not isinstance(value, cls):
+                raise ConfigError(f"data.{name}={value!r} must be a mapping of its parameters")
+        if stages and self.source == "markov":
+            raise ConfigError(
+                "data.process works on documents, which the markov source has not (its tokens "
+                "are sampled): use data.process=[] with data=markov"
+            )
+
+    def processing(self) -> list[list[Any]]:
+        """The processing config: ``[[stage, {parameter: value}], ...]`` in the order the stages
+        run, with the parameters of the listed stages only (``[]``: no processing)."""
+        return [[stage, asdict(getattr(self, stage))] for stage in self.process]
 
     @property
     def val_reserve(self) -> int:

@@ -138,6 +138,13 @@ KEY_BY_CONTENT = {
     "data.concentration",
     "data.markov_seed",
     "data.corpus_tokens",
+    # the processing reaches the key as the processed corpus's identity: a hash of the processed
+    # text and of DataConfig.processing() (the listed stages and their parameters only)
+    "data.process",
+    "data.dedup_exact",
+    "data.dedup_near",
+    "data.filter_length",
+    "data.filter_quality",
 }
 
 

@@ -10,6 +10,7 @@ MLflow run and start Lightning.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -373,6 +374,9 @@ def _open_record(
         lease.note(run_id)
     recorder.log_params(run_params(prep))
     recorder.log_text(OmegaConf.to_yaml(OmegaConf.create(prep.resolved)), "config.yaml")
+    report = prep.corpus.report_path  # data.process: what each stage removed, and why
+    if report is not None and Path(report).is_file():
+        recorder.log_dict(json.loads(Path(report).read_text()), "data_processing.json")
     if prep.epochs > 1:
         msg = (
             f"train.tokens={cfg.tokens:,} is {prep.epochs:.2f} epochs of the corpus "
@@ -526,6 +530,10 @@ def _train_leased(
         result.wall_s = time.perf_counter() - started
     if trainer.is_global_zero:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
+    if getattr(trainer, "received_sigterm", False):
+        # SIGTERM after Lightning last looked for it (the end of the last epoch), before it gave
+        # the handler back: the run is complete and recorded; stop now, as the signal asked
+        raise SystemExit(INTERRUPT_EXIT["SIGTERM"])
     return result
 
 

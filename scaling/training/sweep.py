@@ -8,7 +8,8 @@ How it works:
 * :class:`SweepCallback` (a Hydra callback, so it works with every launcher) runs in the driver.
   Before any job starts it expands the grid, validates every point (an invalid point is reported
   with the whole list of offenders, and nothing trains), builds the token cache once, and creates
-  the MLflow store and experiment (concurrent first creation of a SQLite store fails). After the
+  the MLflow store and experiment (a new SQLite store is built aside and linked into place, so
+  two sweeps starting at once, or a kill during its creation, leave one whole store). After the
   last job it asks MLflow what happened to every point, prints finished / skipped / failed,
   collects the run table and fits it, and exits non-zero if any point failed or collect/fit
   raised.  An exception inside a callback would only be a warning to Hydra (the grid would launch
@@ -33,6 +34,7 @@ import itertools
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass
@@ -385,16 +387,21 @@ def _terminate(signum: int, frame: Any) -> None:
     """SIGTERM in the driver: raise Lightning's SIGTERMException (a SystemExit), which a run in
     progress records as KILLED and :func:`main` turns into the summary and exit status 143.
 
-    Inside a Lightning fit, Lightning's own handler calls this one after noting the signal; it
-    then stops at the next step boundary (a checkpoint is never cut in half), so this one defers.
+    Inside a Lightning fit, Lightning's own handler (then installed) calls this one after noting
+    the signal; it stops at the next step boundary (a checkpoint is never cut in half), so this
+    one defers. During an import (a run's first ``import lightning`` takes seconds) it asks again
+    50 ms later: an exception there would leave torch half-imported, every later point of the
+    sweep failing and the SIGTERM lost. Lightning is never imported here.
     """
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
+    if signal.getsignal(signal.SIGTERM) is not _terminate:
+        return  # called by Lightning's handler, inside a fit
     while frame is not None:
-        if f"lightning{os.sep}pytorch" in frame.f_code.co_filename:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
             return
         frame = frame.f_back
-    raise SIGTERMException
+    exceptions = sys.modules.get("lightning.pytorch.utilities.exceptions")
+    raise SystemExit(143) if exceptions is None else exceptions.SIGTERMException
 
 
 def _worker_died(err: BaseException) -> bool:

@@ -68,7 +68,49 @@ def mlflow_client(uri: str):  # type: ignore[no-untyped-def]
     from mlflow import MlflowClient
 
     _quiet_mlflow()  # mlflow resets its loggers' levels on import
+    _create_sqlite_store(uri)
     return MlflowClient(tracking_uri=uri)
+
+
+def _create_sqlite_store(uri: str) -> None:
+    """Create a new SQLite store whole or not at all, before MLflow would create it in place.
+
+    MLflow builds a store's schema in place with dozens of migrations (~2 s): a process killed
+    half-way leaves a store that every later attempt fails on (``table _alembic_tmp_metrics
+    already exists``), and two processes creating it at once fail (``table experiments already
+    exists``). Here the schema is built in a private temporary file, then linked into place
+    (``os.link`` never replaces: when another process published first, its store is used).
+    """
+    db = sqlite_path(uri)
+    if db is None or db.exists() or not db.parent.is_dir():
+        return
+    try:
+        import sqlalchemy
+        from mlflow.store.db.utils import _initialize_tables
+    except ImportError:  # an MLflow without it: it creates the store in place, as before
+        return
+    for stale in db.parent.glob(f".{db.name}.*.creating*"):  # left by a creator killed half-way
+        try:
+            if time.time() - stale.stat().st_mtime > 3600:
+                stale.unlink()
+        except OSError:
+            pass
+    tmp = db.with_name(f".{db.name}.{socket.gethostname()}.{os.getpid()}.creating")
+    tmp.unlink(missing_ok=True)
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp}")
+    try:
+        _initialize_tables(engine)
+    finally:
+        engine.dispose()
+    try:
+        os.link(tmp, db)
+    except FileExistsError:  # created meanwhile by another process: use that one
+        pass
+    except OSError:  # a file system without hard links
+        if not db.exists():
+            os.replace(tmp, db)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -162,8 +204,8 @@ def artifact_location(uri: str) -> str | None:
 def ensure_experiment(uri: str, experiment: str) -> str:
     """Create the store (SQLite migrations) and the experiment; return its id.
 
-    Call this in the driver before parallel jobs start: two processes creating a new SQLite store
-    at once fail (``table ... already exists``).
+    A new SQLite store is created whole (:func:`_create_sqlite_store`), so processes may do this
+    at once; a sweep's driver still does it before its jobs start.
     """
     check_reachable(uri)
     client = mlflow_client(uri)

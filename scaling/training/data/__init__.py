@@ -7,10 +7,14 @@ seed, the model or ``seq_len``, so final losses of a sweep are comparable.
 
 One job per module, in the order data flows:
 
-- :mod:`.sources`: where the text comes from (``data.source``: stdlib, text, hf, markov).
+- :mod:`.sources`: where the text comes from (``data.source``: stdlib, sitepackages, text, hf,
+  markov).
+- :mod:`.process`: ``data.process``, between source and tokenizer: exact and near (MinHash LSH)
+  dedup, length and quality filters, cached under ``<cache_dir>/processed/`` with a report.
 - :mod:`.markov`: the synthetic chain and its exact entropy rate.
 - :mod:`.tokenizer`: documents -> token ids (``byte`` or ``bpe``).
-- :mod:`.cache`: tokenize once into ``<cache_dir>/tokens/``, split, load as a :class:`Corpus`.
+- :mod:`.cache`: tokenize once into ``<cache_dir>/tokens/``, split (a processed corpus's split
+  with no training duplicate of a validation document), load as a :class:`Corpus`.
 - :mod:`.batches`: seeded, resumable training windows and the fixed validation windows.
 - :mod:`.files`: atomic writes and content hashes shared by the cache and the tokenizer.
 
@@ -33,18 +37,29 @@ from scaling.training.data.markov import (
     sample_markov,
     stationary_distribution,
 )
-from scaling.training.data.sources import stdlib_files
+from scaling.training.data.process import (
+    Processed,
+    ProcessedSource,
+    load_processed,
+    process_documents,
+)
+from scaling.training.data.sources import sitepackages_files, stdlib_files
 from scaling.training.data.tokenizer import load_tokenizer, train_bpe
 
 __all__ = [
     "CACHE_FORMAT",
     "VAL_PIECES",
     "Corpus",
+    "Processed",
+    "ProcessedSource",
     "entropy_rate",
     "load_corpus",
     "load_tokenizer",
+    "load_processed",
     "markov_chain",
+    "process_documents",
     "sample_markov",
+    "sitepackages_files",
     "split_tokens",
     "stationary_distribution",
     "stdlib_files",

@@ -10,6 +10,13 @@ validate on ``zoneinfo`` alone). The rest, in stream order, is the training part
 tokens then validation tokens, ``uint16``/``uint32``) and ``meta.json``. The key hashes the
 source's fingerprint, the tokenizer and the validation size, so a cached load reads no source
 text. ``meta.json`` is written last (atomically): an entry without it is rebuilt.
+
+**Processed corpora** (``data.process``, :mod:`.process`): the source is read through its cached
+processing (the key adds the processing config), each document is tokenized on its own so that
+its token span is known, and when a dedup stage is listed the split is made *clean*: training
+documents that duplicate (exactly, or near by MinHash) a document the validation pieces touch
+are cut out of the training part, which the entry's ``processing.json`` reports with the
+processing's own report.
 """
 
 from __future__ import annotations
@@ -27,8 +34,21 @@ from scaling.config import MAX_EVAL_SEQ_LEN, DataConfig, DataIdentity
 from scaling.errors import ConfigError, DataError
 from scaling.training.data.files import atomic_write_bytes, atomic_write_text, hash_bytes, hash_json
 from scaling.training.data.markov import entropy_rate, markov_chain, sample_markov
+from scaling.training.data.process import (
+    DEDUP_STAGES,
+    EXAMPLE_CHARS,
+    EXAMPLES,
+    ProcessedSource,
+    holdout_duplicates,
+)
 from scaling.training.data.sources import Source, make_source
-from scaling.training.data.tokenizer import bpe_tokens, byte_tokens, token_dtype
+from scaling.training.data.tokenizer import (
+    bpe_doc_tokens,
+    bpe_tokens,
+    byte_doc_tokens,
+    byte_tokens,
+    token_dtype,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +66,8 @@ class Corpus:
     corpus_id: str  # "<label>-<hash12 of the text>", e.g. "stdlib-3.11-0123456789ab"
     tokenizer_id: str  # "byte", "bpe4096-<hash12 of the tokenizer JSON>", "markov64"
     entropy_rate: float | None = None  # nats/token, exact; markov only
+    processing: dict[str, Any] | None = None  # data.process: counts per stage, held-out check
+    report_path: str | None = None  # data.process: the entry's processing.json
 
     @property
     def content_id(self) -> str:
@@ -78,6 +100,17 @@ class Corpus:
         }
         if self.entropy_rate is not None:
             out["data.entropy_rate"] = self.entropy_rate
+        if self.processing is not None:
+            p = self.processing
+            out["data.processed_id"] = p["processed_id"]
+            out["data.docs_in"] = p["docs_in"]
+            out["data.docs_out"] = p["docs_out"]
+            for stage, removed in p["stages"].items():
+                out[f"data.process.{stage}.docs_removed"] = removed["docs_removed"]
+                out[f"data.process.{stage}.bytes_removed"] = removed["bytes_removed"]
+            if p.get("holdout") is not None:
+                out["data.holdout.docs_removed"] = p["holdout"]["docs_removed"]
+                out["data.holdout.bytes_removed"] = p["holdout"]["bytes_removed"]
         return out
 
 
@@ -87,6 +120,8 @@ def load_corpus(cfg: DataConfig, seq_len: int | None = None) -> Corpus:
     With ``seq_len`` it also checks that the training part holds one window of ``seq_len + 1``.
     """
     source = make_source(cfg)
+    if cfg.process:
+        source = ProcessedSource(cfg, source)
     if cfg.source == "markov":
         tok_spec = f"markov{cfg.states}"  # the tokens are the chain's states
     elif cfg.tokenizer == "bpe":
@@ -121,6 +156,8 @@ def load_corpus(cfg: DataConfig, seq_len: int | None = None) -> Corpus:
         corpus_id=meta["corpus_id"],
         tokenizer_id=meta["tokenizer_id"],
         entropy_rate=meta.get("entropy_rate"),
+        processing=meta.get("processing"),
+        report_path=str(entry / "processing.json") if "processing" in meta else None,
     )
     check_window(source, n_train, n_val, seq_len)
     return corpus
@@ -154,6 +191,8 @@ def build_entry(
 ) -> dict[str, Any]:
     """Read, tokenize, split and write one cache entry; return its meta. A corpus too short
     for the validation set (or for one training window of ``seq_len``) is refused unwritten."""
+    if isinstance(source, ProcessedSource):
+        return build_processed_entry(cfg, source, entry, seq_len)
     extra: dict[str, Any] = {}
     if cfg.source == "markov":
         P = markov_chain(cfg.states, cfg.concentration, cfg.markov_seed)
@@ -170,23 +209,44 @@ def build_entry(
         extra["tokenizer_path"] = tok_path
         extra["vocab_learned"] = vocab_size  # bpe_tokens refused a vocabulary the corpus can't fill
 
-    n, reserve = len(ids), cfg.val_reserve
+    check_size(cfg, source, len(ids))
+    train, val = split_tokens(ids, cfg.val_reserve)
+    return write_entry(
+        entry, source, train, val, corpus_id, tokenizer_id, vocab_size, extra, seq_len
+    )
+
+
+def check_size(cfg: DataConfig, source: Source, n: int) -> None:
+    """The corpus must hold the validation set and at least one training token."""
     if n == 0:
         raise DataError(f"{source.where} holds no text (0 tokens): point it at a non-empty corpus")
-    need = reserve + VAL_PIECES + 1
+    need = cfg.val_reserve + VAL_PIECES + 1
     if n < need:
         raise DataError(
             f"{source.where} holds {n:,} tokens: it must hold at least {need:,} (the "
             f"validation set of data.val_tokens={cfg.val_tokens} + {MAX_EVAL_SEQ_LEN} tokens, "
             "plus training tokens); use a bigger corpus or lower data.val_tokens"
         )
-    train, val = split_tokens(ids, reserve)
+
+
+def write_entry(
+    entry: Path,
+    source: Source,
+    train: np.ndarray,
+    val: np.ndarray,
+    corpus_id: str,
+    tokenizer_id: str,
+    vocab_size: int,
+    extra: dict[str, Any],
+    seq_len: int | None,
+) -> dict[str, Any]:
+    """Write ``tokens.bin`` and (last) ``meta.json``; return the meta."""
     check_window(source, len(train), len(val), seq_len)
     dtype = token_dtype(vocab_size)
     entry.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(
         entry / "tokens.bin",
-        [train.astype(dtype, copy=False).tobytes(), val.astype(dtype, copy=False).tobytes()],
+        [_buffer(train, dtype), _buffer(val, dtype)],
     )
     meta = {
         "format": CACHE_FORMAT,
@@ -210,15 +270,140 @@ def split_tokens(ids: np.ndarray, n_val: int) -> tuple[np.ndarray, np.ndarray]:
     The stream is cut into :data:`VAL_PIECES` equal segments; the last ``n_val / VAL_PIECES``
     tokens of each go to validation, the rest (in order) to training.
     """
-    n = len(ids)
+    return split_without(ids, val_ranges(len(ids), n_val), [])
+
+
+def val_ranges(n: int, n_val: int) -> list[tuple[int, int]]:
+    """The ``[start, end)`` token ranges of the validation pieces in a stream of ``n``."""
     bounds = [n * j // VAL_PIECES for j in range(VAL_PIECES + 1)]
     sizes = [n_val // VAL_PIECES + (j < n_val % VAL_PIECES) for j in range(VAL_PIECES)]
-    train_parts, val_parts = [], []
-    for j in range(VAL_PIECES):
-        cut = bounds[j + 1] - sizes[j]
-        train_parts.append(ids[bounds[j] : cut])
-        val_parts.append(ids[cut : bounds[j + 1]])
-    return np.concatenate(train_parts), np.concatenate(val_parts)
+    return [(bounds[j + 1] - sizes[j], bounds[j + 1]) for j in range(VAL_PIECES)]
+
+
+def split_without(
+    ids: np.ndarray, val: list[tuple[int, int]], dropped: list[tuple[int, int]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val): the ``val`` ranges, and the rest in order less the ``dropped`` ranges
+    (which lie outside ``val``)."""
+    cuts = sorted([*val, *dropped])
+    train_parts, start = [], 0
+    for a, b in cuts:
+        train_parts.append(ids[start:a])
+        start = max(start, b)
+    train_parts.append(ids[start:])
+    return np.concatenate(train_parts), np.concatenate([ids[a:b] for a, b in val])
+
+
+def build_processed_entry(
+    cfg: DataConfig, source: ProcessedSource, entry: Path, seq_len: int | None
+) -> dict[str, Any]:
+    """A processed corpus's entry: each document tokenized on its own, the split cleaned of
+    training duplicates of validation documents when a dedup stage is listed."""
+    names, docs = source.document_list()
+    proc = source.processed()
+    extra: dict[str, Any] = {}
+    if cfg.tokenizer == "byte":
+        ids, offsets, _ = byte_doc_tokens(docs)
+        tokenizer_id, vocab_size = "byte", 256
+    else:
+        ids, offsets, _, tokenizer_id, tok_path = bpe_doc_tokens(cfg, source, docs)
+        vocab_size = cfg.vocab_size
+        extra["tokenizer_path"] = tok_path
+        extra["vocab_learned"] = vocab_size
+    corpus_id = f"{source.label}-{proc.processed_id}"
+    check_size(cfg, source, len(ids))
+    ranges = val_ranges(len(ids), cfg.val_reserve)
+    dropped: list[tuple[int, int]] = []
+    holdout = None
+    if any(stage in cfg.process for stage in DEDUP_STAGES):
+        holdout, dropped = clean_split(cfg, docs, names, offsets, ranges, proc.signatures)
+    train, val = split_without(ids, ranges, dropped)
+    meta_processing = {
+        "processed_id": proc.processed_id,
+        **{k: proc.meta[k] for k in ("docs_in", "docs_out", "bytes_in", "bytes_out")},
+        "stages": proc.meta["stages"],
+        "holdout": None
+        if holdout is None
+        else {k: v for k, v in holdout.items() if k != "examples"},
+    }
+    report = {
+        **proc.report(),
+        "corpus_id": corpus_id,
+        "tokenizer_id": tokenizer_id,
+        "holdout": holdout,
+    }
+    check_window(source, len(train), len(val), seq_len)  # before anything is written
+    atomic_write_text(entry / "processing.json", json.dumps(report, indent=1, ensure_ascii=False))
+    extra["processing"] = meta_processing
+    return write_entry(
+        entry, source, train, val, corpus_id, tokenizer_id, vocab_size, extra, seq_len
+    )
+
+
+def clean_split(
+    cfg: DataConfig,
+    docs: list[str],
+    names: list[str],
+    offsets: np.ndarray,
+    ranges: list[tuple[int, int]],
+    signatures: np.ndarray | None,
+) -> tuple[dict[str, Any], list[tuple[int, int]]]:
+    """Documents that duplicate a validation document (one the validation pieces touch), as a
+    report and the token ranges to drop from training: all of a training document, the training
+    part of a validation document that straddles a cut. A straddling document's own training
+    part stays: it is not a duplicate of itself."""
+    starts, ends = offsets[:-1], offsets[1:]
+    in_val = np.zeros(len(docs), dtype=bool)
+    for a, b in ranges:
+        in_val |= (starts < b) & (ends > a)
+    nonempty = np.flatnonzero(ends > starts)
+    val_docs = nonempty[in_val[nonempty]]
+    found = holdout_duplicates(docs, val_docs, nonempty, cfg, signatures)
+    removed = sorted(found)
+    dropped: list[tuple[int, int]] = []
+    bytes_removed = 0
+    for t in removed:
+        parts = outside(int(starts[t]), int(ends[t]), ranges)
+        dropped.extend(parts)
+        share = sum(b - a for a, b in parts) / (ends[t] - starts[t])
+        bytes_removed += round(len(docs[t].encode("utf-8")) * share)
+    report = {
+        "val_docs": len(val_docs),
+        "train_docs": int(len(nonempty) - len(val_docs)),
+        "docs_removed": len(removed),
+        "bytes_removed": bytes_removed,
+        "tokens_removed": sum(b - a for a, b in dropped),
+        "examples": [
+            {
+                "doc": names[t],
+                "why": f"{found[t][1]} duplicate of validation document {names[found[t][0]]}",
+                "text": docs[t][:EXAMPLE_CHARS],
+            }
+            for t in removed[:EXAMPLES]
+        ],
+    }
+    if removed:
+        log.info(
+            "held-out check: %d documents duplicate a validation document: their training "
+            "tokens (%s) are cut out",
+            len(removed),
+            f"{report['tokens_removed']:,}",
+        )
+    return report, dropped
+
+
+def outside(start: int, end: int, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``[start, end)`` outside the sorted, disjoint ``ranges``."""
+    out, pos = [], start
+    for a, b in ranges:
+        if b <= pos or a >= end:
+            continue
+        if a > pos:
+            out.append((pos, a))
+        pos = max(pos, b)
+    if pos < end:
+        out.append((pos, end))
+    return out
 
 
 META_KEYS = {  # what load_corpus reads from meta.json, and its type
@@ -249,8 +434,36 @@ def read_meta(entry: Path) -> dict[str, Any] | None:
         itemsize = np.dtype(meta["dtype"]).itemsize
     except TypeError:
         return None
+    if "processing" in meta and not _valid_processing(meta["processing"]):
+        return None
     expected = (meta["n_train"] + meta["n_val"]) * itemsize
     empty = min(meta["n_train"], meta["n_val"]) < 1
     if meta["format"] != CACHE_FORMAT or size != expected or empty:
         return None
     return meta
+
+
+def _valid_processing(p: Any) -> bool:
+    """A processed entry's ``processing`` meta has what :meth:`Corpus.describe` reads."""
+    if not isinstance(p, dict) or not isinstance(p.get("stages"), dict):
+        return False
+    counts = ("docs_in", "docs_out")
+    if not isinstance(p.get("processed_id"), str) or not all(
+        isinstance(p.get(k), int) for k in counts
+    ):
+        return False
+    for removed in p["stages"].values():
+        if not isinstance(removed, dict) or not all(
+            isinstance(removed.get(k), int) for k in ("docs_removed", "bytes_removed")
+        ):
+            return False
+    holdout = p.get("holdout")
+    return holdout is None or (
+        isinstance(holdout, dict)
+        and all(isinstance(holdout.get(k), int) for k in ("docs_removed", "bytes_removed"))
+    )
+
+
+def _buffer(ids: np.ndarray, dtype: np.dtype) -> memoryview:
+    """``ids`` as ``dtype`` bytes to write, without the copy ``tobytes`` makes."""
+    return memoryview(np.ascontiguousarray(ids.astype(dtype, copy=False))).cast("B")

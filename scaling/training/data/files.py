@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write_bytes(path: Path, parts: Sequence[bytes]) -> None:
+def atomic_write_bytes(path: Path, parts: Sequence[bytes | memoryview]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

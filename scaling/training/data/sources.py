@@ -2,6 +2,9 @@
 
 - ``stdlib``: every ``.py`` under ``sysconfig.get_paths()["stdlib"]`` minus ``site-packages``
   (about 1,800 files, 31 MB of real text that every Python has), sorted by path.
+- ``sitepackages``: every ``.py`` under ``sysconfig.get_paths()["purelib"]``, the running
+  environment's installed packages (this project's ``.venv``: ~16,000 files, ~260 MB), sorted by
+  path below that folder; vendored copies recur, so ``data=sitepackages`` deduplicates by default.
 - ``text``: a file, a folder (files matching ``data.pattern``, hidden and binary files skipped)
   or a glob (``data.path="books/*.txt"``), sorted by path.
 - ``hf``: ``datasets.load_dataset(data.name, data.config, data_files=..., split=...)``, one
@@ -9,7 +12,9 @@
 - ``markov``: a seeded Markov chain (:mod:`.markov`); its source only names and fingerprints it.
 
 Each source has a cheap :meth:`Source.fingerprint` (file paths, sizes and mtimes, or the dataset /
-chain parameters) that keys the token cache without reading any text.
+chain parameters) that keys the token cache without reading any text. Its documents (a file each
+for file sources, a row each for HF datasets) are what ``data.process`` (:mod:`.process`) dedups
+and filters; :meth:`Source.named_documents` names them for its report.
 """
 
 from __future__ import annotations
@@ -41,6 +46,11 @@ class Source:
     def documents(self) -> Iterator[str]:
         raise NotImplementedError
 
+    def named_documents(self) -> Iterator[tuple[str, str]]:
+        """``(name, text)`` of each document, in :meth:`documents` order (names for reports)."""
+        for i, text in enumerate(self.documents()):
+            yield f"#{i}", text
+
 
 def file_stats(paths: Iterable[Path]) -> list[tuple[str, int, int]]:
     out = []
@@ -59,22 +69,37 @@ def read_text(path: Path) -> str | None:
 
 
 class FilesSource(Source):
-    def __init__(self, label: str, where: str, files: list[Path], extra: Any) -> None:
+    def __init__(
+        self, label: str, where: str, files: list[Path], extra: Any, root: Path | None = None
+    ) -> None:
         self.label, self.where, self.files, self.extra = label, where, files, extra
+        self.root = root  # documents are named by their path below it (reports only)
 
     def fingerprint(self) -> Any:
         return [self.label, self.extra, file_stats(self.files)]
 
     def documents(self) -> Iterator[str]:
+        for _, text in self.named_documents():
+            yield text
+
+    def named_documents(self) -> Iterator[tuple[str, str]]:
         skipped = 0
         for path in progress(self.files, desc=f"reading {self.label}", unit="file"):
             text = read_text(path)
             if text is None:
                 skipped += 1
                 continue
-            yield text
+            yield self._name(path), text
         if skipped:
             log.warning("%s: skipped %d binary files", self.where, skipped)
+
+    def _name(self, path: Path) -> str:
+        if self.root is not None:
+            try:
+                return str(path.relative_to(self.root))
+            except ValueError:
+                pass
+        return str(path)
 
 
 def stdlib_files() -> list[Path]:
@@ -92,9 +117,38 @@ def stdlib_files() -> list[Path]:
 def stdlib_source() -> Source:
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     files = stdlib_files()
+    root = Path(sysconfig.get_paths()["stdlib"])
     if not files:
-        raise DataError(f"no .py files under {sysconfig.get_paths()['stdlib']} (the stdlib corpus)")
-    return FilesSource(f"stdlib-{version}", "the stdlib corpus", files, version)
+        raise DataError(f"no .py files under {root} (the stdlib corpus)")
+    return FilesSource(f"stdlib-{version}", "the stdlib corpus", files, version, root=root)
+
+
+def sitepackages_files(root: Path | None = None) -> list[Path]:
+    """Every ``.py`` under ``root`` (default: this environment's site-packages,
+    ``sysconfig.get_paths()["purelib"]``), ``__pycache__`` skipped, sorted by path below it."""
+    root = Path(sysconfig.get_paths()["purelib"]) if root is None else root
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        out.extend(Path(dirpath) / f for f in filenames if f.endswith(".py"))
+    return sorted(out, key=lambda p: p.relative_to(root).parts)
+
+
+def sitepackages_source() -> Source:
+    """The environment's installed Python packages as a corpus (a document per ``.py`` file).
+
+    Its content identity is the text of its files in order of their path below site-packages
+    (the run key hashes the processed text, see :mod:`.process`), never where the environment
+    lives: the same packages installed elsewhere are the same corpus.
+    """
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    root = Path(sysconfig.get_paths()["purelib"])
+    files = sitepackages_files(root)
+    if not files:
+        raise DataError(f"no .py files under {root} (the sitepackages corpus)")
+    return FilesSource(
+        f"sitepackages-{version}", f"the sitepackages corpus ({root})", files, version, root=root
+    )
 
 
 def text_source(cfg: DataConfig) -> Source:
@@ -125,7 +179,8 @@ def text_source(cfg: DataConfig) -> Source:
     else:
         raise ConfigError(f"{where} does not exist: pass an existing FILE, DIR or GLOB")
     files = [f.resolve() for f in files]
-    return FilesSource(f"text-{safe_name(stem)}", where, files, None)
+    root = path.resolve() if path.is_dir() else None
+    return FilesSource(f"text-{safe_name(stem)}", where, files, None, root=root)
 
 
 class HFSource(Source):
@@ -195,6 +250,8 @@ HF_LOADERS = ("text", "json", "csv", "parquet", "arrow")
 def make_source(cfg: DataConfig) -> Source:
     if cfg.source == "stdlib":
         return stdlib_source()
+    if cfg.source == "sitepackages":
+        return sitepackages_source()
     if cfg.source == "text":
         return text_source(cfg)
     if cfg.source == "hf":

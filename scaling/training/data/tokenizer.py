@@ -7,6 +7,7 @@ cached as JSON under ``<cache_dir>/tokenizers/``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -46,12 +47,66 @@ def bpe_tokens(cfg: DataConfig, source: Source) -> tuple[np.ndarray, str, str, s
     content_hash = hash_bytes(text.encode("utf-8"))
     if not text:
         return np.zeros(0, dtype=np.uint16), content_hash, f"bpe{cfg.vocab_size}", ""
+    pieces, tokenizer_id, tok_path = _bpe_encode(
+        cfg, source, line_chunks(text, _BPE_CHUNK_CHARS), content_hash
+    )
+    dtype = token_dtype(cfg.vocab_size)
+    ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
+    return ids, content_hash, tokenizer_id, tok_path
+
+
+def document_texts(docs: Sequence[str]) -> list[str]:
+    """Each document as the joined stream holds it: ending in a newline, an empty one empty."""
+    return [d if not d or d.endswith("\n") else d + "\n" for d in docs]
+
+
+def byte_doc_tokens(docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray, str]:
+    """:func:`byte_tokens` of a list of documents, with each document's token offsets
+    (``len(docs) + 1`` of them: document ``i`` is ``ids[offsets[i]:offsets[i + 1]]``)."""
+    blobs = [t.encode("utf-8") for t in document_texts(docs)]
+    offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in blobs], out=offsets[1:])
+    blob = b"".join(blobs)
+    del blobs
+    return np.frombuffer(blob, dtype=np.uint8).astype(np.uint16), offsets, hash_bytes(blob)
+
+
+def bpe_doc_tokens(
+    cfg: DataConfig, source: Source, docs: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, str, str, str]:
+    """:func:`bpe_tokens` of a list of documents, each encoded on its own so that no token spans
+    two documents: ids, each document's token offsets (as :func:`byte_doc_tokens`), the content
+    hash, the tokenizer id and its path."""
+    texts = document_texts(docs)
+    hasher = hashlib.sha256()
+    chunks: list[str] = []
+    owner: list[int] = []
+    for i, text in enumerate(texts):
+        hasher.update(text.encode("utf-8"))
+        pieces = line_chunks(text, _BPE_CHUNK_CHARS)
+        chunks.extend(pieces)
+        owner.extend([i] * len(pieces))
+    content_hash = hasher.hexdigest()
+    dtype = token_dtype(cfg.vocab_size)
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    if not chunks:
+        return np.zeros(0, dtype=dtype), offsets, content_hash, f"bpe{cfg.vocab_size}", ""
+    pieces, tokenizer_id, tok_path = _bpe_encode(cfg, source, chunks, content_hash)
+    counts = np.bincount(owner, weights=[len(p) for p in pieces], minlength=len(texts))
+    np.cumsum(counts.astype(np.int64), out=offsets[1:])
+    return np.concatenate(pieces), offsets, content_hash, tokenizer_id, tok_path
+
+
+def _bpe_encode(
+    cfg: DataConfig, source: Source, chunks: list[str], content_hash: str
+) -> tuple[list[np.ndarray], str, str]:
+    """The ids of each chunk under the corpus's BPE (trained on ``chunks`` and cached under the
+    content hash, or reused), the tokenizer id and its path."""
     tok_path = (
         Path(cfg.cache_dir).expanduser()
         / "tokenizers"
         / f"{source.label}-{content_hash[:12]}-bpe{cfg.vocab_size}.json"
     )
-    chunks = line_chunks(text, _BPE_CHUNK_CHARS)
     tok = _cached_tokenizer(tok_path, cfg.vocab_size)
     if tok is None:
         t0 = time.perf_counter()
@@ -68,8 +123,7 @@ def bpe_tokens(cfg: DataConfig, source: Source) -> tuple[np.ndarray, str, str, s
     for i in progress(batches, desc=f"bpe{cfg.vocab_size} {source.label}", unit="batch"):
         for enc in tok.encode_batch(chunks[i : i + _BPE_BATCH_ITEMS], add_special_tokens=False):
             pieces.append(np.asarray(enc.ids, dtype=dtype))
-    ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
-    return ids, content_hash, tokenizer_id, str(tok_path)
+    return pieces, tokenizer_id, str(tok_path)
 
 
 def _cached_tokenizer(path: Path, vocab_size: int):  # -> tokenizers.Tokenizer | None
