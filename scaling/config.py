@@ -26,7 +26,7 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -92,6 +92,7 @@ __all__ = [
     "structured",
     "tracking_uri_problem",
     "unknown_key_message",
+    "fields_at",
 ]
 
 
@@ -99,12 +100,41 @@ __all__ = [
 
 
 def _integral_floats(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
-    """YAML and Hydra read ``4e6`` as a float: give int fields the whole number it spells."""
+    """YAML and Hydra read ``4e6`` as a float: give int fields the whole number it spells (in
+    nested dataclasses too, e.g. ``data.dedup_near.num_perm=1e2``)."""
     ints = {f.name for f in fields(cls) if str(f.type).startswith("int")}
-    return {
-        k: int(v) if k in ints and isinstance(v, float) and v.is_integer() else v
-        for k, v in values.items()
-    }
+    out = {}
+    for k, v in values.items():
+        nested = _nested_dataclass(cls, k)
+        if nested is not None and isinstance(v, Mapping):
+            out[k] = _integral_floats(nested, v)
+        elif k in ints and isinstance(v, float) and v.is_integer():
+            out[k] = int(v)
+        else:
+            out[k] = v
+    return out
+
+
+def _nested_dataclass(cls: type, name: str) -> type | None:
+    """The dataclass type of field ``name`` of ``cls``, if it is one."""
+    import typing
+
+    try:
+        hint = typing.get_type_hints(cls).get(name)
+    except (NameError, TypeError):
+        return None
+    return hint if isinstance(hint, type) and is_dataclass(hint) else None
+
+
+def fields_at(cls: type, path: str) -> tuple[type, str]:
+    """The dataclass that owns the last part of a dotted ``path`` and that part's name."""
+    *parents, name = path.split(".")
+    for part in parents:
+        nested = _nested_dataclass(cls, part)
+        if nested is None:
+            break
+        cls = nested
+    return cls, name
 
 
 def structured(cls: type[C], group: str, values: Mapping[str, Any]) -> C:
@@ -120,7 +150,8 @@ def structured(cls: type[C], group: str, values: Mapping[str, Any]) -> C:
         name = str(getattr(err, "full_key", "") or getattr(err, "key", "") or "")
         key = f"{group}.{name}" if group else name
         if isinstance(err, ConfigKeyError):
-            raise ConfigError(unknown_key_message(key, [f.name for f in fields(cls)])) from None
+            owner, _ = fields_at(cls, name)
+            raise ConfigError(unknown_key_message(key, [f.name for f in fields(owner)])) from None
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"{key}: {first}{_type_hint(cls, name, key)}") from None
 

@@ -301,3 +301,20 @@ def test_world_size_counts_lists_and_refuses_a_trainer_that_disagrees(compose) -
     with pytest.raises(ConfigError, match=r"gives 4 training processes here, not 1: pass "
                        r"trainer.devices=4"):  # fmt: skip
         check_world_size(cfg, 4)
+
+
+def test_an_unknown_key_of_a_nested_setting_lists_that_settings_keys(capsys) -> None:
+    """`data.dedup_near.thresh` is a typo of `threshold`: the line names the stage's own keys."""
+    from scaling.config import structured
+    from scaling.errors import ConfigError
+    from scaling.schema import DataConfig
+
+    with pytest.raises(ConfigError) as exc:
+        structured(DataConfig, "data", {"dedup_near": {"thresh": 0.9}})
+    assert str(exc.value) == (
+        "data.dedup_near.thresh is not a known key; known: threshold, num_perm, ngram; "
+        "did you mean data.dedup_near.threshold?"
+    )
+    # and a whole number written as a float is one, there too
+    data = structured(DataConfig, "data", {"dedup_near": {"num_perm": 1e2}})
+    assert data.dedup_near.num_perm == 100

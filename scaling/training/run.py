@@ -33,6 +33,7 @@ from scaling.config import (
     TOP_LEVEL_KEYS,
     RunConfig,
     build_run_config,
+    fields_at,
     plain_config,
     register_configs,
     run_key,
@@ -691,7 +692,8 @@ def hydra_error_line(err: BaseException) -> str:
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and key:
         group = key.split(".")[0]
         if group in GROUPS and "." in key:
-            return unknown_key_message(key, [f.name for f in fields(GROUPS[group])])
+            owner, _ = fields_at(GROUPS[group], key.split(".", 1)[1])
+            return unknown_key_message(key, [f.name for f in fields(owner)])
         if "." not in key:
             return unknown_key_message(key, [*TOP_LEVEL_KEYS, *GROUPS])
     text = str(err).split("Config search path:")[0]
