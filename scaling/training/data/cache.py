@@ -32,7 +32,13 @@ import numpy as np
 
 from scaling.config import MAX_EVAL_SEQ_LEN, DataConfig, DataIdentity
 from scaling.errors import ConfigError, DataError
-from scaling.training.data.files import atomic_write_bytes, atomic_write_text, hash_bytes, hash_json
+from scaling.training.data.files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    has_typed_keys,
+    hash_bytes,
+    hash_json,
+)
 from scaling.training.data.markov import entropy_rate, markov_chain, sample_markov
 from scaling.training.data.process import (
     DEDUP_STAGES,
@@ -425,10 +431,7 @@ def read_meta(entry: Path) -> dict[str, Any] | None:
         size = (entry / "tokens.bin").stat().st_size
     except (OSError, ValueError):
         return None
-    if not isinstance(meta, dict) or not all(
-        isinstance(meta.get(k), t) and not isinstance(meta.get(k), bool)
-        for k, t in META_KEYS.items()
-    ):
+    if not has_typed_keys(meta, META_KEYS):
         return None
     try:
         itemsize = np.dtype(meta["dtype"]).itemsize

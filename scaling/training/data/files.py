@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +53,11 @@ def progress(it: Iterable[Any], **kwargs: Any) -> Iterable[Any]:
     from tqdm.auto import tqdm
 
     return tqdm(it, leave=False, **kwargs)
+
+
+def has_typed_keys(meta: object, keys: Mapping[str, type]) -> bool:
+    """Whether ``meta`` (a parsed JSON document) is a mapping holding every key of ``keys`` with
+    its type (a bool never counts as an int): a torn or hand-edited cache entry is stale."""
+    return isinstance(meta, dict) and all(
+        isinstance(meta.get(k), t) and not isinstance(meta.get(k), bool) for k, t in keys.items()
+    )

@@ -55,6 +55,7 @@ from scaling.config import DataConfig
 from scaling.training.data.files import (
     atomic_write_bytes,
     atomic_write_text,
+    has_typed_keys,
     hash_json,
     progress,
 )
@@ -601,10 +602,7 @@ def read_entry(entry: Path) -> Processed | None:
         (entry / "report.json").stat()
     except (OSError, ValueError):
         return None
-    if not isinstance(meta, dict) or not all(
-        isinstance(meta.get(k), t) and not isinstance(meta.get(k), bool)
-        for k, t in META_KEYS.items()
-    ):
+    if not has_typed_keys(meta, META_KEYS):
         return None
     if meta["format"] != PROCESS_FORMAT or kept.ndim != 1 or len(kept) != meta["docs_out"]:
         return None
