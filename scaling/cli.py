@@ -144,8 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="scaling",
-        description="Scaling-law harness: collect runs, fit Kaplan/Chinchilla laws with "
-        "uncertainty, predict compute-optimal allocations, write reports.",
+        description="Scaling-law harness: plan a ladder of runs, collect them, fit "
+        "Kaplan/Chinchilla laws with uncertainty, predict compute-optimal allocations with "
+        "intervals that say what they cover, write reports, and verify a prediction by "
+        "training the run it names.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
