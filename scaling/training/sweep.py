@@ -462,6 +462,13 @@ def fit_table(table: Path, out: Path, options: SweepConfig) -> None:
         return
     for warning in output.result.warnings:
         print(f"fit warning: {warning}")
+    health = output.result.health or {}
+    if health.get("ok"):
+        print("fit health: OK (scaling predict will answer)")
+    elif health:
+        from scaling.analysis.health import problem_line
+
+        print(f"fit health: NOT OK, scaling predict will refuse it: {problem_line(health)}")
     print(f"fit report: {out / 'report.md'}")
 
 
