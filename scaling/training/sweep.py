@@ -50,6 +50,7 @@ from scaling.errors import UserError, exit_on_user_error
 _ACTIVE: list[SweepCallback] = []  # the driver's callback, for the summary after a signal
 _ENV_TOTAL = "SCALING_SWEEP_TOTAL"
 _ENV_SINCE = "SCALING_SWEEP_SINCE"  # start of the first pass, kept across a relaunch
+_ENV_FLOPS = "SCALING_SWEEP_FLOPS"  # FLOPs still to train, by job number (the ETA's weights)
 WORKER_DIED = (
     "a launcher worker process died (out of memory, a crash or a signal) while this run was "
     "in progress; relaunched"
@@ -115,6 +116,30 @@ def publish_duplicates(points: list[GridPoint]) -> None:
         os.environ[_ENV_DUPLICATES] = json.dumps(table)
     else:
         os.environ.pop(_ENV_DUPLICATES, None)
+
+
+def publish_work(points: list[GridPoint], n_jobs: int) -> None:
+    """The FLOPs each job will train, by job number, for the ETA: 0 for a duplicate or a point
+    already FINISHED in MLflow (skipped in about a second)."""
+    import json
+
+    from scaling.training.tracking import finished_run_id
+
+    work = [0.0] * n_jobs
+    for p in points:
+        if p.job < n_jobs and finished_run_id(p.uri, p.experiment, p.key) is None:
+            work[p.job] = float(p.flops)
+    os.environ[_ENV_FLOPS] = json.dumps(work)
+
+
+def eta_seconds(elapsed: float, work: list[float], done_jobs: int) -> float | None:
+    """Time left if the remaining FLOPs train at the rate the finished jobs' FLOPs did (a run
+    of 10x the FLOPs takes about 10x as long, whatever the count of runs); None before any
+    work is done."""
+    done = sum(work[:done_jobs])
+    if done <= 0 or elapsed <= 0:
+        return None
+    return elapsed * sum(work[done_jobs:]) / done
 
 
 def duplicate_of(job: int | None = None) -> tuple[str, str, int] | None:
@@ -294,6 +319,7 @@ class SweepCallback(Callback):
             ensure_experiment(uri, experiment)
         signal.signal(signal.SIGTERM, _terminate)  # between runs too, not only inside a fit
         publish_duplicates(self.points)  # their jobs return SKIPPED at once
+        publish_work(self.points, len(jobs))
         os.environ[_ENV_TOTAL] = str(len(jobs))  # job numbers count duplicates too
         os.environ[_ENV_START] = str(time.time())
         print(
@@ -565,12 +591,17 @@ def _progress_line(cfg: DictConfig, name: str) -> None:
         return
     if not total:
         return
+    import json
+
     msg = f"[run {num + 1}/{total}] {name}"
     start = float(os.environ.get(_ENV_START, "0") or 0)
     if start and num:
         elapsed = time.time() - start
-        eta = elapsed / num * (total - num)
-        msg += f" -- elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min"
+        work = json.loads(os.environ.get(_ENV_FLOPS) or "[]")
+        eta = eta_seconds(elapsed, work, num) if len(work) == total else None
+        if eta is None:  # no FLOPs known yet: by the count of runs
+            eta = elapsed / num * (total - num)
+        msg += f" -- elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min (by FLOPs)"
     print(msg, file=sys.stderr, flush=True)
 
 
