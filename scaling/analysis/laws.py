@@ -209,6 +209,40 @@ def _chinchilla(theta: Array, X: Array) -> tuple[Array, Array]:
     return lse, jac
 
 
+def _natural_sum(
+    a: Array, e: Array, alpha: Array, x: Array, t2: Array
+) -> tuple[Array, Array, Array, Array, Array]:
+    """``log(A N^-alpha + T2 + E)`` per sample and point, in natural space.
+
+    ``t2`` holds the exponent of the data term (``b - beta log D``, or of ``D'``), (S, n); it is
+    exponentiated in place.  Returns ``(f, t1, t2, E, total)`` for the vjp.
+    """
+    t1 = np.multiply.outer(-alpha, x)
+    t1 += a[:, None]
+    np.exp(t1, out=t1)
+    np.exp(t2, out=t2)
+    E = np.exp(e)
+    total = t1 + t2
+    total += E[:, None]
+    return np.log(total), t1, t2, E, total
+
+
+def _shared_grad(
+    v: Array, parts: tuple[Array, Array, Array, Array, Array], x: Array, n_params: int
+) -> tuple[Array, Array]:
+    """Gradient rows of ``a, b, e, alpha`` (columns 0-3 of (S, n_params)) and the data term's
+    weights ``w2``, from which each law fills its own remaining columns."""
+    _, t1, t2, E, total = parts
+    w = v / total
+    g = np.empty((v.shape[0], n_params))
+    w1, w2 = w * t1, w * t2
+    g[:, 0] = w1.sum(axis=1)
+    g[:, 1] = w2.sum(axis=1)
+    g[:, 2] = w.sum(axis=1) * E
+    g[:, 3] = -(w1 @ x)
+    return g, w2
+
+
 def _chinchilla_vjp(theta: Array, X: Array) -> tuple[Array, Callable[[Array], Array]]:
     """:func:`_chinchilla` evaluated in natural space, ``L = E + A N^-alpha + B D^-beta``.
 
@@ -218,29 +252,16 @@ def _chinchilla_vjp(theta: Array, X: Array) -> tuple[Array, Callable[[Array], Ar
     """
     a, b, e, alpha, beta = theta.T
     x, y = X[0], X[1]
-    t1 = np.multiply.outer(-alpha, x)
-    t1 += a[:, None]
-    np.exp(t1, out=t1)
     t2 = np.multiply.outer(-beta, y)
     t2 += b[:, None]
-    np.exp(t2, out=t2)
-    E = np.exp(e)
-    total = t1 + t2
-    total += E[:, None]
-    f = np.log(total)
+    parts = _natural_sum(a, e, alpha, x, t2)
 
     def vjp(v: Array) -> Array:
-        w = v / total
-        g = np.empty((theta.shape[0], 5))
-        w1, w2 = w * t1, w * t2
-        g[:, 0] = w1.sum(axis=1)
-        g[:, 1] = w2.sum(axis=1)
-        g[:, 2] = w.sum(axis=1) * E
-        g[:, 3] = -(w1 @ x)
+        g, w2 = _shared_grad(v, parts, x, 5)
         g[:, 4] = -(w2 @ y)
         return g
 
-    return f, vjp
+    return parts[0], vjp
 
 
 def _effective_log_data(y: Array, X: Array, r: Array) -> tuple[Array, Array]:
@@ -281,30 +302,17 @@ def _data_constrained_vjp(theta: Array, X: Array) -> tuple[Array, Callable[[Arra
     a, b, e, alpha, beta, r = theta.T
     x = X[0]
     log_dp, dlog_dp = _effective_log_data(X[1], X, r[:, None])
-    t1 = np.multiply.outer(-alpha, x)
-    t1 += a[:, None]
-    np.exp(t1, out=t1)
     t2 = -beta[:, None] * log_dp
     t2 += b[:, None]
-    np.exp(t2, out=t2)
-    E = np.exp(e)
-    total = t1 + t2
-    total += E[:, None]
-    f = np.log(total)
+    parts = _natural_sum(a, e, alpha, x, t2)
 
     def vjp(v: Array) -> Array:
-        w = v / total
-        g = np.empty((theta.shape[0], 6))
-        w1, w2 = w * t1, w * t2
-        g[:, 0] = w1.sum(axis=1)
-        g[:, 1] = w2.sum(axis=1)
-        g[:, 2] = w.sum(axis=1) * E
-        g[:, 3] = -(w1 @ x)
+        g, w2 = _shared_grad(v, parts, x, 6)
         g[:, 4] = -np.einsum("sn,sn->s", w2, log_dp)
         g[:, 5] = -beta * np.einsum("sn,sn->s", w2, dlog_dp)
         return g
 
-    return f, vjp
+    return parts[0], vjp
 
 
 def _power(theta: Array, X: Array) -> tuple[Array, Array]:

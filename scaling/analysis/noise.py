@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -71,12 +71,7 @@ class Noise:
     n_groups: int = 0  # configurations with replicates (source "seed replicates")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "sigma_log": self.sigma_log,
-            "dof": self.dof,
-            "source": self.source,
-            "n_groups": self.n_groups,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> Noise:

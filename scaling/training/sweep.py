@@ -123,11 +123,12 @@ def publish_work(points: list[GridPoint], n_jobs: int) -> None:
     already FINISHED in MLflow (skipped in about a second)."""
     import json
 
-    from scaling.training.tracking import finished_run_id
+    from scaling.training.tracking import finished_keys
 
+    done = {store: finished_keys(*store) for store in {(p.uri, p.experiment) for p in points}}
     work = [0.0] * n_jobs
     for p in points:
-        if p.job < n_jobs and finished_run_id(p.uri, p.experiment, p.key) is None:
+        if p.job < n_jobs and p.key not in done[(p.uri, p.experiment)]:
             work[p.job] = float(p.flops)
     os.environ[_ENV_FLOPS] = json.dumps(work)
 

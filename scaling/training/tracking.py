@@ -242,6 +242,27 @@ def find_runs(uri: str, experiment: str, run_key: str) -> list[Any]:
     )
 
 
+def finished_keys(uri: str, experiment: str) -> set[str]:
+    """The run keys of ``experiment`` that have a FINISHED run: one paged query for a whole grid,
+    where :func:`finished_run_id` asks about one key."""
+    client = mlflow_client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    keys: set[str] = set()
+    token = None
+    while exp is not None:
+        page = client.search_runs(
+            [exp.experiment_id],
+            filter_string="attributes.status = 'FINISHED'",
+            max_results=1000,
+            page_token=token,
+        )
+        keys.update(r.data.tags[KEY_TAG] for r in page if KEY_TAG in r.data.tags)
+        token = page.token
+        if not token:
+            break
+    return keys
+
+
 def finished_run_id(uri: str, experiment: str, run_key: str) -> str | None:
     """The id of a FINISHED run with this key, if one exists (sweeps skip it)."""
     for run in find_runs(uri, experiment, run_key):

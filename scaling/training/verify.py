@@ -85,23 +85,10 @@ class Verification:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "role": self.role,
-            "flops": self.flops,
-            "params": self.params,
-            "tokens": self.tokens,
-            "n_layer": self.n_layer,
-            "d_model": self.d_model,
-            "predicted": self.predicted,
-            "loss_ci": list(self.loss_ci) if self.loss_ci else None,
-            "loss_pi": list(self.loss_pi) if self.loss_pi else None,
-            "level": self.level,
-            "measured": self.measured,
-            "error_pct": self.error_pct,
-            "inside": self.inside,
-            "run_id": self.run_id,
-            "run_name": self.run_name,
-        }
+        doc = asdict(self)
+        doc["loss_ci"] = list(self.loss_ci) if self.loss_ci else None
+        doc["loss_pi"] = list(self.loss_pi) if self.loss_pi else None
+        return {**doc, "error_pct": self.error_pct, "inside": self.inside}
 
 
 def nearest_shape(params: float, seq_len: int, vocab_size: int, family: str = "aspect") -> Shape:
