@@ -26,7 +26,7 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,6 +35,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from scaling.counting import count_params, flops_for_tokens, tokens_for_flops
 from scaling.errors import ConfigError
+from scaling.schedule import cooldown_start
 from scaling.schema import (
     DEFAULT_EXPERIMENT,
     DEFAULT_TRACKING_URI,
@@ -246,10 +247,81 @@ class RunConfig:
 
     @property
     def planned_tokens(self) -> int:
-        """Tokens asked for: train.tokens, or derived from train.flops under the convention."""
+        """Tokens asked for: train.tokens, or derived from train.flops under the convention
+        (with ``train.horizons``: the longest horizon's)."""
+        if self.train.horizons is not None:
+            return max(self._planned(v) for v in self.train.horizons)
+        return self._planned(self.train.tokens if self.train.tokens is not None else None)
+
+    def _planned(self, value: float | None) -> int:
+        """Tokens of a horizon given as a value of whichever of train.tokens / train.flops is
+        set (``None``: train.flops' own)."""
         if self.train.tokens is not None:
-            return int(self.train.tokens)
-        return tokens_for_flops(self.model, self.train.flops, self.train.flops_convention)
+            return int(value)  # type: ignore[arg-type]
+        flops = self.train.flops if value is None else value
+        return tokens_for_flops(self.model, flops, self.train.flops_convention)
+
+    # ---- WSD cooldown branches (train.horizons) ------------------------------------------------
+    def horizon_tokens(self) -> list[int]:
+        """Tokens each of ``train.horizons`` trains (whole optimizer steps), in listed order."""
+        assert self.train.horizons is not None
+        tps = self.tokens_per_step
+        return [self._planned(v) // tps * tps for v in self.train.horizons]
+
+    def branch_warmup(self) -> int:
+        """Warmup steps every branch shares: ``warmup_steps``, else the ``warmup`` fraction of
+        the shortest horizon's steps."""
+        t = self.train
+        if t.warmup_steps is not None:
+            return t.warmup_steps
+        shortest = min(self.horizon_tokens()) // self.tokens_per_step
+        return max(1, round(t.warmup * shortest)) if t.warmup > 0 else 0
+
+    def branches(self) -> list[RunConfig]:
+        """One plain ``wsd`` run per horizon, shortest first, the warmup fixed in steps: what a
+        branch trains is exactly this run (its key too); it only starts from the stable run's
+        checkpoint at its cooldown start instead of from step 0."""
+        assert self.train.horizons is not None
+        w = self.branch_warmup()
+        out = []
+        for value in sorted(self.train.horizons, key=self._planned):
+            by_tokens = self.train.tokens is not None
+            train = replace(
+                self.train,
+                horizons=None,
+                warmup_steps=w,
+                tokens=int(value) if by_tokens else None,
+                flops=None if by_tokens else float(value),
+            )
+            out.append(replace(self, train=train))
+        return out
+
+    def branch_starts(self) -> list[int]:
+        """Each branch's cooldown start (optimizer steps), in :meth:`branches` order."""
+        return [
+            cooldown_start(b.steps, b.train.cooldown) for b in self.branches()
+        ]
+
+    def stable(self) -> RunConfig:
+        """The shared stable phase: warmup then constant LR up to the last cooldown start."""
+        last = max(self.branch_starts())
+        train = replace(
+            self.train,
+            horizons=None,
+            schedule="constant",
+            warmup_steps=self.branch_warmup(),
+            tokens=last * self.tokens_per_step,
+            flops=None,
+        )
+        return replace(self, train=train)
+
+    def spent_tokens(self) -> int:
+        """Tokens a branched group trains: the stable phase plus every cooldown (without
+        ``train.horizons``: the run's tokens)."""
+        if self.train.horizons is None:
+            return self.tokens
+        cooldowns = sum(b.steps - s for b, s in zip(self.branches(), self.branch_starts()))
+        return (max(self.branch_starts()) + cooldowns) * self.tokens_per_step
 
     @property
     def steps(self) -> int:
@@ -275,7 +347,20 @@ class RunConfig:
         return self.train.batch_size // (self.micro_batch_size * self.trainer.world_size)
 
     def validate_horizon(self) -> None:
-        """A horizon must hold at least one optimizer step (checked before anything starts)."""
+        """A horizon must hold at least one optimizer step (checked before anything starts);
+        with ``train.horizons``, every branch's, and the shared warmup must end before the
+        shortest branch's cooldown starts."""
+        if self.train.horizons is not None:
+            for branch in self.branches():
+                branch.validate_horizon()
+            w, first = self.branch_warmup(), min(self.branch_starts())
+            if w >= first:
+                raise ConfigError(
+                    f"the shared warmup ({w} steps) does not end before the shortest horizon's "
+                    f"cooldown starts (step {first}): lower train.warmup / train.warmup_steps "
+                    "or lengthen the shortest of train.horizons"
+                )
+            return
         world = self.trainer.world_size
         if self.train.batch_size % world:
             raise ConfigError(
@@ -349,7 +434,8 @@ class RunConfig:
           ``training.run.prepare`` once the corpus is loaded;
         - ``train``: the horizon as trained (``tokens``: whole optimizer steps), ``batch_size``
           (global), the effective micro-batch (accumulation), ``lr``, ``min_lr_ratio``,
-          ``warmup``, ``schedule``, ``cooldown`` (``wsd`` only), ``weight_decay``, ``beta1``,
+          ``warmup`` (or ``warmup_steps`` when set), ``schedule``, ``cooldown`` (``wsd`` only),
+          ``horizons`` (a branched group, as trained tokens), ``weight_decay``, ``beta1``,
           ``beta2``, ``grad_clip``, ``precision``;
         - ``seed`` and the world size (devices x nodes: how the global batch is split).
 
@@ -389,6 +475,11 @@ class RunConfig:
         }
         if t.schedule == "wsd":
             train["cooldown"] = t.cooldown
+        if t.warmup_steps is not None:  # replaces the fraction (unset: keys as before)
+            del train["warmup"]
+            train["warmup_steps"] = t.warmup_steps
+        if t.horizons is not None:  # a group of branches, not one run: its members' horizons
+            train["horizons"] = sorted(self.horizon_tokens())
         if self.data_identity is not None:
             data: dict[str, Any] = asdict(self.data_identity)
         else:

@@ -26,7 +26,7 @@ MLP_CHOICES = ("gelu", "swiglu")
 SOURCES = ("stdlib", "text", "hf", "markov", "sitepackages")
 PROCESS_STAGES = ("dedup_exact", "dedup_near", "filter_length", "filter_quality")
 TOKENIZERS = ("byte", "bpe")
-SCHEDULES = ("cosine", "wsd")
+SCHEDULES = ("cosine", "wsd", "constant")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true")
 MAX_EVAL_SEQ_LEN = 4096  # the validation set scores >= val_tokens targets at any seq_len <= this
 MAX_BPE_VOCAB = 2**20  # data.vocab_size above this is a typo (real tokenizers: 50K-260K tokens)
@@ -437,8 +437,12 @@ class TrainConfig:
     lr: float = 3e-3  # peak learning rate
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at the end of this horizon
     warmup: float = 0.05  # fraction of steps with linear warmup
-    schedule: str = "cosine"  # cosine | wsd (warmup-stable-decay)
+    warmup_steps: int | None = None  # linear warmup in optimizer steps (overrides warmup)
+    schedule: str = "cosine"  # cosine | wsd (warmup-stable-decay) | constant (after warmup)
     cooldown: float = 0.2  # wsd only: fraction of steps in the final linear cooldown
+    # wsd only: several horizons (values of whichever of tokens / flops is set, whose own value
+    # is then unused) from ONE stable run, each a cooldown branch recorded as its own run
+    horizons: list[float] | None = None
     weight_decay: float = 0.1  # decoupled (AdamW); not applied to norms, biases, embeddings
     beta1: float = 0.9
     beta2: float = 0.95
@@ -492,6 +496,14 @@ class TrainConfig:
         for key in ("warmup", "cooldown", "min_lr_ratio"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ConfigError(f"train.{key}={getattr(self, key)} must be in [0, 1]")
+        if self.warmup_steps is not None and not (
+            isinstance(self.warmup_steps, int) and self.warmup_steps >= 0
+        ):
+            raise ConfigError(
+                f"train.warmup_steps={self.warmup_steps} must be a whole number of optimizer "
+                "steps >= 0, or null (then train.warmup, a fraction of the steps, applies)"
+            )
+        self._check_horizons()
         for key, default in (("beta1", 0.9), ("beta2", 0.95)):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ConfigError(
@@ -502,6 +514,27 @@ class TrainConfig:
             value = getattr(self, key)
             if not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(f"train.{key}={value} must be a finite number >= 0 (0 = {zero})")
+
+
+    def _check_horizons(self) -> None:
+        if self.horizons is None:
+            return
+        unit = "tokens" if self.tokens is not None else "FLOPs"
+        values = list(self.horizons)
+        if not values or not all(
+            isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values
+        ):
+            raise ConfigError(
+                f"train.horizons={values} must list positive {unit}, e.g. "
+                "'train.horizons=[3e5,1e6,3e6]'"
+            )
+        if len(set(values)) != len(values):
+            raise ConfigError(f"train.horizons={values} lists a horizon twice")
+        if self.schedule != "wsd":
+            raise ConfigError(
+                f"train.horizons needs train.schedule=wsd (not {self.schedule}): only a "
+                "warmup-stable-decay run can branch its cooldowns from one stable phase"
+            )
 
 
 @dataclass(frozen=True)

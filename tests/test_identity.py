@@ -90,6 +90,8 @@ KEY_IN = {
     "train.min_lr_ratio": "train.min_lr_ratio=0.2",
     "train.warmup": "train.warmup=0.1",
     "train.schedule": "train.schedule=wsd",
+    "train.warmup_steps": "train.warmup_steps=3",
+    "train.horizons": "train.schedule=wsd train.horizons=[10000,20000]",  # a group of branches
     "train.weight_decay": "train.weight_decay=0",
     "train.beta1": "train.beta1=0.8",
     "train.beta2": "train.beta2=0.99",

@@ -52,7 +52,14 @@ PARAM_COLUMNS: dict[str, str] = {
     "corpus": "data.corpus_id",
     "tokenizer": "data.tokenizer_id",
     "epochs": "data.epochs",
+    # WSD cooldown branches (scaling.training.branches): role stable | branch, the group's key,
+    # the step a branch started from (0: from scratch), FLOPs of its group's stable run
+    "branch_role": "branch.role",
+    "branch_group": "branch.group",
+    "branch_start_step": "branch.start_step",
+    "stable_flops": "branch.stable_flops",
 }
+STABLE = "stable"  # branch_role of a stable run: no final result (its LR never decays)
 # column -> the MLflow param giving that column's FLOPs per token (curves rows scale it by tokens)
 PER_TOKEN_PARAMS: dict[str, str] = {f"flops_{slug}": f"flops_per_token.{slug}" for slug in _SLUGS}
 # column -> the MLflow metric it holds (the metric's last value; curves: its history)
@@ -208,6 +215,8 @@ def read_run_table(
         df[col] = arr
     if "flops" not in df.columns:
         df["flops"] = compute_from(df["params"], df["tokens"])
+    if not curves:
+        df = without_stable_runs(df)
     if "run_id" in df.columns:
         df["run_id"] = df["run_id"].astype(str)
         if curves:
@@ -221,6 +230,34 @@ def read_run_table(
             )
     df.attrs["conventions"] = table_conventions(df, params_column)
     return df
+
+
+def without_stable_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows that are results: a WSD group's stable run (``branch_role`` stable) is not."""
+    if "branch_role" not in df.columns:
+        return df
+    return df[df["branch_role"].astype(str) != STABLE].reset_index(drop=True)
+
+
+def compute_spent(df: pd.DataFrame) -> tuple[float, float] | None:
+    """(FLOPs the rows' points represent, FLOPs training them cost) when some rows are WSD
+    cooldown branches: a branch costs its own cooldown (6N x tokens after its start step), each
+    group its stable run once; None for a table without branches."""
+    if "branch_role" not in df.columns or "branch_group" not in df.columns:
+        return None
+    branch = df["branch_role"].astype(str) == "branch"
+    if not branch.any():
+        return None
+    represented = float(df["flops"].sum())
+    rows = df[branch]
+    start = pd.to_numeric(rows.get("branch_start_step", 0), errors="coerce").fillna(0)
+    per_step = pd.to_numeric(rows["batch_size"], errors="coerce") * pd.to_numeric(
+        rows["seq_len"], errors="coerce"
+    )
+    cooldowns = compute_from(rows["params"], rows["tokens"] - start * per_step).sum()
+    stable = rows.groupby("branch_group")["stable_flops"].first().astype(float).sum()
+    plain = float(df.loc[~branch, "flops"].sum())
+    return represented, float(cooldowns + stable + plain)
 
 
 TOTAL_PARAMS = "params_total"  # the table's own params, kept when --params-column picks another

@@ -6,7 +6,7 @@ only pages through MLflow's FINISHED runs (and their ``val/loss`` histories for 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from scaling.analysis import table
@@ -14,9 +14,16 @@ from scaling.errors import TrackingError
 from scaling.training.tracking import KEY_TAG, check_reachable, mlflow_client
 
 
-def collect_runs(uri: str, experiment: str, curves: bool = False):  # -> pandas.DataFrame
+def collect_runs(
+    uri: str, experiment: str, curves: bool = False, where: Mapping[str, str] | None = None
+):  # -> pandas.DataFrame
     """The run table (docs/ARCHITECTURE.md): one row per FINISHED run (or, with ``curves``, one
-    row per logged validation point: ``tokens`` seen so far and ``loss`` at that point).
+    row per logged validation point: ``tokens`` seen so far and ``loss`` at that point). The
+    stable run of a WSD branch group (``branch_role`` stable) has curves but no final result.
+
+    ``where`` keeps only runs whose MLflow params match each ``{key: value}``
+    (:func:`param_matches`), e.g. ``{"data.process": "[]"}`` for the unprocessed runs of a
+    sweep over ``data.process``.
 
     One run per key: when a key finished more than once (two sweeps of one grid at once), only
     its newest FINISHED run is kept, so a fit never counts one training twice; how many were
@@ -34,7 +41,10 @@ def collect_runs(uri: str, experiment: str, curves: bool = False):  # -> pandas.
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     dropped = 0
+    where = dict(where or {})
     for run in _finished_runs(client, exp.experiment_id):  # newest first
+        if not all(param_matches(run.data.params.get(k), v) for k, v in where.items()):
+            continue
         key = run.data.tags.get(KEY_TAG)
         if key is not None and key in seen:
             dropped += 1
@@ -51,8 +61,14 @@ def collect_runs(uri: str, experiment: str, curves: bool = False):  # -> pandas.
         )
         if curves:
             rows.extend(table.curve_rows(row, params, _curve(client, run.info.run_id)))
-        else:
+        elif row.get("branch_role") != table.STABLE:  # a WSD group's stable run: no result
             rows.append(row)
+    if not rows and where:
+        shown = " ".join(f"{k}={v}" for k, v in where.items())
+        raise TrackingError(
+            f"no FINISHED run of experiment {experiment!r} in {uri} matches --where {shown}; "
+            f"values there: {_values_seen(client, exp.experiment_id, list(where))}"
+        )
     if not rows:
         raise TrackingError(
             f"experiment {experiment!r} in {uri} has no FINISHED runs yet: run a sweep first"
@@ -60,6 +76,34 @@ def collect_runs(uri: str, experiment: str, curves: bool = False):  # -> pandas.
     df = table.frame(rows)
     df.attrs["dropped_duplicates"] = dropped
     return df
+
+
+def normal_param(text: str) -> Any:
+    """An MLflow param in one spelling: a number as a float, a list or mapping without quotes
+    and spaces (MLflow logs ``['dedup_exact', 'dedup_near']`` for a Hydra
+    ``[dedup_exact,dedup_near]``), anything else as it is."""
+    text = str(text).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if text[:1] in "[{(":
+        return "".join(c for c in text if c not in "'\" ")
+    return text
+
+
+def param_matches(logged: str | None, wanted: str) -> bool:
+    """Whether a run's param (None: the run has no such param) equals ``wanted``."""
+    return logged is not None and normal_param(logged) == normal_param(wanted)
+
+
+def _values_seen(client: Any, experiment_id: str, keys: list[str]) -> str:
+    """The distinct values of ``keys`` among the experiment's FINISHED runs, for an error."""
+    seen: dict[str, set[str]] = {k: set() for k in keys}
+    for run in _finished_runs(client, experiment_id):
+        for k in keys:
+            seen[k].add(str(run.data.params.get(k, "(not logged)")))
+    return "; ".join(f"{k}: {', '.join(sorted(v)) or '(no runs)'}" for k, v in seen.items())
 
 
 def _finished_runs(client: Any, experiment_id: str) -> Iterable[Any]:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from scaling.config import GPTConfig, TrainConfig
+from scaling.schedule import lr_factor
 from scaling.training.model import GPT
 
 MetricSink = Callable[[dict[str, float], int], None]
@@ -33,29 +34,6 @@ FUSED_ADAMW_DEVICES = frozenset({"cpu", "cuda"})  # torch has a fused AdamW kern
 
 class DivergedError(RuntimeError):
     """Training loss became non-finite; the run is stopped early and marked FAILED."""
-
-
-def lr_factor(step: int, total_steps: int, cfg: TrainConfig) -> float:
-    """Multiplier of the peak LR at optimizer ``step`` (0-based) of a ``total_steps`` run.
-
-    cosine: linear warmup, then cosine decay to ``min_lr_ratio`` at the end of *this* run's
-    horizon (Hoffmann et al. 2022, Sec. 3 / Fig. A1: a schedule longer than the run overestimates
-    its loss). wsd: warmup, constant, then linear cooldown to ``min_lr_ratio`` over the final
-    ``cooldown`` fraction (Hu et al. 2024, "MiniCPM").
-    """
-    warmup = max(1, round(cfg.warmup * total_steps)) if cfg.warmup > 0 else 0
-    floor = cfg.min_lr_ratio
-    if step < warmup:
-        return (step + 1) / warmup
-    if cfg.schedule == "cosine":
-        span = max(1, total_steps - warmup)
-        progress = min(1.0, (step - warmup) / span)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-    cooldown_start = total_steps - max(1, round(cfg.cooldown * total_steps))
-    if step < cooldown_start:
-        return 1.0
-    progress = min(1.0, (step - cooldown_start + 1) / max(1, total_steps - cooldown_start))
-    return 1.0 - (1.0 - floor) * progress
 
 
 def build_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -187,6 +165,15 @@ class LMModule(L.LightningModule):
     # run's steady-state average would still need this clock and leave it one division to do.
     def on_train_start(self) -> None:
         self._clock = time.perf_counter()
+        # The LR of the next step from this run's own schedule: a checkpoint restores the LR
+        # its run set, and a WSD branch starts from a constant-LR stable run's checkpoint.
+        step = self.trainer.global_step
+        if step:
+            sched = self.lr_schedulers()
+            factor = lr_factor(step, self.total_steps, self.train_cfg)
+            for group, base in zip(sched.optimizer.param_groups, sched.base_lrs):
+                group["lr"] = base * factor
+            sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
 
     def configure_callbacks(self) -> list[L.Callback]:
         return [_StepEnd()]

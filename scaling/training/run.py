@@ -357,7 +357,11 @@ def _choose_run(
 
 
 def _open_record(
-    prep: PreparedRun, recorder: RunRecorder, lease: Lease | None, resume_run_id: str | None
+    prep: PreparedRun,
+    recorder: RunRecorder,
+    lease: Lease | None,
+    resume_run_id: str | None,
+    branching: Branching | None = None,
 ) -> str:
     """Create the MLflow run (or reopen ``resume_run_id``, the one this attempt continues); log
     its params, config.yaml and the data-repeat warning. Returns the run id."""
@@ -370,10 +374,12 @@ def _open_record(
     }
     if lease is not None:
         tags[LEASE_TAG] = str(lease.path.resolve())
+    if branching is not None:
+        tags.update(branching.tags)
     run_id = recorder.start(prep.name, key, tags=tags, resume_run_id=resume_run_id)
     if lease is not None:
         lease.note(run_id)
-    recorder.log_params(run_params(prep))
+    recorder.log_params({**run_params(prep), **(branching.params if branching else {})})
     recorder.log_text(OmegaConf.to_yaml(OmegaConf.create(prep.resolved)), "config.yaml")
     report = prep.corpus.report_path  # data.process: what each stage removed, and why
     if report is not None and Path(report).is_file():
@@ -388,7 +394,21 @@ def _open_record(
     return run_id
 
 
-def train(prep: PreparedRun, resume: bool = True) -> RunResult:
+@dataclass(frozen=True)
+class Branching:
+    """A run's part in a group of WSD cooldown branches (:mod:`scaling.training.branches`):
+    ``params``/``tags`` added to its MLflow record; ``start``, a branch's first checkpoint (the
+    stable run's at its cooldown start), used when the run has none of its own; ``points``, the
+    steps at which the stable run keeps a checkpoint in ``points_dir`` for the branches."""
+
+    params: dict[str, Any]
+    tags: dict[str, str]
+    start: Path | None = None
+    points: tuple[int, ...] = ()
+    points_dir: Path | None = None
+
+
+def train(prep: PreparedRun, resume: bool = True, branching: Branching | None = None) -> RunResult:
     """Train one prepared run, tracked in MLflow; one run per key.
 
     The process first takes the key's lease (:class:`~scaling.training.tracking.Lease`, waiting
@@ -407,16 +427,25 @@ def train(prep: PreparedRun, resume: bool = True) -> RunResult:
     import lightning as L
 
     cfg = prep.cfg
+    if cfg.train.horizons is not None:  # a group: a stable run and its cooldown branches
+        from scaling.training.branches import train_group
+
+        return train_group(prep, resume)
     started = time.perf_counter()
     set_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     recording = _record_checkpoints()
+    extra: tuple[Any, ...] = (recording,)
+    if branching is not None and branching.points and branching.points_dir is not None:
+        from scaling.training.branches import keep_checkpoints_at
+
+        extra += (keep_checkpoints_at(branching.points, branching.points_dir),)
     # The trainer knows this process's rank before anything is locked or recorded.
-    trainer = make_trainer(cfg, checkpoint_dir(cfg), extra_callbacks=(recording,))
+    trainer = make_trainer(cfg, checkpoint_dir(cfg), extra_callbacks=extra)
     check_world_size(cfg, trainer.world_size)
     lease = Lease.acquire(lease_path(cfg), prep.name) if trainer.is_global_zero else None
     try:
-        return _train_leased(prep, trainer, recording, lease, resume, started)
+        return _train_leased(prep, trainer, recording, lease, resume, started, branching)
     finally:
         if lease is not None:
             lease.release()
@@ -429,6 +458,7 @@ def _train_leased(
     lease: Lease | None,
     resume: bool,
     started: float,
+    branching: Branching | None = None,
 ) -> RunResult:
     from scaling.training.data.batches import TokenDataModule, val_windows
     from scaling.training.module import LMModule
@@ -452,6 +482,11 @@ def _train_leased(
             result.wall_s = time.perf_counter() - started
             return result
     start_step, ckpt_run = _resume_from(prep, ckpt, resume)
+    if not start_step and branching is not None and branching.start is not None:
+        ckpt, start_step = branching.start, _resume_step(branching.start)  # the stable run's
+        branching.params["branch.start_step"] = start_step
+    elif not start_step and branching is not None and "branch.start_step" in branching.params:
+        branching.params["branch.start_step"] = 0  # no stable checkpoint: trains from step 0
     result.resumed_from_step = start_step
     recorder = None
     if trainer.is_global_zero:
@@ -459,8 +494,9 @@ def _train_leased(
     module = None
     try:
         if recorder is not None:
-            resume_id = _choose_run(prep, lease, ckpt_run, bool(start_step and not ckpt_run))
-            result.run_id = _open_record(prep, recorder, lease, resume_id)
+            unnamed = bool(start_step and not ckpt_run and ckpt.parent == ckpt_dir)
+            resume_id = _choose_run(prep, lease, ckpt_run, unnamed)
+            result.run_id = _open_record(prep, recorder, lease, resume_id, branching)
             recording.recorder = recorder
         module = LMModule(
             cfg.model,
@@ -483,6 +519,8 @@ def _train_leased(
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
+            # a WSD branch starts from the stable run's checkpoint, saved in another folder
+            warnings.filterwarnings("ignore", message=".*dirpath has changed from.*")
             trainer.fit(
                 module,
                 datamodule=datamodule,

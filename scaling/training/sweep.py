@@ -72,6 +72,7 @@ class GridPoint:
     tokens: int
     flops: float
     job: int = 0  # Hydra's job number (hydra.job.num): the point's place in the grid
+    members: tuple[str, ...] = ()  # train.horizons: the keys of the group's runs (else its key)
     duplicate_jobs: tuple[int, ...] = ()  # job numbers of later points with this key
     duplicate_labels: tuple[str, ...] = ()  # ...named by their varying overrides (train.lr=1.0)
 
@@ -128,7 +129,7 @@ def publish_work(points: list[GridPoint], n_jobs: int) -> None:
     done = {store: finished_keys(*store) for store in {(p.uri, p.experiment) for p in points}}
     work = [0.0] * n_jobs
     for p in points:
-        if p.job < n_jobs and p.key not in done[(p.uri, p.experiment)]:
+        if p.job < n_jobs and not set(p.members or (p.key,)) <= done[(p.uri, p.experiment)]:
             work[p.job] = float(p.flops)
     os.environ[_ENV_FLOPS] = json.dumps(work)
 
@@ -211,7 +212,8 @@ def validate_grid(master: DictConfig, jobs: list[list[str]]) -> tuple[list[GridP
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from scaling.counting import count_params
+    from scaling.counting import compute_from, count_params
+    from scaling.training.branches import member_keys
     from scaling.training.run import hydra_error_line, prepare
 
     loader = GlobalHydra.instance().config_loader()
@@ -248,8 +250,9 @@ def validate_grid(master: DictConfig, jobs: list[list[str]]) -> tuple[list[GridP
                 c.tracking.experiment,
                 count_params(c.model).total,
                 c.tokens,
-                c.flops("6N"),
+                compute_from(count_params(c.model).total, c.spent_tokens()),
                 job=num,
+                members=member_keys(c) if c.train.horizons is not None else (),
             )
         )
     return points, errors
@@ -266,12 +269,15 @@ def outcome(point: GridPoint, since_ms: int) -> tuple[str, Any]:
     """finished (trained by this sweep) / skipped (finished before) / failed, from MLflow."""
     from scaling.training.tracking import find_runs
 
-    runs = find_runs(point.uri, point.experiment, point.key)
-    done = [r for r in runs if r.info.status == "FINISHED"]
-    if done:
+    states = []
+    for key in point.members or (point.key,):  # a branched group: all its runs
+        runs = find_runs(point.uri, point.experiment, key)
+        done = [r for r in runs if r.info.status == "FINISHED"]
+        if not done:
+            return "failed", (runs[0] if runs else None)
         run = done[0]
-        return ("finished" if (run.info.end_time or 0) >= since_ms else "skipped"), run
-    return "failed", (runs[0] if runs else None)
+        states.append((("finished" if (run.info.end_time or 0) >= since_ms else "skipped"), run))
+    return next((s for s in states if s[0] == "finished"), states[0])
 
 
 def sweep_options(config: DictConfig) -> SweepConfig:

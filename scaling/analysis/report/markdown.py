@@ -44,6 +44,7 @@ from scaling.analysis.report.stats import (
     select_law,
 )
 from scaling.analysis.results import FitResult
+from scaling.analysis.table import compute_spent
 
 
 def _sci(x: float | None) -> str:
@@ -169,6 +170,16 @@ def _data_section(runs: pd.DataFrame, final: pd.DataFrame, result: FitResult) ->
     ]
     if conv.get("planned"):
         rows.insert(5, ["budgets planned under", f"`{conv['planned']}` (`flops_convention`)"])
+    spent = compute_spent(final)
+    if spent is not None:  # WSD cooldown branches: the stable phases are shared
+        represented, cost = spent
+        rows.append(
+            [
+                "compute trained (WSD branches)",
+                f"{_sci(cost)} FLOPs for points of {_sci(represented)} "
+                f"({cost / represented:.2f}x: stable phases shared)",
+            ]
+        )
     out = ["## Data\n\n" + _table(["", "value"], rows) + "\n" + _repeat_warning(final, result)]
     if result.isoflop:
         brows = [
