@@ -67,7 +67,7 @@ HOFFMANN_EQ10_NAME = "Hoffmann et al. 2022 eq. 10 (E=1.69, A=406.4, B=410.7, alp
 # batch): (2, 64, 128, 32), (4, 128, 128, 32), (4, 256, 256, 16).
 README_THROUGHPUT = ((124_672, 63_607.0), (842_496, 12_665.0), (3_290_624, 4_135.0))
 
-SHIPPED_PRESETS = ("demo", "horizons", "isoflop", "kaplan")
+SHIPPED_PRESETS = ("demo", "horizons", "horizons_wsd", "isoflop", "kaplan")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MAX_LAYERS = 512  # the shape search stops here (about 1e10 parameters at aspect 16)
 _DATA = DataConfig()  # the horizon does not depend on the data group

@@ -1,0 +1,203 @@
+"""Benchmark: WSD cooldown branches against separate cosine runs, for the same points.
+
+    .venv/bin/python benchmarks/bench_horizons.py            # ~12 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_horizons.py --quick    # ~3 minutes: 2 sizes, shorter
+    .venv/bin/python benchmarks/bench_horizons.py data=text data.path=my_corpus/
+
+1. **Cosine.** ``sweeps=horizons``: 3 sizes x 8 horizons, every point a separate run with its
+   own full cosine schedule (Chinchilla approach 1's design), into store A.
+2. **Branches.** ``sweeps=horizons_wsd``: the same 24 points as warmup-stable-decay cooldown
+   branches of one stable run per size (``train.horizons``), into store B.
+3. **Checks** (exit status 1 if one fails): B's wall-clock is at most ``--max-ratio`` (0.5) of
+   A's; every point's final validation loss in B is within ``--max-loss-diff`` (1%) of A's; the
+   Chinchilla law fitted to each table (approach 3, bootstrap 95% intervals) has every
+   parameter of one fit inside the other's interval; the loss-curve law (``--law curve``,
+   Tissue et al. 2024) fitted per size on the stable run plus ONE cooldown branch (the middle
+   horizon) predicts every other horizon's final loss within ``--max-curve-error`` (1%).
+
+Both sweeps are the real CLI in a subprocess (``python -m scaling.sweep -m sweeps=...``),
+one after the other (never concurrently: 2 cores), with the same extra overrides (the data
+group, a shorter grid). The token cache is built beforehand by a dry run, outside the timing.
+Prints one table per point and a summary; the wall-clock ratio is measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICK = [
+    "model.n_layer=1,2",
+    "model.seq_len=64",
+    "train.batch_size=16",
+]
+QUICK_HORIZONS = [6e4, 1.2e5, 1.8e5, 2.4e5, 3e5, 3.6e5]
+
+
+def sweep(work: Path, preset: str, extra: list[str], store: str, dry: bool = False) -> float:
+    """Run one preset in a subprocess into ``store``; returns its wall-clock seconds."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "scaling.sweep",
+        "-m",
+        f"sweeps={preset}",
+        f"results_dir={work / store}",
+        f"tracking.uri=sqlite:///{work / store / 'mlflow.db'}",
+        "progress=false",
+        "sweep.fit=false",
+        *extra,
+    ]
+    if dry:
+        cmd.append("sweep.dry_run=true")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+        raise SystemExit(f"{preset} sweep exited {proc.returncode}")
+    return wall
+
+
+def tables(work: Path, store: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(final run table without stable runs, curves table with them) of a store."""
+    from scaling.analysis.table import read_run_table, write_table
+    from scaling.training.collect import collect_runs
+
+    uri = f"sqlite:///{work / store / 'mlflow.db'}"
+    final = write_table(collect_runs(uri, experiment), work / f"{store}.csv")
+    curves = write_table(collect_runs(uri, experiment, curves=True), work / f"{store}_curves.csv")
+    return read_run_table(final), read_run_table(curves, curves=True)
+
+
+def law_check(a: pd.DataFrame, b: pd.DataFrame, boot: int) -> list[tuple[str, float, float, str]]:
+    """Chinchilla law on each table: (parameter, estimate A, estimate B, verdict) rows."""
+    from scaling.analysis.fit import fit
+    from scaling.analysis.results import FitOptions
+
+    options = FitOptions(bootstrap=boot, seed=0)
+    fa, fb = fit(a, "chinchilla", 3, options), fit(b, "chinchilla", 3, options)
+    rows = []
+    for name in fa.params:
+        va, vb = fa.params[name], fb.params[name]
+        (la, ha), (lb, hb) = fa.ci[name], fb.ci[name]
+        ok = la <= vb <= ha and lb <= va <= hb
+        rows.append((name, va, vb, f"A [{la:.4g}, {ha:.4g}] B [{lb:.4g}, {hb:.4g}] " + (
+            "inside each other" if ok else "OUTSIDE"
+        )))
+    return rows
+
+
+def curve_check(curves: pd.DataFrame) -> list[tuple[float, int, float, float, float]]:
+    """The curve law per size, fitted on the stable run plus the middle horizon's branch;
+    (params, horizon tokens, predicted, measured, error %) for every other branch."""
+    from scaling.analysis.curve import CurveOptions, curves_from_table, fit_size
+
+    runs = curves_from_table(curves)
+    out = []
+    for n in sorted({r.params for r in runs}):
+        size = [r for r in runs if r.params == n]
+        branches = sorted((r for r in size if r.role == "branch"), key=lambda r: r.final_step)
+        stable = [r for r in size if r.role == "stable"]
+        held = branches[len(branches) // 2]
+        law = fit_size(stable + [held], CurveOptions(bootstrap=0))
+        for r in branches:
+            if r is held:
+                continue
+            pred = law.predict_final(r.schedule, r.total_steps).loss
+            out.append((n, r.final_tokens, pred, r.final_loss, 100 * (pred / r.final_loss - 1)))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 sizes, 6 shorter horizons")
+    parser.add_argument("--max-ratio", type=float, default=0.5)
+    parser.add_argument("--max-loss-diff", type=float, default=1.0, help="percent")
+    parser.add_argument("--max-curve-error", type=float, default=1.0, help="percent")
+    parser.add_argument("--bootstrap", type=int, default=200)
+    parser.add_argument("--keep", help="work folder to keep (default: a temporary one)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for both sweeps")
+    args = parser.parse_args()
+
+    extra = list(args.overrides)
+    if args.quick:
+        extra += QUICK
+        cosine = extra + ["train.tokens=" + ",".join(f"{t:g}" for t in QUICK_HORIZONS)]
+        wsd = extra + ["train.horizons=[" + ",".join(f"{t:g}" for t in QUICK_HORIZONS) + "]"]
+    else:
+        cosine = wsd = extra
+    work = Path(args.keep or tempfile.mkdtemp(prefix="bench-horizons-"))
+    work.mkdir(parents=True, exist_ok=True)
+    sweep(work, "horizons", cosine, "cache-warm", dry=True)  # token cache, outside the timing
+
+    t_cos = sweep(work, "horizons", cosine, "cosine")
+    t_wsd = sweep(work, "horizons_wsd", wsd, "wsd")
+    a, _ = tables(work, "cosine", "horizons")
+    b, curves = tables(work, "wsd", "horizons_wsd")
+
+    failures = []
+    merged = a.merge(b, on=["params", "tokens"], suffixes=("_cos", "_wsd"))
+    merged["diff_pct"] = 100 * (merged["loss_wsd"] / merged["loss_cos"] - 1)
+    print(f"{'params':>10} {'tokens':>10} {'cosine':>8} {'wsd':>8} {'diff %':>7}")
+    for _, r in merged.sort_values(["params", "tokens"]).iterrows():
+        print(
+            f"{r['params']:>10,.0f} {r['tokens']:>10,.0f} {r['loss_cos']:>8.4f} "
+            f"{r['loss_wsd']:>8.4f} {r['diff_pct']:>+7.2f}"
+        )
+    if len(merged) != len(a) or len(a) != len(b):
+        failures.append(f"points differ: {len(a)} cosine, {len(b)} wsd, {len(merged)} matched")
+    worst = float(merged["diff_pct"].abs().max())
+    if worst > args.max_loss_diff:
+        failures.append(f"a point's loss differs by {worst:.2f}% > {args.max_loss_diff}%")
+
+    from scaling.analysis.table import compute_spent
+
+    represented, spent = compute_spent(b) or (math.nan, math.nan)
+    ratio = t_wsd / t_cos
+    print(
+        f"\nwall-clock: cosine {t_cos:.0f} s, wsd branches {t_wsd:.0f} s, ratio {ratio:.2f} "
+        f"(compute: {spent / represented:.2f}x of the points' {represented:.3g} FLOPs)"
+    )
+    if ratio > args.max_ratio:
+        failures.append(f"wall-clock ratio {ratio:.2f} > {args.max_ratio}")
+    print(f"per-point loss, wsd vs cosine: mean {merged['diff_pct'].mean():+.2f}%, "
+          f"worst |diff| {worst:.2f}%")
+
+    print("\nChinchilla law (approach 3), A = cosine, B = wsd branches, 95% bootstrap intervals:")
+    for name, va, vb, verdict in law_check(a, b, args.bootstrap):
+        print(f"  {name:>6}: A {va:.4g}  B {vb:.4g}  {verdict}")
+        if "OUTSIDE" in verdict:
+            failures.append(f"law parameter {name}: {verdict}")
+
+    print("\nCurve law per size, fitted on the stable run + the middle horizon's cooldown:")
+    errors = curve_check(curves)
+    for n, tokens, pred, meas, err in errors:
+        print(f"  N {n:>9,.0f}  D {tokens:>10,.0f}  predicted {pred:.4f}  measured {meas:.4f}  "
+              f"error {err:+.2f}%")
+    worst_curve = max(abs(e[-1]) for e in errors) if errors else math.nan
+    print(f"  worst |error| {worst_curve:.2f}% over {len(errors)} held-out horizons")
+    if not worst_curve <= args.max_curve_error:
+        failures.append(f"curve law error {worst_curve:.2f}% > {args.max_curve_error}%")
+
+    print(f"\nwork folder: {work}")
+    for f in failures:
+        print(f"FAIL: {f}")
+    print("PASS" if not failures else f"{len(failures)} check(s) failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())
