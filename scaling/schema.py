@@ -451,6 +451,10 @@ class TrainConfig:
     eval_points: int = 8  # validation at this many log-spaced token counts; the last is the result
     log_every: int = 10  # optimizer steps between train/loss points
     checkpoint_every: int = 50  # optimizer steps between checkpoints (0 = never)
+    # the rule that train.lr=auto / train.batch_size=auto read (a hparams.json written by
+    # `scaling fit --law hparams`); null: ./hparams.json if it exists, else the shipped default.
+    # Out of the run key: the numbers it resolves to are in (scaling.config.resolve_auto)
+    hparams_rule: str | None = None
 
     def __post_init__(self) -> None:
         has_tokens, has_flops = self.tokens is not None, self.flops is not None
@@ -504,6 +508,11 @@ class TrainConfig:
                 "steps >= 0, or null (then train.warmup, a fraction of the steps, applies)"
             )
         self._check_horizons()
+        if self.hparams_rule is not None and not str(self.hparams_rule).strip():
+            raise ConfigError(
+                "train.hparams_rule is empty: pass a rule file written by `scaling fit --law "
+                "hparams` (DIR/hparams.json), or null"
+            )
         for key, default in (("beta1", 0.9), ("beta2", 0.95)):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ConfigError(
@@ -691,10 +700,25 @@ class SweepConfig:
     law: str = "chinchilla"  # the law of an approach-3 end-of-sweep fit
     # one run of a planned ladder (`scaling plan` presets): {n_layer, d_model, flops, seed}
     point: Any = None
+    # after the end-of-sweep fit: train its predicted compute-optimal run at this many FLOPs
+    # and score the prediction (`scaling verify`); null = no verification
+    verify_flops: float | None = None
 
     def __post_init__(self) -> None:
         if self.bootstrap < 0:
             raise ConfigError(f"sweep.bootstrap={self.bootstrap} must be 0 (none) or positive")
+        if self.verify_flops is not None and not (
+            self.verify_flops > 0 and math.isfinite(self.verify_flops)
+        ):
+            raise ConfigError(
+                f"sweep.verify_flops={self.verify_flops} must be a positive FLOP budget, e.g. "
+                "sweep.verify_flops=3e13 (or null: no verification)"
+            )
+        if self.verify_flops is not None and not (self.collect and self.fit):
+            raise ConfigError(
+                "sweep.verify_flops verifies the end-of-sweep fit: it needs sweep.collect=true "
+                "and sweep.fit=true"
+            )
         if self.approach not in (2, 3):
             raise ConfigError(
                 f"sweep.approach={self.approach} must be 2 (IsoFLOP) or 3 (a law of N and D); "

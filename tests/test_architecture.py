@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "scaling"
-CORE = {"scaling", "scaling.errors", "scaling.counting", "scaling.schema", "scaling.config"}
+CORE = {
+    "scaling",
+    "scaling.errors",
+    "scaling.counting",
+    "scaling.schema",
+    "scaling.schedule",
+    "scaling.config",
+}
 ENTRY = {"scaling.cli", "scaling.train", "scaling.sweep", "scaling.__main__"}
 TRAINING_STACK = ("torch", "lightning", "mlflow")
 

@@ -31,24 +31,41 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import asdict, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from scaling.config import RunConfig, run_key
 from scaling.counting import compute_from, count_params
 from scaling.training.data import train_epochs
-from scaling.training.run import Branching, PreparedRun, RunResult, checkpoint_dir, report, train
+from scaling.training.tracking import checkpoint_folder
 
 ROLE = "branch.role"
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: the UI nests the branches under the stable run
+
+
+@dataclass(frozen=True)
+class Branching:
+    """A run's part in a group (what :func:`scaling.training.run.train` adds to a plain run):
+    ``params``/``tags`` added to its MLflow record; ``start``, a branch's first checkpoint (the
+    stable run's at its cooldown start), used when the run has none of its own; ``points``, the
+    steps at which the stable run keeps a checkpoint in ``points_dir`` for the branches."""
+
+    params: dict[str, Any]
+    tags: dict[str, str]
+    start: Path | None = None
+    points: tuple[int, ...] = ()
+    points_dir: Path | None = None
 
 
 def points_folder(stable: RunConfig) -> Path:
     """Where the stable run keeps its checkpoints at the branches' cooldown starts: beside its
     own checkpoint folder (removed when the stable run finishes), removed once every branch of
     the group is FINISHED."""
-    folder = checkpoint_dir(stable)
+    folder = checkpoint_folder(
+        stable.results_dir, stable.tracking.uri, stable.tracking.experiment, run_key(stable)
+    )
     return folder.with_name(folder.name + ".branches")
 
 
@@ -85,15 +102,19 @@ def keep_checkpoints_at(steps: tuple[int, ...], folder: Path):  # -> lightning C
     return KeepAt()
 
 
-def member(prep: PreparedRun, cfg: RunConfig) -> PreparedRun:
-    """A member of ``prep``'s group as a prepared run of its own (same corpus, no new checks)."""
+def member(prep: Any, cfg: RunConfig) -> Any:
+    """A member of ``prep``'s group (a :class:`~scaling.training.run.PreparedRun`) as a prepared
+    run of its own: the same corpus, no new checks."""
     resolved = dict(prep.resolved)
     resolved["train"] = asdict(cfg.train)
     epochs = train_epochs(prep.corpus, cfg.tokens, cfg.data.allow_repeat)
-    return PreparedRun(cfg=cfg, corpus=prep.corpus, epochs=epochs, resolved=resolved)
+    return replace(prep, cfg=cfg, epochs=epochs, resolved=resolved)
 
 
-def train_group(prep: PreparedRun, resume: bool = True) -> RunResult:
+TrainOne = Callable[[Any, bool, Branching], Any]  # training.run.train: (prep, resume, branching)
+
+
+def train_group(prep: Any, resume: bool, train: TrainOne, report: Callable[[Any], str]) -> Any:
     """Train a ``train.horizons`` group: the stable run, then every branch, shortest first.
 
     Returns the group's result: FINISHED (SKIPPED when every member already was), its

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from scaling.config import GPTConfig, TrainConfig
-from scaling.schedule import lr_factor
+from scaling.schedule import cooldown_start, lr_factor
 from scaling.training.model import GPT
 
 MetricSink = Callable[[dict[str, float], int], None]
@@ -56,12 +56,23 @@ def build_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
     )
 
 
-def eval_steps(total_steps: int, points: int) -> list[int]:
-    """Optimizer steps (1-based counts) after which validation runs: log-spaced, last = final."""
+COOLDOWN_EVALS = 4  # wsd: extra validations evenly spaced over the cooldown
+
+
+def eval_steps(total_steps: int, points: int, cooldown_from: int | None = None) -> list[int]:
+    """Optimizer steps (1-based counts) after which validation runs: log-spaced, last = final;
+    with ``cooldown_from`` (a wsd run's cooldown start) also :data:`COOLDOWN_EVALS` evenly
+    spaced through the cooldown, where the loss falls fastest and a cooldown branch has its
+    only points (what the loss-curve law reads the annealing term from)."""
     if points <= 1 or total_steps <= 1:
-        return [total_steps]
-    raw = np.geomspace(1, total_steps, points)
-    return sorted({int(round(s)) for s in raw} | {total_steps})
+        steps = {total_steps}
+    else:
+        steps = {int(round(s)) for s in np.geomspace(1, total_steps, points)} | {total_steps}
+    if cooldown_from is not None and points > 1:
+        span = total_steps - cooldown_from
+        ks = range(1, COOLDOWN_EVALS + 1)
+        steps |= {cooldown_from + round(k * span / COOLDOWN_EVALS) for k in ks}
+    return sorted(s for s in steps if s >= 1)
 
 
 CHECKPOINT_KEY = "scaling"  # this module's state in a Lightning checkpoint
@@ -124,7 +135,12 @@ class LMModule(L.LightningModule):
         self.val_windows = val_windows
         self.eval_batch_size = eval_batch_size
         self.sink = sink
-        self.eval_at = eval_steps(total_steps, train_cfg.eval_points)
+        wsd = train_cfg.schedule == "wsd"
+        self.eval_at = eval_steps(
+            total_steps,
+            train_cfg.eval_points,
+            cooldown_start(total_steps, train_cfg.cooldown) if wsd else None,
+        )
         self._eval_at = frozenset(self.eval_at)
         self.final_val_loss: float | None = None
         self.last_train_loss: float | None = None

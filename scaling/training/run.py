@@ -42,6 +42,7 @@ from scaling.config import (
 )
 from scaling.counting import FLOPS_CONVENTIONS, all_conventions, count_params
 from scaling.errors import EXIT_USER_ERROR, ConfigError, exit_on_user_error
+from scaling.training.branches import Branching, keep_checkpoints_at, train_group
 from scaling.training.data import Corpus, load_corpus, train_epochs
 from scaling.training.tracking import (
     HOLDER_TAG,
@@ -394,20 +395,6 @@ def _open_record(
     return run_id
 
 
-@dataclass(frozen=True)
-class Branching:
-    """A run's part in a group of WSD cooldown branches (:mod:`scaling.training.branches`):
-    ``params``/``tags`` added to its MLflow record; ``start``, a branch's first checkpoint (the
-    stable run's at its cooldown start), used when the run has none of its own; ``points``, the
-    steps at which the stable run keeps a checkpoint in ``points_dir`` for the branches."""
-
-    params: dict[str, Any]
-    tags: dict[str, str]
-    start: Path | None = None
-    points: tuple[int, ...] = ()
-    points_dir: Path | None = None
-
-
 def train(prep: PreparedRun, resume: bool = True, branching: Branching | None = None) -> RunResult:
     """Train one prepared run, tracked in MLflow; one run per key.
 
@@ -428,17 +415,13 @@ def train(prep: PreparedRun, resume: bool = True, branching: Branching | None = 
 
     cfg = prep.cfg
     if cfg.train.horizons is not None:  # a group: a stable run and its cooldown branches
-        from scaling.training.branches import train_group
-
-        return train_group(prep, resume)
+        return train_group(prep, resume, train, report)
     started = time.perf_counter()
     set_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     recording = _record_checkpoints()
     extra: tuple[Any, ...] = (recording,)
     if branching is not None and branching.points and branching.points_dir is not None:
-        from scaling.training.branches import keep_checkpoints_at
-
         extra += (keep_checkpoints_at(branching.points, branching.points_dir),)
     # The trainer knows this process's rank before anything is locked or recorded.
     trainer = make_trainer(cfg, checkpoint_dir(cfg), extra_callbacks=extra)

@@ -393,7 +393,30 @@ class SweepCallback(Callback):
             extra = f"; dropped {dropped} older duplicate(s) of a run key" if dropped else ""
             print(f"run table: {table} ({len(df)} finished runs{extra})")
             if self.options.fit:
-                fit_table(table, Path("analysis") / experiment, self.options)
+                fitted = fit_table(table, Path("analysis") / experiment, self.options)
+                if fitted and self.options.verify_flops:
+                    self._verify(config, Path("analysis") / experiment / "fit.json")
+
+    def _verify(self, config: DictConfig, fit_path: Path) -> None:
+        """``sweep.verify_flops``: train the fit's predicted optimum with the grid's own data
+        and hyperparameters (its first point's config, shape and horizon replaced)."""
+        from hydra.core.global_hydra import GlobalHydra
+
+        from scaling.training.verify import allocation_verdict, verify
+
+        flops = float(self.options.verify_flops)  # type: ignore[arg-type]
+        first = GlobalHydra.instance().config_loader().load_sweep_config(
+            config, list(self.points[0].overrides)
+        )
+        print(f"verify: training the predicted compute-optimal run at {flops:.3g} FLOPs")
+        results = verify(fit_path, flops, base_config=first)
+        for v in results:
+            print(f"verify {v.role} ({v.params:,} params, {v.tokens:,} tokens): {v.line()}")
+        from scaling.analysis.results import load_fit
+
+        verdict = allocation_verdict(results, (load_fit(fit_path).noise or {}).get("sigma_log"))
+        if verdict:
+            print(verdict)
 
     @staticmethod
     def _guard(fn: Any, *args: Any) -> None:
@@ -473,8 +496,8 @@ def _signal_exit(err: BaseException) -> tuple[str, int] | None:
     return None
 
 
-def fit_table(table: Path, out: Path, options: SweepConfig) -> None:
-    """Fit the run table into ``out`` as ``scaling fit`` would.
+def fit_table(table: Path, out: Path, options: SweepConfig) -> bool:
+    """Fit the run table into ``out`` as ``scaling fit`` would; True when a fit was written.
 
     A table the law cannot be fitted to (too few runs or budgets) is reported and skipped: the
     sweep did its job.  Anything else raises, and the sweep exits non-zero.
@@ -492,7 +515,7 @@ def fit_table(table: Path, out: Path, options: SweepConfig) -> None:
         )
     except UserError as err:  # e.g. too few runs for the law: the sweep itself succeeded
         print(f"fit skipped: {err}")
-        return
+        return False
     for warning in output.result.warnings:
         print(f"fit warning: {warning}")
     health = output.result.health or {}
@@ -503,6 +526,7 @@ def fit_table(table: Path, out: Path, options: SweepConfig) -> None:
 
         print(f"fit health: NOT OK, scaling predict will refuse it: {problem_line(health)}")
     print(f"fit report: {out / 'report.md'}")
+    return True
 
 
 # ---- the job (runs in the launcher's process) -------------------------------------------------

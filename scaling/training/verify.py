@@ -116,7 +116,14 @@ def check_health(result: FitResult, fit_path: Path, allow_unhealthy: bool) -> No
         )
 
 
-def _compose(overrides: Sequence[str]) -> Any:
+def _compose(overrides: Sequence[str], base: Any = None) -> Any:
+    """The run config of ``overrides``: on the shipped config.yaml, or on ``base`` (a composed
+    run config, e.g. a sweep's first grid point: its data, tokenizer and hyperparameters)."""
+    if base is not None:
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.create(OmegaConf.to_container(base, resolve=False))
+        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     from hydra import compose, initialize_config_dir
 
     register_configs()
@@ -124,12 +131,12 @@ def _compose(overrides: Sequence[str]) -> Any:
         return compose("config", overrides=list(overrides))
 
 
-def _train(overrides: Sequence[str]) -> tuple[Any, float, str | None, str]:
+def _train(overrides: Sequence[str], base: Any = None) -> tuple[Any, float, str | None, str]:
     """Train one run from overrides; ``(cfg, measured val/loss, run id, run name)``."""
     from scaling.training.run import prepare, train
     from scaling.training.tracking import ensure_experiment, mlflow_client
 
-    prep = prepare(_compose(overrides))
+    prep = prepare(_compose(overrides, base))
     cfg = prep.cfg
     ensure_experiment(cfg.tracking.uri, cfg.tracking.experiment)
     result = train(prep)
@@ -194,9 +201,11 @@ def verify(
     *,
     bracket: bool = False,
     allow_unhealthy: bool = False,
+    base_config: Any = None,
 ) -> list[Verification]:
     """Train the predicted optimum at ``flops`` (and with ``bracket`` its 0.5x and 2x
-    neighbours), record and return each verification."""
+    neighbours), record and return each verification. ``base_config``: the run config the
+    overrides apply to (default: the shipped config.yaml)."""
     fit_path = Path(fit_path)
     result = load_fit(fit_path)
     check_health(result, fit_path, allow_unhealthy)
@@ -207,7 +216,7 @@ def verify(
     base = list(overrides)
     if not any(o.startswith("tracking.experiment=") for o in base):
         base.append(f"tracking.experiment={DEFAULT_EXPERIMENT}")
-    probe = _compose(base).model  # the shape family's seq_len and vocabulary
+    probe = _compose(base, base_config).model  # the shape family's seq_len and vocabulary
     vocab = int(probe.vocab_size)
     roles = ROLES if bracket else {"optimum": 1.0}
     done: list[Verification] = []
@@ -225,7 +234,7 @@ def verify(
             "train.tokens=null",
             f"train.flops={flops:g}",
         ]
-        cfg, measured, run_id, name = _train(run_overrides)
+        cfg, measured, run_id, name = _train(run_overrides, base_config)
         pred = predicted_for(predictor, flops, shape, cfg.tokens)
         v = Verification(
             role=role,
