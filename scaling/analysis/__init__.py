@@ -1,7 +1,8 @@
 """The analysis stack: run tables in, fitted laws, predictions and reports out.
 
 numpy, scipy, pandas and matplotlib only: nothing here imports torch, lightning, mlflow or
-:mod:`scaling.training`, and of the core only :mod:`scaling.errors` and :mod:`scaling.counting`.
+:mod:`scaling.training`; of the core it reads :mod:`scaling.errors`, :mod:`scaling.counting`,
+the config's schema and :mod:`scaling.schedule` (the LR schedule of the curve law).
 This package module imports nothing itself.
 
 Modules, in the order they build on each other:
@@ -20,6 +21,8 @@ Modules, in the order they build on each other:
 - ``envelope``: approach 1, the least loss at each FLOP count over loss curves.
 - ``fit``: :func:`~scaling.analysis.fit.fit`, the entry point over approaches 1-3.
 - ``fit_dir``: a run table file -> a fit directory (fit.json, runs.csv, report), atomically.
+- ``curve``: the loss-curve law with LR annealing (Tissue et al. 2024) per model size, over the
+  schedules of :mod:`scaling.schedule`; ``curve_dir``: ``curve_fit.json`` and its plot.
 - ``predict``: Predictor: allocation of a budget, loss of a size, compute for a target loss.
 - ``report``: ``report.md`` and its plots (``report.stats``, ``report.plots``,
   ``report.markdown``).
