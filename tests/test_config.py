@@ -258,6 +258,7 @@ def test_the_default_run_is_the_documented_one() -> None:
 
 @pytest.mark.parametrize("preset", _shipped("sweeps"))
 def test_each_sweep_preset_expands_to_valid_runs(preset: str) -> None:
+    from scaling.analysis.plan import run_problem
     from scaling.training.sweep import expand_grid
 
     master = _compose("sweep", [f"sweeps={preset}"], hydra=True)
@@ -266,6 +267,9 @@ def test_each_sweep_preset_expands_to_valid_runs(preset: str) -> None:
     runs = [build_run_config(_compose("sweep", job)) for job in jobs]
     points = sum(len(r.train.horizons or [None]) for r in runs)  # a WSD group: one per horizon
     assert points >= 6
+    # the planner's guards hold: >= 200 optimizer steps and 1..1000 tokens per parameter (the
+    # issue: a 5-step run at 1e11 FLOPs decided a whole budget)
+    assert not {" ".join(job): p for job, r in zip(jobs, runs) if (p := run_problem(r))}
     assert {r.tracking.experiment for r in runs} == {preset}
     assert len({run_key(r) for r in runs}) == len(runs)
 

@@ -45,6 +45,7 @@ import numpy as np
 
 from scaling.analysis.allocation import TOKENS_PER_PARAM_RANGE, chinchilla_optimal
 from scaling.config import (
+    CONF_DIR,
     DataConfig,
     GPTConfig,
     RunConfig,
@@ -67,7 +68,9 @@ HOFFMANN_EQ10_NAME = "Hoffmann et al. 2022 eq. 10 (E=1.69, A=406.4, B=410.7, alp
 # batch): (2, 64, 128, 32), (4, 128, 128, 32), (4, 256, 256, 16).
 README_THROUGHPUT = ((124_672, 63_607.0), (842_496, 12_665.0), (3_290_624, 4_135.0))
 
-SHIPPED_PRESETS = ("demo", "horizons", "horizons_wsd", "isoflop", "kaplan")
+PLAN_MIN_STEPS = 200  # a run with fewer optimizer steps is decided by its step count, not its size
+# a planned preset may not shadow a shipped one (scaling/conf/sweeps/*.yaml)
+SHIPPED_PRESETS = tuple(sorted(p.stem for p in (CONF_DIR / "sweeps").glob("*.yaml")))
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MAX_LAYERS = 512  # the shape search stops here (about 1e10 parameters at aspect 16)
 _DATA = DataConfig()  # the horizon does not depend on the data group
@@ -199,7 +202,7 @@ class PlanOptions:
     span: float = 0.6  # decades either side of N_opt the sizes aim for
     min_budgets: int = 3
     max_budgets: int | None = None
-    min_steps: int = 200
+    min_steps: int = PLAN_MIN_STEPS
     tpp_range: tuple[float, float] = TOKENS_PER_PARAM_RANGE
     replicates: int = 2  # the centre size of each budget again with seeds 1..replicates
     batch_size: int = TrainConfig.batch_size
@@ -411,6 +414,16 @@ def planned_run(
 def guard_problem(run: PlannedRun, opts: PlanOptions) -> str | None:
     """Why ``run`` cannot mean anything (too few steps, tokens per parameter out of range)."""
     return _guard(run.steps, run.tokens_per_param, opts)
+
+
+def run_problem(cfg: RunConfig, min_steps: int = PLAN_MIN_STEPS) -> str | None:
+    """Why a configured run cannot mean anything under the planner's guards (too few optimizer
+    steps, tokens per parameter outside the sane range), or None; a WSD branch group is judged
+    by its shortest horizon."""
+    runs = cfg.branches()[:1] if cfg.train.horizons is not None else [cfg]
+    run = runs[0]
+    opts = PlanOptions(target_flops=1.0, min_steps=min_steps)
+    return _guard(run.steps, run.tokens / count_params(run.model).total, opts)
 
 
 def _guard(steps: int, tokens_per_param: float, opts: PlanOptions) -> str | None:
