@@ -1,6 +1,6 @@
 """Benchmark: WSD cooldown branches against separate cosine runs, for the same points.
 
-    .venv/bin/python benchmarks/bench_horizons.py            # ~12 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_horizons.py            # ~14 minutes on 2 cores
     .venv/bin/python benchmarks/bench_horizons.py --quick    # ~3 minutes: 2 sizes, shorter
     .venv/bin/python benchmarks/bench_horizons.py data=text data.path=my_corpus/
 
@@ -148,7 +148,7 @@ def main() -> int:
     b, curves = tables(work, "wsd", "horizons_wsd")
 
     failures = []
-    merged = a.merge(b, on=["params", "tokens"], suffixes=("_cos", "_wsd"))
+    merged = a.merge(b, on=["params", "tokens"], suffixes=("_cos", "_wsd")).copy()
     merged["diff_pct"] = 100 * (merged["loss_wsd"] / merged["loss_cos"] - 1)
     print(f"{'params':>10} {'tokens':>10} {'cosine':>8} {'wsd':>8} {'diff %':>7}")
     for _, r in merged.sort_values(["params", "tokens"]).iterrows():

@@ -84,3 +84,45 @@ def test_verify_trains_the_predicted_optimum_and_its_neighbours_and_records_them
     )
     assert main(["report", str(fit_dir)]) == 0
     assert "## Verifications" in (fit_dir / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_verify_on_a_grid_points_config_trains_with_its_data_and_hyperparameters(
+    tmp_path, compose
+) -> None:  # type: ignore[no-untyped-def]
+    """sweep.verify_flops verifies with the grid's first point's config (its data, batch,
+    context), replacing only the shape and the horizon."""
+    from scaling.training.verify import verify
+
+    runs = grid_runs(n=60, noise=0.003, seed=4, n_range=(3e3, 1e5), tpp_range=(2, 200))
+    table = tmp_path / "ladder.csv"
+    runs.to_csv(table, index=False)
+    fit_dir = tmp_path / "analysis"
+    assert main(["fit", str(table), "--out", str(fit_dir), "--bootstrap", "40"]) == 0
+    base = compose("data=text", f"data.path={SMALL_TEXT_DIR}", "train.batch_size=4")
+    (v,) = verify(fit_dir / "fit.json", 2.4e9, base_config=base)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=str(base.tracking.uri))
+    run = client.get_run(v.run_id)
+    assert run.data.params["train.batch_size"] == "4"  # the grid's, not the default 32
+    assert run.data.params["model.seq_len"] == str(base.model.seq_len)
+    assert run.data.params["data.source"] == "text"
+    assert int(run.data.params["model.n_layer"]) == v.n_layer
+    assert float(run.data.params["train.flops"]) == 2.4e9
+
+
+@pytest.mark.slow
+def test_a_sweep_asked_to_verify_an_unhealthy_fit_says_so_and_exits_3(tmp_path) -> None:
+    from tests.conftest import run_module
+
+    proc = run_module(
+        tmp_path, "scaling.sweep", "-m", "model.n_layer=1", "model.n_head=1", "model.seq_len=32",
+        "train.batch_size=8", "train.tokens=null", "train.flops=3e8,1e9",
+        "model.d_model=16,32,48", "sweep.bootstrap=0", "sweep.verify_flops=1e10",
+        "progress=false",
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "run table:" in proc.stdout  # the grid was trained, collected and fitted
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert "cannot support a prediction" in line or "no fit to verify" in line

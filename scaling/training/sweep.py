@@ -45,7 +45,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from scaling.config import SweepConfig, structured
-from scaling.errors import UserError, exit_on_user_error
+from scaling.errors import UnhealthyFitError, UserError, exit_on_user_error
 
 _ACTIVE: list[SweepCallback] = []  # the driver's callback, for the summary after a signal
 _ENV_TOTAL = "SCALING_SWEEP_TOTAL"
@@ -394,7 +394,12 @@ class SweepCallback(Callback):
             print(f"run table: {table} ({len(df)} finished runs{extra})")
             if self.options.fit:
                 fitted = fit_table(table, Path("analysis") / experiment, self.options)
-                if fitted and self.options.verify_flops:
+                if self.options.verify_flops and not fitted:
+                    raise UnhealthyFitError(
+                        "sweep.verify_flops: no fit to verify (see 'fit skipped' above): add "
+                        "runs, or rerun without sweep.verify_flops"
+                    )
+                if self.options.verify_flops:
                     self._verify(config, Path("analysis") / experiment / "fit.json")
 
     def _verify(self, config: DictConfig, fit_path: Path) -> None:
