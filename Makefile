@@ -6,7 +6,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-all bench lint clean
+.PHONY: demo dedup-study test test-all bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,6 +16,20 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python -m scaling.sweep -m sweeps=demo
+
+# "What does dedup buy?": one IsoFLOP ladder on the raw and on the deduplicated sitepackages
+# corpus, a fit of each, one comparison (scaling/conf/sweeps/dedup_study.yaml; ~11 minutes on
+# 2 cores). Unhealthy fits are refused (at this size they are: README, "What does dedup buy?");
+# make dedup-study COMPARE='--allow-unhealthy' compares them under a NOT OK banner.
+STUDY   := dedup_study
+COMPARE ?=
+dedup-study: $(STAMP)
+	$(BIN)/python -m scaling.sweep -m sweeps=$(STUDY)
+	$(BIN)/scaling collect --experiment $(STUDY) --where 'data.process=[]' --out results/$(STUDY)_raw.csv
+	$(BIN)/scaling collect --experiment $(STUDY) --where 'data.process=[dedup_exact,dedup_near]' --out results/$(STUDY)_dedup.csv
+	$(BIN)/scaling fit results/$(STUDY)_raw.csv --out analysis/$(STUDY)/raw
+	$(BIN)/scaling fit results/$(STUDY)_dedup.csv --out analysis/$(STUDY)/dedup
+	$(BIN)/scaling compare analysis/$(STUDY)/raw analysis/$(STUDY)/dedup --labels raw,dedup --flops 2e12 --out analysis/$(STUDY) $(COMPARE)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

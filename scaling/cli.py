@@ -2,7 +2,7 @@
 
 Subcommands::
 
-    scaling collect [--tracking-uri URI] [--experiment NAME] [--curves] --out FILE
+    scaling collect [--tracking-uri URI] [--experiment NAME] [--curves] [--where K=V] --out FILE
     scaling fit RUNS [--law chinchilla|kaplan|...] [--approach 1|2|3] [--bootstrap N]
                 [--out DIR] [--json]
     scaling predict --fit DIR/fit.json (--flops C | --params N --tokens D | --target-loss L
@@ -11,6 +11,8 @@ Subcommands::
     scaling plan --target-flops C [--budget-flops F | --budget-hours H] [--prior FIT.json]
                  [--name NAME] [--runs RUNS.csv]
     scaling verify --fit DIR/fit.json --flops C [--bracket] [--json] [key=value ...]
+    scaling process [--json] [data=NAME] [data.KEY=VALUE ...]
+    scaling compare FIT_A FIT_B --flops C [--labels A,B] [--out DIR] [--json]
 
 User mistakes exit with status 2 and one ``error: ...`` line; nothing is written unless the whole
 command succeeds.
@@ -37,6 +39,7 @@ examples:
   scaling fit results/runs.csv --law kaplan --bootstrap 0       # Kaplan L(N, D), no intervals
   scaling fit results/isoflop.csv --approach 2 --out analysis/iso
   scaling fit results/curves.csv --approach 1                   # from `scaling collect --curves`
+  scaling fit results/curves.csv --law curve --predict-tokens 4e6 --schedule wsd  # loss curves
 
 The run table needs columns params, tokens, loss (optional flops; default 6*params*tokens).
 Approach 1 needs a curves table: run_id, params, tokens, loss, one row per logged point.
@@ -173,6 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="write loss-vs-tokens curves (one row per logged point) for approach 1",
     )
     p.add_argument("--out", required=True, type=Path, help="output table, .csv or .parquet")
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep only runs whose MLflow param KEY equals VALUE, e.g. 'data.process=[]' or "
+        "data.processed_id=ab12cd34ef56 (repeatable: all must hold; lists compare without "
+        "quotes and spaces, numbers as numbers)",
+    )
     p.set_defaults(handler=cmd_collect)
 
     p = sub.add_parser(
@@ -187,8 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--law",
         default="chinchilla",
-        choices=list(LAWS),
-        help="law to fit with approach 3 (default: chinchilla)",
+        choices=[*LAWS, "curve", "hparams"],
+        help="law to fit with approach 3 (default: chinchilla); curve: the loss-curve law with "
+        "LR annealing per model size, on a curves table (Tissue et al. 2024); hparams: the best "
+        "lr and batch per compute budget as power laws of C (DeepSeek LLM 2024), written as "
+        "DIR/hparams.json for train.lr=auto / train.batch_size=auto",
     )
     p.add_argument(
         "--approach",
@@ -231,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-report", action="store_true", help="write fit.json only (skip report.md and plots)"
     )
     p.add_argument("--json", action="store_true", help="also print fit.json to stdout")
+    _add_curve_options(p)
     p.set_defaults(handler=cmd_fit)
 
     p = sub.add_parser(
@@ -262,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_report)
 
     _add_plan_parser(sub)
+    _add_process_parser(sub)
+    _add_compare_parser(sub)
     return parser
 
 
@@ -456,6 +474,84 @@ def _add_plan_parser(sub: Any) -> None:
     p.set_defaults(handler=cmd_verify)
 
 
+EPILOG_PROCESS = """\
+examples:
+  scaling process data=sitepackages                                # its default: exact + near dedup
+  scaling process data=stdlib 'data.process=[dedup_exact,dedup_near]'
+  scaling process data=text data.path=notes/ 'data.process=[dedup_exact,filter_quality]'
+  scaling process data=text data.path=src/ 'data.process=[dedup_near]' data.dedup_near.threshold=0.9
+
+The stages run once into data.cache_dir/processed/ (with progress bars on a terminal); a
+second call with the same source and config reads that entry back ("cached") without reading
+any text, and so does every training run on it. exit status: 0 processed or cached, 2 a bad
+input (one line; nothing written).
+"""
+
+EPILOG_COMPARE = """\
+examples:
+  scaling compare analysis/raw/fit.json analysis/dedup/fit.json --labels raw,dedup --flops 1e14
+  scaling compare analysis/raw analysis/dedup --flops 1e14 --out analysis/dedup_study --json
+
+The better side has the lower expected loss at --flops; the multiplier is the compute the other
+side needs to reach that loss, over --flops, with an interval over paired bootstrap replicates
+(it covers the ratio of the fitted mean curves). exit status: 0 compared, 2 a bad input, 3 a fit
+is unhealthy (as `scaling predict`; --allow-unhealthy compares anyway and flags it).
+"""
+
+
+def _add_process_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "process",
+        help="run a corpus's data.process (dedup, filters) without training; print its report",
+        description="Process a corpus as a training run would (data.process: dedup_exact, "
+        "dedup_near, filter_length, filter_quality), into the processing cache, and print the "
+        "per-stage report: documents in, out and removed, bytes removed, shares removed; the "
+        "processed_id and where report.json lives.",
+        epilog=EPILOG_PROCESS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="data.KEY=VALUE",
+        help="data overrides as for python -m scaling.train: data=NAME, data.path=..., "
+        "'data.process=[...]', data.<stage>.<parameter>=...",
+    )
+    p.set_defaults(handler=cmd_process)
+
+
+def _add_compare_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="compare two fits: parameters side by side and the compute multiplier at a budget",
+        description="Compare two fits of one law and approach (e.g. one ladder on a raw and on "
+        "a deduplicated corpus): their parameters and exponents with intervals, each "
+        "compute-optimal loss at --flops with its CI and PI, and the compute the worse side "
+        "needs to match the better one, as a multiplier with an interval. Writes "
+        "DIR/compare.md, DIR/compare.json and DIR/compare.png.",
+        epilog=EPILOG_COMPARE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("fits", nargs=2, type=Path, metavar="FIT", help="fit.json (or its folder)")
+    p.add_argument("--flops", required=True, type=_number, help="the target budget, FLOPs")
+    p.add_argument(
+        "--labels", default="A,B", help="names of the two fits, comma-separated (default: A,B)"
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("analysis/compare"), metavar="DIR",
+        help="output directory (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of the replicate pairing")
+    p.add_argument("--json", action="store_true", help="print compare.json to stdout")
+    p.add_argument(
+        "--allow-unhealthy",
+        action="store_true",
+        help="compare even fits whose health verdict lists problems (flagged in the report)",
+    )
+    p.set_defaults(handler=cmd_compare)
+
+
 # --------------------------------------------------------------------------------------------
 # Handlers
 # --------------------------------------------------------------------------------------------
@@ -469,13 +565,28 @@ def cmd_collect(args: argparse.Namespace) -> int:
     suffix = args.out.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise UserError(f"--out {args.out}: use a .csv or .parquet file name")
-    df = collect_runs(args.tracking_uri, args.experiment, curves=args.curves)
+    df = collect_runs(
+        args.tracking_uri, args.experiment, curves=args.curves, where=_where(args.where)
+    )
     path = write_table(df, args.out)
     print(f"wrote {len(df):,} rows to {path}", file=sys.stderr)
     if df.attrs.get("dropped_duplicates"):
         n = df.attrs["dropped_duplicates"]
         print(f"kept the newest FINISHED run of each run key: dropped {n} older", file=sys.stderr)
     return 0
+
+
+def _where(conditions: Sequence[str]) -> dict[str, str]:
+    """``--where KEY=VALUE`` options as a mapping (each KEY once)."""
+    out: dict[str, str] = {}
+    for cond in conditions:
+        key, eq, value = cond.partition("=")
+        if not eq or not key.strip():
+            raise UserError(f"--where takes KEY=VALUE, e.g. 'data.process=[]'; got {cond!r}")
+        if key.strip() in out:
+            raise UserError(f"--where names {key.strip()} twice: give each key once")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def _validate_fit_args(args: argparse.Namespace) -> None:
@@ -497,12 +608,63 @@ def _validate_fit_args(args: argparse.Namespace) -> None:
         )
 
 
+# Options of `scaling fit --law curve` only (their dests default to None).
+CURVE_FLAGS = (
+    "--predict-tokens",
+    "--schedule",
+    "--cooldown",
+    "--warmup-steps",
+    "--curve-lambda",
+    "--curve-skip",
+    "--curve-resample",
+)
+
+
+def _add_curve_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("--law curve (a curves table; writes DIR/curve_fit.json and .png)")
+    g.add_argument(
+        "--predict-tokens",
+        metavar="D1,D2",
+        help="also predict the final loss of these horizons (tokens) for every size",
+    )
+    g.add_argument(
+        "--schedule",
+        choices=("cosine", "wsd", "constant"),
+        help="schedule of the predicted horizons (default: the size's runs')",
+    )
+    g.add_argument("--cooldown", type=float, help="wsd cooldown fraction of those horizons")
+    g.add_argument("--warmup-steps", type=int, help="warmup (optimizer steps) of those horizons")
+    g.add_argument(
+        "--curve-lambda",
+        metavar="λ|fit",
+        help="decay of the annealing momentum (default: 0.999, the paper's), or 'fit'",
+    )
+    g.add_argument(
+        "--curve-skip",
+        type=float,
+        metavar="F",
+        help="leave out points before this fraction of each size's longest horizon (default: 0.1)",
+    )
+    g.add_argument(
+        "--curve-resample",
+        choices=("blocks", "runs"),
+        help="bootstrap residual blocks (default) or whole runs",
+    )
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     """``scaling fit``: run table -> fit.json, report.md, plots (written only on success)."""
     from scaling.analysis.fit_dir import fit_to_dir
     from scaling.analysis.results import FitOptions
 
     _validate_fit_args(args)
+    if args.law == "curve":
+        return _cmd_fit_curve(args)
+    given = [f for f in CURVE_FLAGS if getattr(args, f[2:].replace("-", "_")) is not None]
+    if given:
+        raise UserError(f"{', '.join(given)} apply to --law curve only")
+    if args.law == "hparams":
+        return _cmd_fit_hparams(args)
     chosen = {field: getattr(args, field) for field, *_ in FIT_OPTIONS}
     output = fit_to_dir(
         args.runs,
@@ -525,6 +687,59 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"{sum(w.suffix == '.png' for w in output.written)} plot(s)",
         file=sys.stderr,
     )
+    return 0
+
+
+def _cmd_fit_hparams(args: argparse.Namespace) -> int:
+    """``scaling fit --law hparams``: a table of runs varying lr and batch_size at several
+    budgets -> the rule DIR/hparams.json (what train.lr=auto / batch_size=auto read)."""
+    from scaling.analysis.hparams import fit_hparams_to_dir, summary
+
+    out = args.out if args.out is not None else Path("analysis") / args.runs.stem
+    command = " ".join(["scaling", *getattr(args, "argv", ["fit", str(args.runs)])])
+    doc, path = fit_hparams_to_dir(
+        args.runs, out, level=args.level, tolerance=args.isoflop_tolerance, command=command
+    )
+    for w in doc["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    print(json.dumps(doc, indent=2) if args.json else summary(doc))
+    print(
+        f"wrote {path} (use it: train.lr=auto train.batch_size=auto "
+        f"train.hparams_rule={path}, or copy it to ./hparams.json)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_fit_curve(args: argparse.Namespace) -> int:
+    """``scaling fit --law curve``: curves table -> DIR/curve_fit.json and DIR/curve_fit.png."""
+    from scaling.analysis.curve import CurveOptions
+    from scaling.analysis.curve_dir import fit_curves_to_dir, parse_lambda, parse_tokens, summary
+
+    chosen = {
+        "lam": parse_lambda(args.curve_lambda),
+        "skip": args.curve_skip,
+        "resample": args.curve_resample,
+    }
+    options = CurveOptions(
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        level=args.level,
+        **{k: v for k, v in chosen.items() if v is not None},
+    )
+    schedule = {"schedule": args.schedule, "cooldown": args.cooldown}
+    schedule["warmup_steps"] = args.warmup_steps
+    output = fit_curves_to_dir(
+        args.runs,
+        args.out if args.out is not None else Path("analysis") / args.runs.stem,
+        options,
+        predict_tokens=parse_tokens(args.predict_tokens),
+        schedule=schedule,
+    )
+    for w in output.fit.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(json.dumps(output.doc, indent=2) if args.json else summary(output.doc))
+    print(f"wrote {', '.join(str(w) for w in output.written)}", file=sys.stderr)
     return 0
 
 
@@ -735,6 +950,41 @@ def cmd_verify(args: argparse.Namespace) -> int:
     verdict = allocation_verdict(results, noise.get("sigma_log"))
     if verdict:
         print(verdict)
+    return 0
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    """``scaling process``: run (or read from the cache) a corpus's data.process; print it."""
+    from scaling.training.process_corpus import data_config, process_corpus, summary
+    from scaling.training.run import hydra_config_errors
+
+    with hydra_config_errors():
+        data = data_config(args.overrides)
+    outcome = process_corpus(data, announce=lambda text: print(text, file=sys.stderr))
+    print(json.dumps(outcome.to_json(), indent=2) if args.json else summary(outcome))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``scaling compare``: two fits side by side and the compute multiplier at --flops."""
+    from scaling.analysis.compare import compare, multiplier_line
+    from scaling.analysis.report.compare import write_comparison
+
+    cmp = compare(
+        args.fits,
+        args.labels.split(","),
+        args.flops,
+        allow_unhealthy=args.allow_unhealthy,
+        seed=args.seed,
+    )
+    for w in cmp.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    written = write_comparison(cmp, args.out)
+    if args.json:
+        print(json.dumps(cmp.to_json(), indent=2))
+    else:
+        print(multiplier_line(cmp))
+    print(f"wrote {', '.join(str(w) for w in written)}", file=sys.stderr)
     return 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from scaling.analysis.curve import (
     used_mask,
 )
 from scaling.analysis.numbers import fmt_g, jsonable
+from scaling.analysis.outdir import staged_dir
 from scaling.analysis.table import read_run_table
 from scaling.errors import DataError, UserError
 
@@ -169,21 +169,10 @@ def fit_curves_to_dir(
     fit = fit_curves(df, options)
     predictions = predictions_for(fit, predict_tokens, schedule)
     doc = curve_doc(fit, predictions, {"path": str(table), "rows": len(df)})
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a directory; choose another output folder")
-    parent = out.parent if str(out.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    with tempfile.TemporaryDirectory(dir=parent, prefix=f".{out.name}.") as tmp:
-        stage = Path(tmp)
+    with staged_dir(out) as (stage, written):
         (stage / CURVE_JSON).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         if plot:
             plot_curves(fit, predictions, stage / CURVE_PNG)
-        out.mkdir(parents=True, exist_ok=True)
-        for item in sorted(stage.iterdir()):
-            target = out / item.name
-            item.replace(target)
-            written.append(target)
     return CurveOutput(fit, tuple(predictions), doc, tuple(written))
 
 

@@ -8,7 +8,6 @@ failed fit leaves no half-written directory.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,11 @@ from typing import Any
 from scaling.analysis.columns import columns, conventions
 from scaling.analysis.fit import fit
 from scaling.analysis.health import assess
+from scaling.analysis.outdir import staged_dir
 from scaling.analysis.report import BACKTEST_QUANTILE
 from scaling.analysis.report.stats import backtest, final_rows
 from scaling.analysis.results import FitOptions, FitResult, save_fit
 from scaling.analysis.table import read_run_table, write_table
-from scaling.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -53,12 +52,7 @@ def fit_to_dir(
     bt = backtest(runs, result, backtest_quantile) if result.approach in (2, 3) else None
     N, D, _, _ = columns(final_rows(runs, result.approach))
     result = replace(result, health=assess(result, backtest=bt, N=N, D=D))
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a directory; choose another output folder")
-    parent = out.parent if str(out.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=parent, prefix=f".{out.name}.") as tmp:
-        stage = Path(tmp)
+    with staged_dir(out) as (stage, written):
         doc = save_fit(result, stage / "fit.json")
         write_table(runs, stage / "runs.csv")
         if report:
@@ -73,10 +67,4 @@ def fit_to_dir(
                 backtest_result=bt,
                 history=out / "verifications.csv",
             )
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for item in sorted(stage.iterdir()):
-            target = out / item.name
-            item.replace(target)
-            written.append(target)
     return FitOutput(result=result, doc=doc, written=tuple(written))

@@ -300,6 +300,20 @@ class Predictor:
         return math.exp(root)
 
     @_quiet
+    def compute_for_loss(self, target: float, params: Mapping[str, float] | None = None) -> float:
+        """The least compute whose compute-optimal loss reaches ``target`` under ``params`` (the
+        fit's own, or one bootstrap replicate's): ``inf`` when it never does, NaN if undefined."""
+        return self._min_compute(target, params)
+
+    def replicate_params(self) -> list[dict[str, float]]:
+        """Each finite bootstrap replicate's law parameters (approach 3; empty otherwise)."""
+        samples = self._sample_params()
+        if samples is None:
+            return []
+        n = len(next(iter(samples.values())))
+        return [{k: float(v[i]) for k, v in samples.items()} for i in range(n)]
+
+    @_quiet
     def for_target_loss(self, target: float) -> Prediction:
         """The least compute whose compute-optimal loss reaches ``target`` (and its allocation)."""
         _check_positive("--target-loss", target)
@@ -327,13 +341,13 @@ class Predictor:
             )
             known = ~np.isnan(cs)
             unreachable = float(np.mean(np.isinf(cs[known]))) if known.any() else None
-            flops_ci = _open_interval(cs, self.level)
+            flops_ci = open_interval(cs, self.level)
             # N and D at each replicate's own least compute: the C uncertainty carries over
             with np.errstate(invalid="ignore", over="ignore"):
                 ns, ds = optimal_allocation(self.law_name, samples, np.where(known, cs, np.nan))
             ns = np.where(np.isinf(cs), np.inf, ns)
             ds = np.where(np.isinf(cs), np.inf, ds)
-            params_ci, tokens_ci = _open_interval(ns, self.level), _open_interval(ds, self.level)
+            params_ci, tokens_ci = open_interval(ns, self.level), open_interval(ds, self.level)
             if unreachable and flops_ci is not None and math.isinf(flops_ci[1]):
                 warnings.append(
                     f"{unreachable:.0%} of the bootstrap replicates never reach loss {target:g} "
@@ -355,7 +369,7 @@ class Predictor:
         return replace(out, warnings=out.warnings + tuple(warnings))
 
 
-def _open_interval(values: Array, level: float) -> tuple[float, float] | None:
+def open_interval(values: Array, level: float) -> tuple[float, float] | None:
     """Percentile interval in which ``inf`` counts (an unreachable replicate is a huge value,
     not a missing one): the upper end is ``inf`` when more than the upper tail is unreachable."""
     values = np.asarray(values, dtype=float)

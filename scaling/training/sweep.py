@@ -356,8 +356,10 @@ class SweepCallback(Callback):
         tally: dict[str, list[str]] = {"finished": [], "skipped": [], "failed": [], "todo": []}
         for point in self.points:
             state, run = outcome(point, self.started_ms)
-            if interrupted and state == "failed" and (
-                run is None or (run.info.start_time or 0) < self.started_ms
+            if (
+                interrupted
+                and state == "failed"
+                and (run is None or (run.info.start_time or 0) < self.started_ms)
             ):
                 state = "todo"  # not started by this sweep: the signal came first
             reason = ""
@@ -410,8 +412,10 @@ class SweepCallback(Callback):
         from scaling.training.verify import allocation_verdict, verify
 
         flops = float(self.options.verify_flops)  # type: ignore[arg-type]
-        first = GlobalHydra.instance().config_loader().load_sweep_config(
-            config, list(self.points[0].overrides)
+        first = (
+            GlobalHydra.instance()
+            .config_loader()
+            .load_sweep_config(config, list(self.points[0].overrides))
         )
         print(f"verify: training the predicted compute-optimal run at {flops:.3g} FLOPs")
         results = verify(fit_path, flops, base_config=first)
