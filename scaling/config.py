@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -33,7 +34,7 @@ from typing import Any, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from scaling.counting import count_params, flops_for_tokens, tokens_for_flops
+from scaling.counting import compute_from, count_params, flops_for_tokens, tokens_for_flops
 from scaling.errors import ConfigError
 from scaling.schedule import cooldown_start
 from scaling.schema import (
@@ -79,6 +80,9 @@ __all__ = [
     "DataConfig",
     "DataIdentity",
     "GPTConfig",
+    "HparamsRule",
+    "HparamsUse",
+    "PowerLaw",
     "RunConfig",
     "SweepConfig",
     "TrackingConfig",
@@ -86,6 +90,7 @@ __all__ = [
     "TrainerConfig",
     "build_run_config",
     "canonical",
+    "find_hparams_rule",
     "plain_config",
     "register_configs",
     "run_key",
@@ -239,6 +244,7 @@ class RunConfig:
     progress: str = "auto"  # progress bar: auto (on a terminal) | true | false
     results_dir: str = "results"  # checkpoints and run tables
     data_identity: DataIdentity | None = None  # the corpus by content; set by training.run.prepare
+    hparams: HparamsUse | None = None  # what train.lr=auto / batch_size=auto resolved from
 
     # ---- horizon -------------------------------------------------------------------------
     @property
@@ -298,9 +304,7 @@ class RunConfig:
 
     def branch_starts(self) -> list[int]:
         """Each branch's cooldown start (optimizer steps), in :meth:`branches` order."""
-        return [
-            cooldown_start(b.steps, b.train.cooldown) for b in self.branches()
-        ]
+        return [cooldown_start(b.steps, b.train.cooldown) for b in self.branches()]
 
     def stable(self) -> RunConfig:
         """The shared stable phase: warmup then constant LR up to the last cooldown start."""
@@ -501,6 +505,8 @@ class RunConfig:
             for key, value in asdict(getattr(self, group)).items():
                 out[f"{group}.{key}"] = value
         out.update(seed=self.seed, threads=self.threads)
+        if self.hparams is not None:  # train.lr / train.batch_size above are the resolved values
+            out.update(self.hparams.params())
         return out
 
 
@@ -583,6 +589,310 @@ def run_name(cfg: RunConfig) -> str:
     )
 
 
+# ---- hyperparameters from a rule of the compute budget (train.lr=auto, train.batch_size=auto) --
+
+AUTO = "auto"
+AUTO_KEYS = ("lr", "batch_size")  # train keys that take "auto"
+HPARAMS_FILE = "hparams.json"  # looked for in the working directory when train.hparams_rule is null
+HPARAMS_FORMAT = "scaling.hparams/1"  # the "format" of a rule file (scaling.analysis.hparams)
+LR_RANGE = (1e-5, 0.1)  # an auto LR is clipped into this (a rule file's "lr_range" replaces it)
+EXTRAPOLATION_WARN = 10.0  # warn when C lies more than this factor outside the fitted range
+HPARAMS_CITATION = (
+    "DeepSeek-AI 2024, DeepSeek LLM (arXiv 2401.02954), Sec. 3.1: eta_opt = a C^b, B_opt = c C^d"
+)
+
+# The shipped rule: what auto reads when neither train.hparams_rule nor ./hparams.json names one.
+# Fitted by `scaling fit --law hparams` on the sweeps=hparams runs, the same document a fit writes
+# trimmed to its rule and provenance (README, "Hyperparameters that scale"). Its exponents are not
+# pinned down by three budgets one decade apart (95% intervals span zero); within and near its
+# fitted range it gives the measured optima's level, beyond 10x of it a warning.
+DEFAULT_HPARAMS_RULE: dict[str, Any] = {
+    "format": HPARAMS_FORMAT,
+    "lr": {"coef": 37.2, "exponent": -0.3285, "ci": {"exponent": [-5.03, 4.37]}},
+    "batch_tokens": {"coef": 0.2321, "exponent": 0.2841, "ci": {"exponent": [-1.32, 1.89]}},
+    "level": 0.95,
+    "compute_convention": "C = 6 N D (N: total parameters, D: training tokens)",
+    "fitted_compute": [3e10, 3e11],
+    "lr_range": list(LR_RANGE),
+    "source": {
+        "date": "2026-11-29",
+        "command": "cd /tmp/hp; python -m scaling.sweep -m sweeps=hparams "
+        "results_dir=/tmp/hp/results tracking.uri=sqlite:////tmp/hp/results/mlflow.db "
+        "hydra/launcher=joblib hydra.launcher.n_jobs=2; scaling collect --tracking-uri "
+        "sqlite:////tmp/hp/results/mlflow.db --experiment hparams --out results/hparams.csv; "
+        "scaling fit results/hparams.csv --law hparams --out analysis/hparams",
+        "corpus": "stdlib (Python 3.11's standard library, byte tokenizer, corpus id "
+        "stdlib-3.11-00365e939f88), seq_len 128",
+        "runs": "72 (the 60 of the preset's grid and 12 at batch 16 from a first, narrower pass)",
+        "fitted_compute": "3e10..3e11 FLOPs (models of 9.5K, 25K, 38K parameters)",
+        "optima": "lr 0.0170, 0.0079, 0.0109 and batch 233, 248, 461 tokens at 3e10, 1e11, 3e11",
+        "interval": "Student t with 1 dof: reduced chi-square of the optima about the line 3.98 "
+        "(lr), 3.63 (batch)",
+    },
+    "citation": HPARAMS_CITATION,
+}
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """``coef * C ** exponent``."""
+
+    coef: float
+    exponent: float
+
+    def __call__(self, compute: float) -> float:
+        return self.coef * compute**self.exponent
+
+    def text(self) -> str:
+        return f"{self.coef:.4g} x C^{self.exponent:.4g}"
+
+
+@dataclass(frozen=True)
+class HparamsRule:
+    """A rule ``lr(C) = a C^b`` and ``batch_tokens(C) = c C^d`` (DeepSeek LLM 2024, Sec. 3.1),
+    ``C = 6 N D``: what ``train.lr=auto`` / ``train.batch_size=auto`` read."""
+
+    lr: PowerLaw
+    batch_tokens: PowerLaw | None  # None: the fit's runs did not vary the batch
+    compute_range: tuple[float, float]  # the budgets it was fitted on
+    lr_range: tuple[float, float]  # auto LRs are clipped into it
+    warn_factor: float  # C further than this factor outside compute_range: a warning
+    provenance: str  # one line: what it was fitted on, when, how
+    where: str  # the file it was read from, or "shipped default"
+    digest: str  # sha256 (12 hex digits) of the document
+
+    @classmethod
+    def from_document(cls, doc: Any, where: str, label: str) -> HparamsRule:
+        """Read a rule document (raises ConfigError naming ``label``)."""
+
+        def bad(problem: str) -> ConfigError:
+            return ConfigError(
+                f"{label}: {problem}; pass a rule file written by `scaling fit --law hparams` "
+                "(DIR/hparams.json)"
+            )
+
+        if not isinstance(doc, Mapping) or doc.get("format") != HPARAMS_FORMAT:
+            raise bad(f'not a rule file (no "format": "{HPARAMS_FORMAT}")')
+
+        def law(name: str, required: bool) -> PowerLaw | None:
+            part = doc.get(name)
+            if part is None and not required:
+                return None
+            try:
+                coef, exponent = float(part["coef"]), float(part["exponent"])
+            except (TypeError, KeyError, ValueError):
+                raise bad(f"{name} needs numbers coef and exponent") from None
+            if not (math.isfinite(coef) and coef > 0 and math.isfinite(exponent)):
+                raise bad(f"{name} has coef={coef:g}, exponent={exponent:g}: need coef > 0")
+            return PowerLaw(coef, exponent)
+
+        def pair(name: str, default: tuple[float, float] | None) -> tuple[float, float]:
+            value = doc.get(name, default)
+            try:
+                lo, hi = (float(v) for v in value)  # type: ignore[union-attr]
+            except (TypeError, ValueError):
+                raise bad(f"{name} must be [low, high]") from None
+            if not (0 < lo <= hi < math.inf):
+                raise bad(f"{name} must be [low, high] with 0 < low <= high")
+            return lo, hi
+
+        lr = law("lr", True)
+        assert lr is not None
+        factor = doc.get("extrapolation_warn", EXTRAPOLATION_WARN)
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor >= 1:
+            raise bad(f"extrapolation_warn={factor!r} must be a number >= 1")
+        blob = json.dumps(canonical(doc), sort_keys=True, separators=(",", ":"))
+        return cls(
+            lr=lr,
+            batch_tokens=law("batch_tokens", False),
+            compute_range=pair("fitted_compute", None),
+            lr_range=pair("lr_range", LR_RANGE),
+            warn_factor=factor,
+            provenance=_provenance(doc),
+            where=where,
+            digest=hashlib.sha256(blob.encode()).hexdigest()[:12],
+        )
+
+    def extrapolation(self, compute: float) -> str | None:
+        """A warning when ``compute`` lies more than ``warn_factor`` x (the rule's
+        ``extrapolation_warn``, default :data:`EXTRAPOLATION_WARN`) outside the fitted range,
+        else None."""
+        lo, hi = self.compute_range
+        if lo / self.warn_factor <= compute <= hi * self.warn_factor:
+            return None
+        side = "above" if compute > hi else "below"
+        return (
+            f"C = {compute:.3g} FLOPs is more than {self.warn_factor:g}x {side} the range the "
+            f"hparams rule was fitted on ({lo:.3g}..{hi:.3g}; {self.where}): an extrapolation"
+        )
+
+
+def _provenance(doc: Mapping[str, Any]) -> str:
+    source = doc.get("source")
+    if not isinstance(source, Mapping):
+        return str(source or "unknown")
+    return "; ".join(f"{k}: {v}" for k, v in source.items() if v not in (None, "", [], {}))
+
+
+@dataclass(frozen=True)
+class HparamsUse:
+    """What ``auto`` resolved from: recorded with the run (MLflow params ``hparams.*``), never in
+    its key (the resolved numbers are)."""
+
+    keys: tuple[str, ...]  # the train keys that were auto
+    compute: float  # C = 6 N D the rule was evaluated at
+    rule: HparamsRule
+    lr_rule: float | None  # the rule's LR before clipping and rounding
+    batch_tokens_rule: float | None  # the rule's batch in tokens before rounding
+    warning: str | None  # extrapolation
+
+    def params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "hparams.auto": ",".join(self.keys),
+            "hparams.compute": self.compute,
+            "hparams.rule": self.rule.where,
+            "hparams.rule_digest": self.rule.digest,
+            "hparams.rule_provenance": self.rule.provenance,
+            "hparams.lr_law": self.rule.lr.text(),
+        }
+        if self.rule.batch_tokens is not None:
+            out["hparams.batch_tokens_law"] = self.rule.batch_tokens.text()
+        if self.lr_rule is not None:
+            out["hparams.lr_rule"] = self.lr_rule
+        if self.batch_tokens_rule is not None:
+            out["hparams.batch_tokens_rule"] = self.batch_tokens_rule
+        if self.warning:
+            out["hparams.warning"] = self.warning
+        return out
+
+
+_RULES: dict[tuple[str, int, int], HparamsRule] = {}  # rule files read, by path, mtime and size
+
+
+def find_hparams_rule(path: str | None) -> HparamsRule:
+    """The rule auto reads: ``path`` (``train.hparams_rule``), else ``./hparams.json`` in the
+    working directory if it exists, else :data:`DEFAULT_HPARAMS_RULE` (raises ConfigError)."""
+    if path is not None:
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise ConfigError(
+                f"train.hparams_rule={path}: no such file; pass a rule file written by "
+                "`scaling fit --law hparams` (DIR/hparams.json), or train.hparams_rule=null"
+            )
+        return _read_rule(file, f"train.hparams_rule={path}")
+    local = Path(HPARAMS_FILE)
+    if local.is_file():
+        return _read_rule(local, f"./{HPARAMS_FILE} (read by train.lr/batch_size=auto)")
+    return HparamsRule.from_document(DEFAULT_HPARAMS_RULE, "shipped default", "the shipped rule")
+
+
+def _read_rule(file: Path, label: str) -> HparamsRule:
+    where = str(file.resolve())
+    stat = file.stat()
+    key = (where, stat.st_mtime_ns, stat.st_size)
+    if key not in _RULES:
+        try:
+            doc = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ConfigError(f"{label}: cannot read it as JSON ({first})") from None
+        _RULES[key] = HparamsRule.from_document(doc, where, label)
+    return _RULES[key]
+
+
+def _auto_keys(train_raw: Mapping[str, Any]) -> tuple[str, ...]:
+    """The train keys set to ``auto``; a word that is neither a number nor auto is refused here
+    (OmegaConf would say only "a number")."""
+    out = []
+    for key in AUTO_KEYS:
+        value = train_raw.get(key)
+        if not isinstance(value, str):
+            continue
+        if value.strip().lower() == AUTO:
+            out.append(key)
+            continue
+        try:
+            float(value)
+        except ValueError:
+            kind, example = (
+                ("a positive number", "train.lr=3e-3")
+                if key == "lr"
+                else ("a whole number of sequences", "train.batch_size=32")
+            )
+            raise ConfigError(
+                f"train.{key}={value!r} must be {kind} or auto (e.g. {example}, or train.{key}"
+                "=auto: from the hparams rule of the run's compute budget)"
+            ) from None
+    return tuple(out)
+
+
+def _placeholders(train_raw: Mapping[str, Any], auto: tuple[str, ...]) -> dict[str, Any]:
+    """``train_raw`` with valid stand-ins for the auto keys, so that every other train key is
+    validated as usual before the rule is read (the stand-ins are replaced by resolve_auto)."""
+    out = dict(train_raw)
+    if "lr" in auto:
+        out["lr"] = TrainConfig.lr
+    if "batch_size" in auto:
+        micro = train_raw.get("micro_batch_size")
+        valid = isinstance(micro, int) and not isinstance(micro, bool) and micro >= 1
+        out["batch_size"] = micro if valid else TrainConfig.batch_size
+    return out
+
+
+_WARNED: set[str] = set()
+
+
+def resolve_auto(
+    model: GPTConfig,
+    data: DataConfig,
+    train: TrainConfig,
+    trainer: TrainerConfig,
+    keys: tuple[str, ...],
+) -> tuple[TrainConfig, HparamsUse]:
+    """``train`` with the ``keys`` (``lr``, ``batch_size``) from the hparams rule at the run's
+    compute ``C = 6 N D`` (N: total parameters of ``model``; D: the planned tokens, which depend
+    on neither the LR nor the batch).
+
+    The LR is the rule's, clipped to its ``lr_range`` and rounded to 4 significant digits; the
+    batch is ``batch_tokens(C) / seq_len`` sequences rounded to a multiple of the world size (x
+    ``micro_batch_size`` when set), at least one such multiple. With ``train.horizons`` the
+    longest horizon's compute is used (one LR and batch for the whole group).
+    """
+    rule = find_hparams_rule(train.hparams_rule)
+    probe = RunConfig(model=model, data=data, train=train, trainer=trainer)
+    compute = float(compute_from(count_params(model).total, probe.planned_tokens))
+    changes: dict[str, Any] = {}
+    lr_rule = batch_rule = None
+    if "lr" in keys:
+        lr_rule = rule.lr(compute)
+        lo, hi = rule.lr_range
+        changes["lr"] = float(f"{min(max(lr_rule, lo), hi):.4g}")
+    if "batch_size" in keys:
+        if rule.batch_tokens is None:
+            raise ConfigError(
+                f"train.batch_size=auto: the hparams rule ({rule.where}) has no batch law (the "
+                "runs it was fitted on did not vary train.batch_size): give train.batch_size"
+            )
+        batch_rule = rule.batch_tokens(compute)
+        unit = trainer.world_size * (train.micro_batch_size or 1)
+        sequences = batch_rule / model.seq_len
+        changes["batch_size"] = int(max(1, math.floor(sequences / unit + 0.5)) * unit)
+    warning = rule.extrapolation(compute)
+    if warning and warning not in _WARNED:
+        _WARNED.add(warning)
+        given = ", ".join(f"train.{k}=auto" for k in keys)
+        print(f"warning: {given}: {warning}", file=sys.stderr)
+    use = HparamsUse(
+        keys=keys,
+        compute=compute,
+        rule=rule,
+        lr_rule=lr_rule,
+        batch_tokens_rule=batch_rule,
+        warning=warning,
+    )
+    return replace(train, **changes), use
+
+
 # ---- building from Hydra ----------------------------------------------------------------------
 
 
@@ -622,13 +932,28 @@ def build_run_config(
     data = structured(DataConfig, "data", raw["data"])
     model_raw = {**raw["model"], "vocab_size": vocab_size or data.nominal_vocab_size}
     top = structured(_TopLevel, "", {k: raw[k] for k in _TOP_LEVEL if k in raw})
+    model = structured(GPTConfig, "model", model_raw)
+    trainer = structured(TrainerConfig, "trainer", raw.get("trainer", {}))
+    # train.lr=auto / train.batch_size=auto: resolved here, before anything keys the run, so the
+    # key holds the numbers (the same training as those numbers given explicitly: the same key)
+    train_raw = dict(raw["train"])
+    auto = _auto_keys(train_raw)
+    hparams = None
+    if auto:
+        train, hparams = resolve_auto(
+            model, data, structured(TrainConfig, "train", _placeholders(train_raw, auto)),
+            trainer, auto,
+        )  # fmt: skip
+    else:
+        train = structured(TrainConfig, "train", train_raw)
     run = RunConfig(
-        model=structured(GPTConfig, "model", model_raw),
+        model=model,
         data=data,
-        train=structured(TrainConfig, "train", raw["train"]),
+        train=train,
         tracking=structured(TrackingConfig, "tracking", raw.get("tracking", {})),
-        trainer=structured(TrainerConfig, "trainer", raw.get("trainer", {})),
+        trainer=trainer,
         data_identity=data_identity,
+        hparams=hparams,
         **asdict(top),
     )
     run.validate_combination()

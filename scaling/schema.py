@@ -524,7 +524,6 @@ class TrainConfig:
             if not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(f"train.{key}={value} must be a finite number >= 0 (0 = {zero})")
 
-
     def _check_horizons(self) -> None:
         if self.horizons is None:
             return

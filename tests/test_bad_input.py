@@ -40,6 +40,18 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("lr-negative", ["train.lr=-1"], "train.lr"),
     ("lr-nan", ["train.lr=nan"], "train.lr"),
     ("lr-inf", ["train.lr=inf"], "train.lr"),
+    ("lr-word", ["train.lr=fast"], "train.lr"),  # a number or auto
+    ("batch-size-word", ["train.batch_size=many"], "train.batch_size"),
+    (
+        "hparams-rule-missing",
+        ["train.lr=auto", "train.hparams_rule={inputs}/nope.json"],
+        "train.hparams_rule",
+    ),  # fmt: skip
+    (
+        "hparams-rule-not-json",
+        ["train.lr=auto", "train.hparams_rule={inputs}/a-file"],
+        "train.hparams_rule",
+    ),  # fmt: skip
     ("beta1-above-one", ["train.beta1=2"], "train.beta1"),
     ("beta1-negative", ["train.beta1=-0.1"], "train.beta1"),
     ("beta2-one", ["train.beta2=1"], "train.beta2"),
@@ -100,6 +112,13 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("no-repeat-beyond-corpus", ["data.allow_repeat=false", "train.tokens=1e7"], "train.tokens"),
     ("markov-corpus-absurd", ["data=markov", "data.corpus_tokens=1e12"], "data.corpus_tokens"),
     ("markov-one-state", ["data=markov", "data.states=1"], "data.states"),
+    (
+        "dedup-threshold-above-one",
+        ["data.process=[dedup_near]", "data.dedup_near.threshold=2"],
+        "data.dedup_near.threshold",
+    ),  # fmt: skip
+    ("process-stage-unknown", ["data.process=[dedup_exact,dedup_fuzzy]"], "data.process"),
+    ("process-stage-key-typo", ["data.dedup_near.thresh=0.9"], "data.dedup_near.thresh"),
     # ---- tracking ----------------------------------------------------------------------------
     ("tracking-unknown-key", ["+tracking.x=1"], "tracking.x"),
     ("sqlite-a-folder", ["tracking.uri=sqlite:///{inputs}/folder.db"], "tracking.uri"),

@@ -115,6 +115,8 @@ KEY_OUT = {
     "train.eval_points": "train.eval_points=2",
     "train.log_every": "train.log_every=1",
     "train.checkpoint_every": "train.checkpoint_every=7",
+    # read only under train.lr=auto / batch_size=auto, whose resolved numbers are in the key
+    "train.hparams_rule": "train.hparams_rule={tmp}/rule.json",
     "tracking.uri": "tracking.uri=sqlite:///{tmp}/other.db",
     "tracking.experiment": "tracking.experiment=other",
     "trainer.accelerator": "trainer.accelerator=auto",

@@ -115,7 +115,10 @@ def prepare(raw: DictConfig | dict[str, Any], check_tracking: bool = True) -> Pr
     # instead of the data config's text (paths, names, ignored keys).
     cfg = build_run_config(raw, vocab_size=corpus.vocab_size, data_identity=corpus.identity())
     epochs = train_epochs(corpus, cfg.tokens, cfg.data.allow_repeat)
-    return PreparedRun(cfg=cfg, corpus=corpus, epochs=epochs, resolved=plain_config(raw))
+    resolved = plain_config(raw)
+    # train.lr=auto / batch_size=auto: config.yaml records the numbers the run trains with
+    resolved.setdefault("train", {}).update(lr=cfg.train.lr, batch_size=cfg.train.batch_size)
+    return PreparedRun(cfg=cfg, corpus=corpus, epochs=epochs, resolved=resolved)
 
 
 def check_results_dir(path: str) -> None:
