@@ -695,7 +695,9 @@ class SweepConfig:
     fit: bool = True  # ...and fit it into analysis/<experiment>/ (when enough runs finished)
     bootstrap: int = 200  # bootstrap resamples for the end-of-sweep fit (0 = none)
     dry_run: bool = False  # validate the grid and print the plan (params, tokens, FLOPs) only
-    approach: int = 3  # the end-of-sweep fit: 3 (a law of N and D) or 2 (IsoFLOP parabolas)
+    # the end-of-sweep fit: 3 (a law of N and D), 2 (IsoFLOP parabolas) or 1 (the envelope of
+    # the runs' loss curves, collected with --curves)
+    approach: int = 3
     law: str = "chinchilla"  # the law of an approach-3 end-of-sweep fit
     # one run of a planned ladder (`scaling plan` presets): {n_layer, d_model, flops, seed}
     point: Any = None
@@ -718,8 +720,8 @@ class SweepConfig:
                 "sweep.verify_flops verifies the end-of-sweep fit: it needs sweep.collect=true "
                 "and sweep.fit=true"
             )
-        if self.approach not in (2, 3):
+        if self.approach not in (1, 2, 3):
             raise ConfigError(
-                f"sweep.approach={self.approach} must be 2 (IsoFLOP) or 3 (a law of N and D); "
-                "approach 1 needs loss curves: run `scaling collect --curves` and `scaling fit`"
+                f"sweep.approach={self.approach} must be 1 (loss-curve envelope), 2 (IsoFLOP) "
+                "or 3 (a law of N and D)"
             )

@@ -279,3 +279,20 @@ def test_ddp_with_two_cpu_processes_finishes_with_the_planned_tokens(tmp_path) -
     last = max(client.get_metric_history(run.info.run_id, "val/loss"), key=lambda m: m.step)
     assert last.step == planned
     assert run.data.params["trainer.devices"] == "2"
+
+
+@pytest.mark.slow
+def test_an_approach_1_sweep_ends_with_its_curves_table_and_the_envelope_fit(tmp_path) -> None:
+    tiny = [o for o in TINY if not o.startswith(("train.tokens", "model.d_model"))]
+    proc = run_module(
+        tmp_path, "scaling.sweep", "-m", *tiny, "data=text", f"data.path={SMALL_TEXT_DIR}",
+        "model.d_model=16,32", "train.tokens=1e4,2e4", "sweep.approach=1", "sweep.bootstrap=0",
+        "progress=false",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    curves = pd.read_csv(tmp_path / "results" / "scaling_curves.csv")
+    assert curves["run_id"].nunique() == 4 and len(curves) > 4  # several points per run
+    assert "curves table:" in proc.stdout
+    assert "fit report:" in proc.stdout or "fit skipped:" in proc.stdout
+    if "fit report:" in proc.stdout:
+        assert '"approach": 1' in (tmp_path / "analysis" / "scaling" / "fit.json").read_text()

@@ -149,5 +149,5 @@ def test_the_end_of_sweep_fit_is_checked_before_anything_trains() -> None:
 
     with pytest.raises(UserError, match="sweep.law='nope' is not a known law; known: .*chinchilla"):
         _check_law(SweepConfig(law="nope"))
-    with pytest.raises(ConfigError, match="sweep.approach=1 must be 2"):
-        structured(SweepConfig, "sweep", {"approach": 1})
+    with pytest.raises(ConfigError, match="sweep.approach=4 must be 1"):
+        structured(SweepConfig, "sweep", {"approach": 4})

@@ -61,7 +61,9 @@ def fit_power_law(C: Array, y: Array, weights: Array | None = None) -> PowerLaw:
     w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
     xm, zm = np.sum(w * x) / np.sum(w), np.sum(w * z) / np.sum(w)
     slope = np.sum(w * (x - xm) * (z - zm)) / np.sum(w * (x - xm) ** 2)
-    return PowerLaw(exponent=float(slope), coef=float(np.exp(zm - slope * xm)))
+    with np.errstate(over="ignore"):  # a degenerate resample's slope: coef inf, judged later
+        coef = float(np.exp(zm - slope * xm))
+    return PowerLaw(exponent=float(slope), coef=coef)
 
 
 def allocation_from(fit_n: PowerLaw) -> dict[str, float]:

@@ -177,7 +177,7 @@ def batched_lbfgs(
             s_hist[ids, 0] = s[upd]
             y_hist[ids, 0] = yv[upd]
             rho[ids, 0] = 1.0 / sy[upd]
-            gamma[ids] = sy[upd] / yy[upd]
+            gamma[ids] = sy[upd] / np.maximum(yy[upd], 1e-300)
             has_hist[ids] = True
         moved = idx[ok]
         f_old = f[moved]

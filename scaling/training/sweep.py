@@ -394,6 +394,10 @@ class SweepCallback(Callback):
             dropped = df.attrs.get("dropped_duplicates", 0)
             extra = f"; dropped {dropped} older duplicate(s) of a run key" if dropped else ""
             print(f"run table: {table} ({len(df)} finished runs{extra})")
+            if self.options.approach == 1:  # the envelope reads every run's loss curve
+                curves = collect_runs(uri, experiment, curves=True)
+                table = write_table(curves, Path(config.results_dir) / f"{experiment}_curves.csv")
+                print(f"curves table: {table} ({len(curves)} points)")
             if self.options.fit:
                 fitted = fit_table(table, Path("analysis") / experiment, self.options)
                 if self.options.verify_flops and not fitted:
