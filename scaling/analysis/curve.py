@@ -83,9 +83,8 @@ from scipy.optimize import minimize_scalar, nnls
 
 from scaling.analysis.bootstrap import percentile_interval, resample_weights
 from scaling.analysis.noise import (
-    MIN_REPLICATE_DOF,
-    SOURCE_REPLICATES,
     Noise,
+    pooled_noise,
     prediction_interval,
     residual_noise,
 )
@@ -588,17 +587,7 @@ def _replicate_noise(runs: Sequence[RunCurve]) -> Noise | None:
     for r in runs:
         key = (r.params, r.total_steps, r.final_step, r.schedule, r.config)
         groups.setdefault(key, []).append(math.log(r.final_loss))
-    ss, dof, n_groups = 0.0, 0, 0
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        m = np.asarray(members)
-        ss += float(np.sum((m - m.mean()) ** 2))
-        dof += m.size - 1
-        n_groups += 1
-    if dof < MIN_REPLICATE_DOF:
-        return None
-    return Noise(math.sqrt(ss / dof), dof, SOURCE_REPLICATES, n_groups)
+    return pooled_noise(np.asarray(m) for m in groups.values())
 
 
 _PREFERENCE = {"wsd": 0, "cosine": 1, "constant": 2}  # ties of _typical_schedule

@@ -26,7 +26,7 @@ replicates it is ``L * exp(+-t_{dof, q} sigma)`` around the point estimate.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -109,9 +109,15 @@ def replicate_noise(runs: pd.DataFrame) -> Noise | None:
         return None
     groups = replicate_groups(runs)
     y = np.log(runs["loss"].to_numpy(dtype=float))
+    return pooled_noise(y[groups == g] for g in np.unique(groups))
+
+
+def pooled_noise(groups: Iterable[np.ndarray]) -> Noise | None:
+    """Pooled within-group standard deviation of log loss (groups of seed replicates; a group
+    of one adds nothing); ``None`` under :data:`MIN_REPLICATE_DOF` degrees of freedom."""
     ss, dof, n_groups = 0.0, 0, 0
-    for g in np.unique(groups):
-        members = y[groups == g]
+    for members in groups:
+        members = np.asarray(members, dtype=float)
         if members.size < 2:
             continue
         ss += float(np.sum((members - members.mean()) ** 2))
