@@ -34,7 +34,7 @@ def test_a_built_wheel_runs_the_demo_preset_from_anywhere(tmp_path: Path) -> Non
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = wheels.glob("scaling-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for preset in ("demo", "isoflop", "kaplan", "horizons"):
+    for preset in ("demo", "isoflop", "kaplan", "horizons", "horizons_wsd", "hparams"):
         assert f"scaling/conf/sweeps/{preset}.yaml" in names
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
@@ -52,5 +52,5 @@ def test_a_built_wheel_runs_the_demo_preset_from_anywhere(tmp_path: Path) -> Non
         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert plan.returncode == 0, plan.stderr[-2000:]
-    assert "6 runs" in plan.stdout, plan.stdout
+    assert "18 runs" in plan.stdout, plan.stdout  # the planned demo ladder
     assert not (elsewhere / "results" / "mlflow.db").exists()  # a dry run writes no store
