@@ -186,3 +186,20 @@ def test_approach1_uncertainty_is_labelled_a_subsample() -> None:
         result.bootstrap.samples["b"], 1.0 - result.bootstrap.samples["a"]
     )
     assert result.allocation["b"] == 1.0 - result.allocation["a"]
+
+
+def test_an_edge_minimum_says_which_sizes_to_add() -> None:
+    """The health line names the side: a minimum below the sampled sizes asks for smaller ones
+    (make demo's case: the optimum lay below the prior's sizes), above them for larger ones."""
+    from types import SimpleNamespace
+
+    from scaling.analysis.health import _support
+    from scaling.analysis.results import IsoflopMinimum
+
+    def minimum(params: float) -> IsoflopMinimum:
+        return IsoflopMinimum(2e11, params, 1e6, 2.0, 5, (2.2e4, 1.7e5), (1, 0, 0), True, False)
+
+    below = _support(SimpleNamespace(approach=2, isoflop=[minimum(1.2e4)]))
+    above = _support(SimpleNamespace(approach=2, isoflop=[minimum(4e5)]))
+    assert any("add smaller sizes" in line for line in below)
+    assert any("add larger sizes" in line for line in above)

@@ -89,10 +89,13 @@ def _support(result: FitResult) -> list[str]:
         out.append(f"{len(used)} budget(s) with an interior IsoFLOP minimum; at least 2 needed")
     for m in result.isoflop:
         if m.at_edge or not m.used:
+            lo, hi = m.params_range
+            below = (
+                m.params is not None and math.isfinite(m.params) and m.params <= math.sqrt(lo * hi)
+            )
             out.append(
                 f"the IsoFLOP minimum of budget C={m.flops:.3g} lies at or beyond the edge of "
-                f"its sizes {m.params_range[0]:.3g}..{m.params_range[1]:.3g}: add sizes on that "
-                "side"
+                f"its sizes {lo:.3g}..{hi:.3g}: add {'smaller' if below else 'larger'} sizes"
             )
     return out
 
