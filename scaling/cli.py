@@ -924,7 +924,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """``scaling verify``: train the predicted optimum and score the prediction."""
-    from scaling.training.verify import allocation_verdict, verify
+    from scaling.training.verify import summary_lines, verify
 
     if not (math.isfinite(args.flops) and args.flops > 0):
         raise UserError(f"--flops must be a positive number, got {args.flops:g}")
@@ -941,15 +941,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([v.to_json() for v in results]))
         return 0
-    for v in results:
-        label = f"{v.role} ({v.params:,} params, {v.tokens:,} tokens)"
-        print(f"{label}: {v.line()}")
-    from scaling.analysis.results import load_fit
-
-    noise = load_fit(args.fit).noise or {}
-    verdict = allocation_verdict(results, noise.get("sigma_log"))
-    if verdict:
-        print(verdict)
+    print("\n".join(summary_lines(results, args.fit)))
     return 0
 
 

@@ -257,7 +257,7 @@ class RunConfig:
         (with ``train.horizons``: the longest horizon's)."""
         if self.train.horizons is not None:
             return max(self._planned(v) for v in self.train.horizons)
-        return self._planned(self.train.tokens if self.train.tokens is not None else None)
+        return self._planned(self.train.tokens)
 
     def _planned(self, value: float | None) -> int:
         """Tokens of a horizon given as a value of whichever of train.tokens / train.flops is

@@ -164,7 +164,8 @@ def train_group(prep: Any, resume: bool, train: TrainOne, report: Callable[[Any]
         params: dict[str, Any] = {
             **shared,
             ROLE: "branch",
-            "branch.start_step": 0,  # set to the stable checkpoint's step when it starts there
+            # where its first attempt starts (a resumed attempt's params are already logged)
+            "branch.start_step": start if path.exists() else 0,
             "branch.stable_flops": stable_flops,
         }
         result = train(

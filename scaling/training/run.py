@@ -470,9 +470,6 @@ def _train_leased(
     start_step, ckpt_run = _resume_from(prep, ckpt, resume)
     if not start_step and branching is not None and branching.start is not None:
         ckpt, start_step = branching.start, _resume_step(branching.start)  # the stable run's
-        branching.params["branch.start_step"] = start_step
-    elif not start_step and branching is not None and "branch.start_step" in branching.params:
-        branching.params["branch.start_step"] = 0  # no stable checkpoint: trains from step 0
     result.resumed_from_step = start_step
     recorder = None
     if trainer.is_global_zero:

@@ -413,7 +413,7 @@ class SweepCallback(Callback):
         and hyperparameters (its first point's config, shape and horizon replaced)."""
         from hydra.core.global_hydra import GlobalHydra
 
-        from scaling.training.verify import allocation_verdict, verify
+        from scaling.training.verify import summary_lines, verify
 
         flops = float(self.options.verify_flops)  # type: ignore[arg-type]
         first = (
@@ -423,13 +423,7 @@ class SweepCallback(Callback):
         )
         print(f"verify: training the predicted compute-optimal run at {flops:.3g} FLOPs")
         results = verify(fit_path, flops, base_config=first)
-        for v in results:
-            print(f"verify {v.role} ({v.params:,} params, {v.tokens:,} tokens): {v.line()}")
-        from scaling.analysis.results import load_fit
-
-        verdict = allocation_verdict(results, (load_fit(fit_path).noise or {}).get("sigma_log"))
-        if verdict:
-            print(verdict)
+        print("\n".join(f"verify {line}" for line in summary_lines(results, fit_path)))
 
     @staticmethod
     def _guard(fn: Any, *args: Any) -> None:

@@ -276,3 +276,11 @@ def allocation_verdict(results: Sequence[Verification], sigma_log: float | None)
         f"allocation: the {best.role} neighbour ({best.params:,} params) beat the predicted "
         f"optimum by {gap:.4g} nats, beyond the noise ({margin:.2g}): the fit's N_opt is off"
     )
+
+
+def summary_lines(results: Sequence[Verification], fit_path: str | Path) -> list[str]:
+    """What a verification prints: a line per trained run, then the allocation verdict (with
+    ``--bracket``) against the fit's run-to-run noise."""
+    lines = [f"{v.role} ({v.params:,} params, {v.tokens:,} tokens): {v.line()}" for v in results]
+    verdict = allocation_verdict(results, (load_fit(Path(fit_path)).noise or {}).get("sigma_log"))
+    return lines + ([verdict] if verdict else [])
