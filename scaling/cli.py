@@ -449,7 +449,7 @@ def _add_plan_parser(sub: Any) -> None:
         help="train the run a fit predicts and score the prediction",
         description="Train the compute-optimal run that a fit predicts at --flops (snapped to the "
         "nearest valid model shape) and compare: one line 'predicted P [lo, hi], measured M, "
-        "error E%%, inside: yes|no' judged by the prediction interval of a new run. The result is "
+        "error E%, inside: yes|no' judged by the prediction interval of a new run. The result is "
         "recorded on the MLflow run (tags scaling.verify.*) and appended to verifications.csv "
         "beside fit.json, which `scaling report DIR` shows.",
         epilog=EPILOG_VERIFY,
