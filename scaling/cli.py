@@ -298,6 +298,7 @@ examples:
   scaling plan --target-flops 1e15 --budget-hours 8               # the default prior and machine
   scaling plan --target-flops 1e15 --prior analysis/pilot/fit.json --runs results/pilot.csv
   scaling plan --target-flops 3e13 --shapes free --batch-size 8 --name ladder3e13
+  scaling plan --target-flops 1e12 --lr auto --batch-size auto --seq-len 32 --verify
   python -m scaling.sweep -m sweeps=ladder                          # then run what it wrote
 
 design: budgets x--ratio apart up to C*/--extrapolation (the target is a 10x extrapolation),
@@ -306,9 +307,13 @@ as many as the budget affords (at least --min-budgets); at each, --sizes model s
 it; the centre size of each budget again with seeds 1..--replicates (the noise estimate). A run
 with fewer than --min-steps optimizer steps or tokens per parameter outside --tpp-range is not
 planned. Shapes follow the model's aspect rule (d_model = 16 n_layer; --shapes free lets d_model
-vary within 2x of it, for nearly continuous sizes). lr and batch are the project's defaults.
+vary within 2x of it, for nearly continuous sizes). lr and batch are the project's defaults, or
+with --lr auto --batch-size auto the hparams rule's at each budget (what train.lr=auto and
+train.batch_size=auto resolve to in the sweep). --verify ends the sweep with the closed loop:
+the fit's predicted optimum at C* is trained and its prediction scored (sweep.verify_flops).
 Wall-clock comes from --runs (a collected run table's tokens_per_s against params), else from
-the README's measured throughput on the 2-core CPU (a default).
+the README's measured throughput on the 2-core CPU plus a fixed cost per optimizer step and per
+run (at the smallest sizes the step count, not the FLOPs, sets the time).
 
 writes sweeps/NAME.yaml under the working directory (one sweep.point per run) and prints the
 plan; exit status 2 with one line saying what is affordable when no healthy ladder fits.
@@ -322,6 +327,19 @@ def _tpp_range(text: str) -> tuple[float, float]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LO..HI such as 1..1000, got {text!r}") from None
     return lo, hi
+
+
+def _number_or_auto(text: str) -> float | str:
+    return "auto" if text.strip().lower() == "auto" else _number(text)
+
+
+def _int_or_auto(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
 
 
 def _add_plan_parser(sub: Any) -> None:
@@ -425,15 +443,42 @@ def _add_plan_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=_int_or_auto,
         default=d.batch_size,
-        help="train.batch_size of every run, sequences per step (default: %(default)s)",
+        help="train.batch_size of every run, sequences per step, or auto: the hparams rule's "
+        "batch at each budget (default: %(default)s)",
+    )
+    p.add_argument(
+        "--lr",
+        type=_number_or_auto,
+        default=d.lr,
+        help="train.lr of every run, or auto: the hparams rule's LR at each budget (default: "
+        "%(default)g)",
+    )
+    p.add_argument(
+        "--hparams-rule",
+        metavar="HPARAMS.json",
+        help="the rule auto reads (train.hparams_rule; default: ./hparams.json when the sweep "
+        "runs, else the shipped rule)",
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="end the preset's sweep by training the fit's predicted optimum at --target-flops "
+        "and scoring the prediction (sweep.verify_flops)",
     )
     p.add_argument(
         "--seq-len",
         type=int,
         default=d.seq_len,
         help="model.seq_len of every run (default: %(default)s)",
+    )
+    p.add_argument(
+        "--head-dim",
+        type=int,
+        default=d.head_dim,
+        help="model.head_dim of every run: d_model per head; free widths are its multiples, so "
+        "8 adds smaller and denser sizes (default: %(default)s)",
     )
     p.add_argument(
         "--vocab-size",
@@ -899,7 +944,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
         replicates=args.replicates,
         shapes=args.shapes,
         batch_size=args.batch_size,
+        lr=args.lr,
+        hparams_rule=args.hparams_rule,
+        verify=args.verify,
         seq_len=args.seq_len,
+        head_dim=args.head_dim,
         vocab_size=args.vocab_size,
     )
     options.check()

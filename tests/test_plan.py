@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from scaling.analysis.plan import (
     preset_yaml,
     prior_from_fit,
     throughput_from_runs,
+    validate_points,
 )
 from scaling.cli import main
 from scaling.config import DataConfig, GPTConfig, RunConfig, TrainConfig, build_run_config
@@ -135,8 +137,13 @@ def test_the_plan_stays_within_the_budget_and_takes_as_many_budgets_as_it_afford
     by_time = plan_ladder(PlanOptions(target_flops=1e17, budget_hours=hours))
     assert by_time.total_hours <= hours and len(by_time.budgets) == 4
     tp = Throughput.default()
+    # the FLOPs' time, each optimizer step's fixed cost and each run's start-up
     assert by_time.total_hours == pytest.approx(
-        sum(r.tokens / tp.tokens_per_s(r.params) for r in by_time.runs) / 3600
+        sum(
+            r.tokens / tp.tokens_per_s(r.params) + r.steps * tp.step_s + tp.run_s
+            for r in by_time.runs
+        )
+        / 3600
     )
 
 
@@ -145,6 +152,15 @@ def test_default_throughput_reproduces_the_readme_measurements() -> None:
     for params, measured in ((124_672, 63_607), (842_496, 12_665), (3_290_624, 4_135)):
         assert tp.tokens_per_s(params) == pytest.approx(measured, rel=0.15)
     assert "default" in tp.describe()
+
+
+def test_the_wall_clock_of_the_smallest_models_is_their_step_count() -> None:
+    # measured (sweeps=demo, 2-core CPU): a 22K-parameter model trained 1,516,032 tokens in
+    # 5,922 steps of 256 tokens in 40.8 s; tokens / tokens_per_s alone says about 6 s
+    tp = Throughput.default()
+    seconds = tp.seconds(21_984, 1_516_032, 5_922)
+    assert 1_516_032 / tp.tokens_per_s(21_984) < 10
+    assert 25 < seconds < 60
 
 
 def test_throughput_is_fitted_from_a_run_table(tmp_path) -> None:
@@ -351,3 +367,60 @@ def test_the_preset_composes_under_hydra_into_the_planned_runs(tmp_path) -> None
         assert count_params(cfg.model).total == run.params
         assert (cfg.tokens, cfg.steps, cfg.seed) == (run.tokens, run.steps, run.seed)
         assert cfg.train.flops == run.budget and cfg.tracking.experiment == "mine"
+
+
+def test_an_auto_plan_gives_each_budget_the_rules_batch_and_lr(tmp_path) -> None:
+    """`--lr auto --batch-size auto`: each budget's runs take the hparams rule's LR and batch at
+    that compute (the shipped rule: a lower LR and a larger batch at a larger budget), the guards
+    count steps with that batch, and the preset leaves both keys to `auto`, which the sweep
+    resolves to the very numbers printed (checked by composing it under Hydra)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from scaling.config import CONF_DIR, DEFAULT_HPARAMS_RULE, register_configs
+    from scaling.training.sweep import expand_grid
+
+    opts = replace(FREE, target_flops=1e12, extrapolation=5, seq_len=32, replicates=1)
+    auto = replace(opts, lr="auto", batch_size="auto", verify=True)
+    plan = plan_ladder(auto)
+    validate_points(plan)  # each run's tokens, batch and LR as build_run_config resolves them
+    rule = DEFAULT_HPARAMS_RULE
+    for b in plan.budgets:
+        lr = rule["lr"]["coef"] * b.flops ** rule["lr"]["exponent"]
+        batch = rule["batch_tokens"]["coef"] * b.flops ** rule["batch_tokens"]["exponent"] / 32
+        for r in b.runs:
+            assert r.lr == pytest.approx(lr, rel=0.01)
+            assert r.batch_size == max(1, math.floor(batch + 0.5))
+            assert r.steps >= auto.min_steps and r.tokens == r.steps * r.batch_size * 32
+    lrs = [b.runs[0].lr for b in plan.budgets]  # top budget first
+    assert lrs == sorted(lrs) and lrs[0] < lrs[-1]
+    text = preset_yaml(plan, "auto", "scaling plan --lr auto --batch-size auto --verify")
+    doc = yaml.safe_load(text)
+    assert doc["train"]["lr"] == "auto" and doc["train"]["batch_size"] == "auto"
+    assert doc["sweep"]["verify_flops"] == 1e12
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "auto.yaml").write_text(text)
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        master = compose(
+            "sweep",
+            overrides=["sweeps=auto", f"hydra.searchpath=[file://{tmp_path}]"],
+            return_hydra_config=True,
+        )
+        jobs = expand_grid(master)
+        loader = GlobalHydra.instance().config_loader()
+        last = build_run_config(loader.load_sweep_config(master, jobs[-1]))
+    run = plan.runs[-1]
+    assert (last.train.lr, last.train.batch_size, last.tokens) == (
+        run.lr,
+        run.batch_size,
+        run.tokens,
+    )
+
+
+def test_a_fixed_plan_keeps_its_batch_and_lr_and_auto_is_refused_when_misspelt() -> None:
+    plan = plan_ladder(replace(FREE, lr=0.01, batch_size=8))
+    assert {(r.lr, r.batch_size) for r in plan.runs} == {(0.01, 8)}
+    with pytest.raises(UserError, match="--lr must be a positive number or auto"):
+        plan_ladder(replace(FREE, lr="atuo"))

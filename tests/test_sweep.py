@@ -296,3 +296,28 @@ def test_an_approach_1_sweep_ends_with_its_curves_table_and_the_envelope_fit(tmp
     assert "fit report:" in proc.stdout or "fit skipped:" in proc.stdout
     if "fit report:" in proc.stdout:
         assert '"approach": 1' in (tmp_path / "analysis" / "scaling" / "fit.json").read_text()
+
+
+def test_the_eta_weighs_runs_by_their_steps_not_only_their_flops() -> None:
+    """Two runs of one budget: FLOPs call them equal, but the small model trains ~8x the steps.
+    Measured (sweeps=demo, 2-core CPU): at 2e11 FLOPs, 22K params in 5,922 steps took 40.8 s and
+    169K params in 772 steps 15.8 s (2.6x). The ETA's weights follow the measurement."""
+    from scaling.config import build_run_config
+    from scaling.training.sweep import _planned_seconds, eta_seconds
+
+    def run(n_layer: int, d_model: int):
+        return build_run_config(
+            {
+                "model": {"n_layer": n_layer, "d_model": d_model, "seq_len": 32},
+                "data": {},
+                "train": {"tokens": None, "flops": 2e11, "batch_size": 8},
+            }
+        )
+
+    small, large = run(1, 32), run(3, 64)
+    assert (small.steps, large.steps) == (5_922, 772)
+    ratio = _planned_seconds(small) / _planned_seconds(large)
+    assert 1.8 < ratio < 4.0
+    # the finished small run took 40 s: the large one is expected to take 40 / ratio more
+    work = [_planned_seconds(small), _planned_seconds(large)]
+    assert eta_seconds(40.0, work, 1) == pytest.approx(40.0 / ratio)

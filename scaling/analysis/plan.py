@@ -40,19 +40,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from scaling.analysis.allocation import TOKENS_PER_PARAM_RANGE, chinchilla_optimal
 from scaling.config import (
+    AUTO,
     CONF_DIR,
     DataConfig,
     GPTConfig,
     RunConfig,
     TrainConfig,
+    TrainerConfig,
     build_run_config,
+    resolve_auto,
 )
-from scaling.counting import count_params, tokens_for_flops
+from scaling.counting import count_params
 from scaling.errors import UserError
 
 # Hoffmann et al. 2022, eq. 10 (approach 3 on their runs): L = E + A/N^alpha + B/D^beta. Its
@@ -68,6 +72,12 @@ HOFFMANN_EQ10_NAME = "Hoffmann et al. 2022 eq. 10 (E=1.69, A=406.4, B=410.7, alp
 # batch): (2, 64, 128, 32), (4, 128, 128, 32), (4, 256, 256, 16).
 README_THROUGHPUT = ((124_672, 63_607.0), (842_496, 12_665.0), (3_290_624, 4_135.0))
 
+# The fixed costs at the smallest sizes (sweeps=demo on the 2-core CPU, 2026-11-29, 7.9K-169K
+# parameters at 8 x 32 tokens per step, threads=1): 5.4-15 ms a step beyond the power law's FLOPs
+# time (the low end for the smallest), and about 3 s a run of start-up, evaluation and tracking.
+README_STEP_S = 0.006
+README_RUN_S = 3.0
+
 PLAN_MIN_STEPS = 200  # a run with fewer optimizer steps is decided by its step count, not its size
 # a planned preset may not shadow a shipped one (scaling/conf/sweeps/*.yaml)
 SHIPPED_PRESETS = tuple(sorted(p.stem for p in (CONF_DIR / "sweeps").glob("*.yaml")))
@@ -81,22 +91,36 @@ _DATA = DataConfig()  # the horizon does not depend on the data group
 
 @dataclass(frozen=True)
 class Throughput:
-    """Training tokens per second as a power law of parameters: ``tps = t0 (N / n0)^slope``."""
+    """Wall-clock of a run: ``tokens / tps(N) + steps · step_s + run_s``, with tokens per second
+    a power law of parameters, ``tps = t0 (N / n0)^slope``.
+
+    ``step_s`` is the fixed cost of an optimizer step (Python, kernel launches, the optimizer):
+    for the smallest models it, not the FLOPs, decides the wall-clock (measured on the 2-core CPU:
+    about 5-7 ms a step at 256 tokens per step for 8K-35K parameters, where the power law alone
+    predicts under 1 ms). A throughput fitted to a run table's ``tokens_per_s`` already holds the
+    step cost at those runs' batch, so it has ``step_s = 0``. ``run_s``: start-up, evaluations
+    and tracking of one run.
+    """
 
     n0: float
     t0: float
     slope: float
     source: str
+    step_s: float = 0.0
+    run_s: float = 0.0
 
     def tokens_per_s(self, params: float) -> float:
         return self.t0 * (params / self.n0) ** self.slope
 
-    def seconds(self, params: float, tokens: float) -> float:
-        """Training wall-clock of ``tokens`` tokens (no start-up or evaluation)."""
-        return tokens / self.tokens_per_s(params)
+    def seconds(self, params: float, tokens: float, steps: int = 0) -> float:
+        """Wall-clock of one run of ``tokens`` tokens in ``steps`` optimizer steps."""
+        return tokens / self.tokens_per_s(params) + steps * self.step_s + self.run_s
 
     def describe(self) -> str:
-        return f"{self.source}: tokens/s = {self.t0:,.0f} x (N / {self.n0:.3g})^{self.slope:.3f}"
+        text = f"{self.source}: tokens/s = {self.t0:,.0f} x (N / {self.n0:.3g})^{self.slope:.3f}"
+        if self.step_s or self.run_s:
+            text += f", + {1000 * self.step_s:.3g} ms a step + {self.run_s:.3g} s a run"
+        return text
 
     @classmethod
     def fit(cls, params: Sequence[float], tps: Sequence[float], source: str) -> Throughput:
@@ -123,6 +147,8 @@ class Throughput:
             slope=slope,
             source="default (README's measured 63,607 tok/s at 125K params, 12,665 at 842K, "
             "4,135 at 3.3M on the 2-core CPU; pass --runs for your machine)",
+            step_s=README_STEP_S,
+            run_s=README_RUN_S,
         )
 
 
@@ -205,8 +231,12 @@ class PlanOptions:
     min_steps: int = PLAN_MIN_STEPS
     tpp_range: tuple[float, float] = TOKENS_PER_PARAM_RANGE
     replicates: int = 2  # the centre size of each budget again with seeds 1..replicates
-    batch_size: int = TrainConfig.batch_size
+    batch_size: int | str = TrainConfig.batch_size  # sequences per step, or "auto" (the rule)
+    lr: float | str = TrainConfig.lr  # peak LR, or "auto" (the hparams rule of each budget)
+    hparams_rule: str | None = None  # train.hparams_rule for auto (None: ./hparams.json|shipped)
+    verify: bool = False  # the preset ends with sweep.verify_flops = target_flops
     seq_len: int = GPTConfig.seq_len
+    head_dim: int = GPTConfig.head_dim  # d_model per head: free widths are its multiples
     vocab_size: int = DataConfig().nominal_vocab_size  # the byte tokenizer's 256
     shapes: str = "aspect"  # aspect (only n_layer varies) | free (d_model too): SHAPE_FAMILIES
 
@@ -246,9 +276,16 @@ class PlanOptions:
             raise UserError(f"--shapes must be one of {', '.join(SHAPE_FAMILIES)}")
         if self.replicates < 0:
             raise UserError(f"--replicates must be >= 0, got {self.replicates}")
+        if self.lr != AUTO and not (
+            isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0
+        ):
+            raise UserError(f"--lr must be a positive number or auto, got {self.lr}")
+        if self.batch_size != AUTO and not isinstance(self.batch_size, int):
+            raise UserError(f"--batch-size must be a whole number or auto, got {self.batch_size}")
         for flag, value in (
-            ("--batch-size", self.batch_size),
+            ("--batch-size", 1 if self.batch_size == AUTO else self.batch_size),
             ("--seq-len", self.seq_len),
+            ("--head-dim", self.head_dim),
             ("--vocab-size", self.vocab_size),
         ):
             if value < 1:
@@ -257,6 +294,33 @@ class PlanOptions:
     @property
     def top_budget(self) -> float:
         return self.target_flops / self.extrapolation
+
+    @property
+    def auto_keys(self) -> tuple[str, ...]:
+        """The train keys the plan leaves to the hparams rule (``train.lr=auto`` ...)."""
+        return tuple(k for k in ("lr", "batch_size") if getattr(self, k) == AUTO)
+
+    def train_keys(self) -> dict[str, Any]:
+        """The ``train.*`` values every run of the preset sets (besides its budget)."""
+        keys: dict[str, Any] = {"batch_size": self.batch_size, "lr": self.lr}
+        if self.hparams_rule is not None:
+            keys["hparams_rule"] = self.hparams_rule
+        return keys
+
+    def train_config(self, model: GPTConfig, budget: float) -> TrainConfig:
+        """The horizon, batch and LR the sweep resolves for ``model`` at ``budget`` (auto keys
+        from the hparams rule at the run's compute, as :func:`scaling.config.resolve_auto`)."""
+        given = {k: v for k, v in self.train_keys().items() if v != AUTO}
+        train = TrainConfig(tokens=None, flops=budget, **given)
+        if self.auto_keys:
+            train, _ = resolve_auto(model, _DATA, train, TrainerConfig(), self.auto_keys)
+        return train
+
+    def step_tokens(self, budget: float) -> int:
+        """Tokens per optimizer step at ``budget`` (the rule's batch is a function of the
+        compute, nearly the same for every size of one budget)."""
+        probe = GPTConfig(n_layer=1, d_model=16, seq_len=self.seq_len, vocab_size=self.vocab_size)
+        return self.train_config(probe, budget).batch_size * self.seq_len
 
 
 @dataclass(frozen=True)
@@ -348,7 +412,9 @@ _SNAP_TOLERANCE = 0.04  # decades: free shapes this close to a wanted size count
 
 
 @lru_cache(maxsize=32)
-def _family(family: str, seq_len: int, vocab_size: int, n_max: int) -> tuple[Shape, ...]:
+def _family(
+    family: str, seq_len: int, vocab_size: int, n_max: int, head_dim: int = GPTConfig.head_dim
+) -> tuple[Shape, ...]:
     """Every shape of ``family`` with ``n_layer <= n_max``, by parameters.
 
     ``aspect``: the model's own rule, ``d_model = aspect · n_layer`` (one shape per depth).
@@ -356,7 +422,7 @@ def _family(family: str, seq_len: int, vocab_size: int, n_max: int) -> tuple[Sha
     of two of the aspect (Kaplan et al. 2020, Fig. 5: loss is flat over such shapes), which makes
     the sizes nearly continuous.
     """
-    base = GPTConfig()
+    base = GPTConfig(head_dim=head_dim)
     out = []
     for n_layer in range(1, n_max + 1):
         if family == "aspect":
@@ -368,7 +434,11 @@ def _family(family: str, seq_len: int, vocab_size: int, n_max: int) -> tuple[Sha
             widths = range(lo, hi + 1, step)
         for width in widths:
             model = GPTConfig(
-                n_layer=n_layer, d_model=width, seq_len=seq_len, vocab_size=vocab_size
+                n_layer=n_layer,
+                d_model=width,
+                head_dim=head_dim,
+                seq_len=seq_len,
+                vocab_size=vocab_size,
             )
             params = count_params(model).total
             out.append(Shape(n_layer, int(model.d_model), int(model.n_head), params, model))
@@ -382,12 +452,17 @@ def shapes(opts: PlanOptions, max_params: float) -> tuple[Shape, ...]:
         # the narrowest shape of depth n_max is above max_params: deeper ones are too
         width = max(16, int(GPTConfig().aspect * n_max / _FREE_ASPECT))
         narrow = GPTConfig(
-            n_layer=n_max, d_model=width, seq_len=opts.seq_len, vocab_size=opts.vocab_size
+            n_layer=n_max,
+            d_model=width,
+            head_dim=opts.head_dim,
+            seq_len=opts.seq_len,
+            vocab_size=opts.vocab_size,
         )
         if count_params(narrow).total > max_params:
             break
         n_max *= 2
-    return _family(opts.shapes, opts.seq_len, opts.vocab_size, min(n_max, _MAX_LAYERS))
+    n_max = min(n_max, _MAX_LAYERS)
+    return _family(opts.shapes, opts.seq_len, opts.vocab_size, n_max, opts.head_dim)
 
 
 def planned_run(
@@ -395,7 +470,7 @@ def planned_run(
 ) -> PlannedRun:
     """The run ``model.n_layer, model.d_model, train.flops=budget, seed`` trains (its horizon
     from :class:`~scaling.config.RunConfig`, as the sweep computes it)."""
-    train = TrainConfig(tokens=None, flops=budget, batch_size=opts.batch_size)
+    train = opts.train_config(shape.model, budget)
     run = RunConfig(model=shape.model, data=_DATA, train=train, seed=seed)
     tokens = run.tokens
     return PlannedRun(
@@ -407,7 +482,7 @@ def planned_run(
         flops=run.flops("6N"),
         batch_size=train.batch_size,
         lr=train.lr,
-        seconds=throughput.seconds(shape.params, tokens),
+        seconds=throughput.seconds(shape.params, tokens, run.steps),
     )
 
 
@@ -437,8 +512,7 @@ def _guard(steps: int, tokens_per_param: float, opts: PlanOptions) -> str | None
 
 def passing_shapes(budget: float, candidates: Sequence[Shape], opts: PlanOptions) -> list[Shape]:
     """The shapes whose run at ``budget`` passes the guards (exact steps, as the run counts)."""
-    per_step = opts.batch_size * opts.seq_len
-    convention = TrainConfig.flops_convention
+    per_step = opts.step_tokens(budget)
     lo, hi = opts.tpp_range
     # C = 6ND bounds the window; 2% slack, then the exact check of each shape in it
     n_max = min(budget / (6.0 * opts.min_steps * per_step), math.sqrt(budget / (6.0 * lo)))
@@ -448,10 +522,16 @@ def passing_shapes(budget: float, candidates: Sequence[Shape], opts: PlanOptions
     last = bisect.bisect_right(params, n_max * 1.02)
     out = []
     for shape in candidates[first:last]:
-        steps = tokens_for_flops(shape.model, budget, convention) // per_step
-        if _guard(steps, steps * per_step / shape.params, opts) is None:
+        run = _horizon(shape, budget, opts)
+        if _guard(run.steps, run.tokens / shape.params, opts) is None:
             out.append(shape)
     return out
+
+
+@lru_cache(maxsize=4096)
+def _horizon(shape: Shape, budget: float, opts: PlanOptions) -> RunConfig:
+    """The run the sweep builds for ``shape`` at ``budget`` (its tokens and steps)."""
+    return RunConfig(model=shape.model, data=_DATA, train=opts.train_config(shape.model, budget))
 
 
 def bracket_margin(opts: PlanOptions) -> float:
@@ -531,7 +611,7 @@ def healthy_budgets(
     values = _budget_values(opts)
     top = values[0]  # no run above these sizes passes the guards (C = 6ND, 2% slack)
     max_params = 1.02 * min(
-        top / (6.0 * opts.min_steps * opts.batch_size * opts.seq_len),
+        top / (6.0 * opts.min_steps * opts.step_tokens(top)),
         math.sqrt(top / (6.0 * opts.tpp_range[0])),
     )
     candidates = shapes(opts, max(max_params, 1.0))
@@ -682,8 +762,8 @@ def plan_ladder(
 def _alternatives(opts: PlanOptions) -> list[tuple[str, PlanOptions]]:
     """Changes that may make a target work, fewest first: a smaller batch (more steps), then
     free shapes (denser sizes), then both."""
-    batches = []
-    b = opts.batch_size // 2
+    batches: list[int] = []
+    b = opts.batch_size // 2 if isinstance(opts.batch_size, int) else 0
     while b >= 1:
         batches.append(b)
         b //= 2
@@ -734,7 +814,7 @@ def plan_table(plan: Plan) -> str:
         f"throughput: {plan.throughput}",
         f"guards: >= {o.min_steps} optimizer steps, {o.tpp_range[0]:g}..{o.tpp_range[1]:g} "
         f"tokens/param; sizes span about +-{o.span:g} decades around N_opt; "
-        f"{o.batch_size} x {o.seq_len} tokens per step, vocabulary {o.vocab_size}",
+        f"{_hparams_text(o)}, vocabulary {o.vocab_size}",
         "",
     ]
     cols = (
@@ -759,6 +839,18 @@ def plan_table(plan: Plan) -> str:
             f" (budget {o.budget_flops:.3g} FLOPs, {plan.total_flops / o.budget_flops:.0%} used)"
         )
     return "\n".join(head + rows + [total])
+
+
+def _hparams_text(o: PlanOptions) -> str:
+    if not o.auto_keys:
+        return f"{o.batch_size} x {o.seq_len} tokens per step, lr {o.lr:g}"
+    rule = f"train.hparams_rule={o.hparams_rule}" if o.hparams_rule else "./hparams.json or shipped"
+    fixed = [f"{k} {getattr(o, k)}" for k in ("batch_size", "lr") if k not in o.auto_keys]
+    return (
+        f"{' and '.join(o.auto_keys)} auto (the hparams rule of each budget: {rule})"
+        + (f", {', '.join(fixed)}" if fixed else "")
+        + f", seq_len {o.seq_len}"
+    )
 
 
 def _row(r: PlannedRun) -> str:
@@ -790,6 +882,10 @@ def _yaml_float(x: float) -> str:
     if "." not in mantissa:
         mantissa += ".0"
     return mantissa + e + exponent
+
+
+def _yaml_value(v: Any) -> str:
+    return _yaml_float(v) if isinstance(v, float) else str(v)
 
 
 def _point(r: PlannedRun) -> str:
@@ -827,7 +923,13 @@ def preset_yaml(plan: Plan, name: str, command: str) -> str:
         "corpus).",
         "# Each run is one value of sweep.point; model.n_layer, model.d_model (n_head = d_model /",
         "# head_dim), train.flops and seed follow it.",
-        f"# The sweep ends with an IsoFLOP fit (sweep.approach=2) in analysis/{name}/.",
+        f"# The sweep ends with an IsoFLOP fit (sweep.approach=2) in analysis/{name}/"
+        + (
+            ", then trains the fit's predicted optimum at C* (sweep.verify_flops) and scores "
+            "its prediction."
+            if o.verify
+            else "."
+        ),
         "",
     ]
     points = ",\n".join(f"        {_point(r)}" for r in runs)
@@ -837,14 +939,16 @@ def preset_yaml(plan: Plan, name: str, command: str) -> str:
         "train:",
         "  tokens: null",
         "  flops: ${sweep.point.flops}",
-        f"  batch_size: {o.batch_size}",
+        *(f"  {k}: {_yaml_value(v)}" for k, v in o.train_keys().items()),
         "model:",
         "  n_layer: ${sweep.point.n_layer}",
         "  d_model: ${sweep.point.d_model}",
         f"  seq_len: {o.seq_len}",
+        *([f"  head_dim: {o.head_dim}"] if o.head_dim != GPTConfig.head_dim else []),
         "seed: ${sweep.point.seed}",
         "sweep:",
         "  approach: 2",
+        *([f"  verify_flops: {_yaml_float(o.target_flops)}"] if o.verify else []),
         f"  point: {_point(runs[0])}",
         "hydra:",
         "  sweeper:",
@@ -866,12 +970,17 @@ def validate_points(plan: Plan) -> None:
                     "n_layer": r.shape.n_layer,
                     "d_model": r.shape.d_model,
                     "seq_len": o.seq_len,
+                    "head_dim": o.head_dim,
                 },
                 "data": {},
-                "train": {"tokens": None, "flops": r.budget, "batch_size": o.batch_size},
+                "train": {"tokens": None, "flops": r.budget, **o.train_keys()},
                 "seed": r.seed,
             },
             vocab_size=o.vocab_size,
         )
-        if cfg.tokens != r.tokens or count_params(cfg.model).total != r.params:
+        if (
+            cfg.tokens != r.tokens
+            or count_params(cfg.model).total != r.params
+            or (cfg.train.batch_size, cfg.train.lr) != (r.batch_size, r.lr)
+        ):
             raise AssertionError(f"{r.name}: the sweep would train another run")

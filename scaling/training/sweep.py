@@ -50,7 +50,7 @@ from scaling.errors import UnhealthyFitError, UserError, exit_on_user_error
 _ACTIVE: list[SweepCallback] = []  # the driver's callback, for the summary after a signal
 _ENV_TOTAL = "SCALING_SWEEP_TOTAL"
 _ENV_SINCE = "SCALING_SWEEP_SINCE"  # start of the first pass, kept across a relaunch
-_ENV_FLOPS = "SCALING_SWEEP_FLOPS"  # FLOPs still to train, by job number (the ETA's weights)
+_ENV_FLOPS = "SCALING_SWEEP_FLOPS"  # planned seconds still to train, by job (the ETA's weights)
 WORKER_DIED = (
     "a launcher worker process died (out of memory, a crash or a signal) while this run was "
     "in progress; relaunched"
@@ -71,6 +71,7 @@ class GridPoint:
     params: int
     tokens: int
     flops: float
+    seconds: float = 0.0  # the planned wall-clock (plan.Throughput): the ETA's weight
     job: int = 0  # Hydra's job number (hydra.job.num): the point's place in the grid
     members: tuple[str, ...] = ()  # train.horizons: the keys of the group's runs (else its key)
     duplicate_jobs: tuple[int, ...] = ()  # job numbers of later points with this key
@@ -119,9 +120,21 @@ def publish_duplicates(points: list[GridPoint]) -> None:
         os.environ.pop(_ENV_DUPLICATES, None)
 
 
+def _planned_seconds(cfg: Any) -> float:
+    """A run's (or branch group's) wall-clock under the planner's default throughput model:
+    its FLOPs' time plus a fixed cost per optimizer step and per run. Only the ratios between
+    runs matter: the ETA scales them by the time the finished runs really took."""
+    from scaling.analysis.plan import Throughput
+    from scaling.counting import count_params
+
+    tokens = cfg.spent_tokens()
+    steps = tokens // cfg.tokens_per_step
+    return Throughput.default().seconds(count_params(cfg.model).total, tokens, steps)
+
+
 def publish_work(points: list[GridPoint], n_jobs: int) -> None:
-    """The FLOPs each job will train, by job number, for the ETA: 0 for a duplicate or a point
-    already FINISHED in MLflow (skipped in about a second)."""
+    """The planned seconds each job will train, by job number, for the ETA: 0 for a duplicate
+    or a point already FINISHED in MLflow (skipped in about a second)."""
     import json
 
     from scaling.training.tracking import finished_keys
@@ -130,14 +143,14 @@ def publish_work(points: list[GridPoint], n_jobs: int) -> None:
     work = [0.0] * n_jobs
     for p in points:
         if p.job < n_jobs and not set(p.members or (p.key,)) <= done[(p.uri, p.experiment)]:
-            work[p.job] = float(p.flops)
+            work[p.job] = float(p.seconds or p.flops)
     os.environ[_ENV_FLOPS] = json.dumps(work)
 
 
 def eta_seconds(elapsed: float, work: list[float], done_jobs: int) -> float | None:
-    """Time left if the remaining FLOPs train at the rate the finished jobs' FLOPs did (a run
-    of 10x the FLOPs takes about 10x as long, whatever the count of runs); None before any
-    work is done."""
+    """Time left if the remaining work trains at the rate the finished jobs' did (work: each
+    job's planned seconds, so a run of 10x the steps and FLOPs takes about 10x as long, whatever
+    the count of runs); None before any work is done."""
     done = sum(work[:done_jobs])
     if done <= 0 or elapsed <= 0:
         return None
@@ -251,6 +264,7 @@ def validate_grid(master: DictConfig, jobs: list[list[str]]) -> tuple[list[GridP
                 count_params(c.model).total,
                 c.tokens,
                 compute_from(count_params(c.model).total, c.spent_tokens()),
+                seconds=_planned_seconds(c),
                 job=num,
                 members=member_keys(c) if c.train.horizons is not None else (),
             )
@@ -639,7 +653,7 @@ def _progress_line(cfg: DictConfig, name: str) -> None:
         eta = eta_seconds(elapsed, work, num) if len(work) == total else None
         if eta is None:  # no FLOPs known yet: by the count of runs
             eta = elapsed / num * (total - num)
-        msg += f" -- elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min (by FLOPs)"
+        msg += f" -- elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min"
     print(msg, file=sys.stderr, flush=True)
 
 

@@ -91,9 +91,17 @@ class Verification:
         return {**doc, "error_pct": self.error_pct, "inside": self.inside}
 
 
-def nearest_shape(params: float, seq_len: int, vocab_size: int, family: str = "aspect") -> Shape:
+def nearest_shape(
+    params: float,
+    seq_len: int,
+    vocab_size: int,
+    family: str = "aspect",
+    head_dim: int = PlanOptions.head_dim,
+) -> Shape:
     """The valid model shape whose parameter count is nearest ``params`` in log space."""
-    opts = PlanOptions(target_flops=1.0, seq_len=seq_len, vocab_size=vocab_size, shapes=family)
+    opts = PlanOptions(
+        target_flops=1.0, seq_len=seq_len, vocab_size=vocab_size, shapes=family, head_dim=head_dim
+    )
     candidates = shapes(opts, max_params=params * 4)
     return min(candidates, key=lambda s: abs(math.log(s.params / params)))
 
@@ -223,7 +231,9 @@ def verify(
     seen: set[tuple[int, int]] = set()
     history = (fit_path if fit_path.is_dir() else fit_path.parent) / HISTORY
     for role, factor in roles.items():
-        shape = nearest_shape(optimum.params * factor, int(probe.seq_len), vocab)
+        shape = nearest_shape(
+            optimum.params * factor, int(probe.seq_len), vocab, head_dim=int(probe.head_dim)
+        )
         if (shape.n_layer, shape.d_model) in seen:
             continue  # too few shapes nearby: the neighbour is the optimum itself
         seen.add((shape.n_layer, shape.d_model))

@@ -1,0 +1,272 @@
+"""Benchmark: does a planned ladder predict the compute-optimal run 10x beyond it?
+
+    .venv/bin/python benchmarks/bench_prediction.py                      # C* = 1e12, ~20 min
+    .venv/bin/python benchmarks/bench_prediction.py --target-flops 3e13  # the issue's scale: hours
+    .venv/bin/python benchmarks/bench_prediction.py --quick              # C* = 3e11, smoke test
+    .venv/bin/python benchmarks/bench_prediction.py data=text data.path=my_corpus/
+
+The closed loop of a scaling study, run twice through the real CLI (subprocesses, one at a time):
+
+1. **Planned.** ``scaling plan --target-flops C* --lr auto --batch-size auto --shapes free``
+   (budgets up to C*/10, sizes centred on ``--prior`` or the published law), the sweep of the
+   preset it writes (ending with its IsoFLOP fit), then ``scaling verify --bracket``: the fit's
+   predicted optimum at C* and its 0.5x and 2x neighbours, trained and scored.
+2. **Naive** (the baseline, the harness before the planner): the same budgets with a fixed size
+   grid (``model.n_layer`` 1, 2, 3, 4, 6 on the aspect rule, the points that pass the step and
+   tokens-per-parameter guards) at one LR and batch (the project defaults), fitted and verified
+   the same way (``--allow-unhealthy``: it gets a number even when its fit is refused).
+
+Prints, for each design: the fit's health, the predicted optimum (N, tokens), the predicted loss
+with its prediction interval, the measured loss, the error, whether the measurement is inside,
+and the allocation verdict; then the ratio of the two designs' absolute errors (the baseline
+measured in the same run). Checks (exit status 1 if one fails): the planned fit is healthy, its
+error is within ``--max-error`` (1.5%), the measurement is inside its prediction interval, and the
+predicted optimum is no worse than its neighbours beyond the noise. Extra arguments are Hydra
+overrides for every run (the data group: any user repeats it on their own corpus).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NAIVE_LAYERS = (1, 2, 3, 4, 6)
+
+
+def run(cmd: list[str], work: Path, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+    if proc.returncode not in ok:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+        raise SystemExit(f"{' '.join(cmd[:6])} ... exited {proc.returncode}")
+    return proc
+
+
+def store(work: Path, name: str) -> list[str]:
+    """Overrides that put a design's runs (and its verification) in its own MLflow store."""
+    return [
+        f"results_dir={work / name}",
+        f"tracking.uri=sqlite:///{work / name / 'mlflow.db'}",
+        "progress=false",
+        "threads=1",
+    ]
+
+
+def sweep(work: Path, name: str, args: list[str]) -> float:
+    """One sweep into its own store, ending with its fit in analysis/NAME; its wall-clock."""
+    started = time.perf_counter()
+    cmd = [sys.executable, "-m", "scaling.sweep", "-m", *args, *store(work, name)]
+    run(cmd, work)
+    return time.perf_counter() - started
+
+
+def verify(work: Path, name: str, flops: float, overrides: list[str]) -> dict:
+    """``scaling verify --bracket --json`` of analysis/NAME/fit.json (an unhealthy fit too)."""
+    fit = work / "analysis" / name / "fit.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "scaling",
+        "verify",
+        "--fit",
+        str(fit),
+        "--flops",
+        f"{flops:g}",
+        "--bracket",
+        "--json",
+        "--allow-unhealthy",
+        *overrides,
+        *store(work, name),
+        f"tracking.experiment={name}-verify",
+    ]
+    started = time.perf_counter()
+    proc = run(cmd, work)
+    doc = json.loads(proc.stdout[proc.stdout.index("[") :]) if "[" in proc.stdout else []
+    health = json.loads(fit.read_text()).get("health", {})
+    noise = (json.loads(fit.read_text()).get("noise") or {}).get("sigma_log")
+    return {
+        "runs": doc,
+        "health": health,
+        "sigma_log": noise,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def naive_points(budgets: list[float], seq_len: int) -> list[str]:
+    """``sweep.point`` values of the fixed grid that pass the planner's guards."""
+    from scaling.analysis.plan import run_problem
+    from scaling.config import build_run_config
+
+    points = []
+    for flops in budgets:
+        for n_layer in NAIVE_LAYERS:
+            cfg = build_run_config(
+                {
+                    "model": {"n_layer": n_layer, "seq_len": seq_len},
+                    "data": {},
+                    "train": {"tokens": None, "flops": flops},
+                    "seed": 0,
+                }
+            )
+            if run_problem(cfg) is None:
+                points.append(
+                    f"{{n_layer: {n_layer}, d_model: {cfg.model.d_model}, "
+                    f"flops: {flops!r}, seed: 0}}"
+                )
+    return points
+
+
+def report(label: str, result: dict, wall: float) -> dict:
+    runs = {r["role"]: r for r in result["runs"]}
+    opt = runs.get("optimum")
+    health = result["health"]
+    ok = bool(health.get("ok", False))
+    print(
+        f"\n== {label}: ladder {wall:.0f} s, verification {result['seconds']:.0f} s; fit health "
+        f"{'OK' if ok else 'NOT OK: ' + '; '.join(health.get('problems', []))[:300]}"
+    )
+    if opt is None:
+        print("   no verification")
+        return {"ok": ok, "error": None, "inside": None, "allocation": None}
+    pi = opt.get("loss_pi") or opt.get("loss_ci")
+    interval = f"[{pi[0]:.4f}, {pi[1]:.4f}]" if pi else "[no interval]"
+    for role in ("0.5x", "optimum", "2x"):
+        r = runs.get(role)
+        if r:
+            print(
+                f"   {role:>7}: N {r['params']:>9,}  D {r['tokens']:>11,}  "
+                f"measured {r['measured']:.4f}"
+            )
+    print(
+        f"   predicted {opt['predicted']:.4f} {interval}, measured {opt['measured']:.4f}, "
+        f"error {opt['error_pct']:+.2f}%, inside: {'yes' if opt['inside'] else 'no'}"
+    )
+    others = [r for role, r in runs.items() if role != "optimum"]
+    allocation = None
+    if others:
+        best = min(others, key=lambda r: r["measured"])
+        sigma = result["sigma_log"] or 0.0
+        margin = opt["measured"] * sigma
+        allocation = opt["measured"] - best["measured"] <= margin
+        print(
+            f"   allocation: optimum {opt['measured']:.4f} vs best neighbour ({best['role']}) "
+            f"{best['measured']:.4f}, noise {margin:.3g}: "
+            f"{'right' if allocation else 'OFF (a neighbour is better beyond the noise)'}"
+        )
+    return {"ok": ok, "error": opt["error_pct"], "inside": opt["inside"], "allocation": allocation}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--target-flops", type=float, default=1e12)
+    parser.add_argument("--extrapolation", type=float, default=10.0)
+    parser.add_argument("--seq-len", type=int, default=32)
+    parser.add_argument("--replicates", type=int, default=1)
+    parser.add_argument("--prior", help="fit.json to centre the planned sizes on")
+    parser.add_argument("--max-error", type=float, default=1.5, help="percent")
+    parser.add_argument("--quick", action="store_true", help="C* = 3e11, no naive design")
+    parser.add_argument("--no-naive", action="store_true", help="skip the baseline design")
+    parser.add_argument("--keep", help="work folder to keep (default: a temporary one)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
+    args = parser.parse_args()
+    target = 3e11 if args.quick else args.target_flops
+    work = Path(args.keep or tempfile.mkdtemp(prefix="bench-prediction-"))
+    work.mkdir(parents=True, exist_ok=True)
+    extra = list(args.overrides)
+
+    plan_cmd = [
+        sys.executable,
+        "-m",
+        "scaling",
+        "plan",
+        "--target-flops",
+        f"{target:g}",
+        "--extrapolation",
+        f"{args.extrapolation:g}",
+        "--lr",
+        "auto",
+        "--batch-size",
+        "auto",
+        "--shapes",
+        "free",
+        "--seq-len",
+        str(args.seq_len),
+        "--replicates",
+        str(args.replicates),
+        "--name",
+        "planned",
+    ]
+    if args.prior:
+        plan_cmd += ["--prior", str(Path(args.prior).resolve())]
+    printed = run(plan_cmd, work).stdout
+    print(printed.split("\nwrote")[0])
+    import yaml
+
+    preset = yaml.safe_load((work / "sweeps" / "planned.yaml").read_text())
+    budgets = sorted(
+        {
+            float(p.split("flops: ")[1].split(",")[0])
+            for p in preset["hydra"]["sweeper"]["params"]["sweep.point"].split("},")
+        }
+    )
+
+    common = ["train.lr=auto", "train.batch_size=auto", f"model.seq_len={args.seq_len}", *extra]
+    t_plan = sweep(work, "planned", ["sweeps=planned", *extra])
+    planned = report(
+        "planned ladder (lr, batch auto)", verify(work, "planned", target, common), t_plan
+    )
+
+    naive = None
+    if not (args.quick or args.no_naive):
+        points = naive_points(budgets, args.seq_len)
+        grid = [
+            "tracking.experiment=naive",
+            "train.tokens=null",
+            "train.flops=${sweep.point.flops}",
+            "model.n_layer=${sweep.point.n_layer}",
+            "model.d_model=${sweep.point.d_model}",
+            f"model.seq_len={args.seq_len}",
+            "seed=${sweep.point.seed}",
+            "sweep.approach=2",
+            "sweep.point=" + ",".join(points),
+            *extra,
+        ]
+        t_naive = sweep(work, "naive", grid)
+        naive_overrides = [f"model.seq_len={args.seq_len}", *extra]
+        naive = report(
+            "naive grid (fixed sizes, one lr and batch)",
+            verify(work, "naive", target, naive_overrides),
+            t_naive,
+        )
+
+    failures = []
+    if not planned["ok"]:
+        failures.append("the planned ladder's fit is unhealthy")
+    if planned["error"] is None or abs(planned["error"]) > args.max_error:
+        failures.append(f"planned error {planned['error']}% beyond {args.max_error}%")
+    if planned["inside"] is not True:
+        failures.append("the measurement is outside the planned fit's prediction interval")
+    if planned["allocation"] is False:
+        failures.append("a neighbour beat the predicted optimum beyond the noise")
+    if naive and naive["error"] is not None and planned["error"] is not None:
+        ratio = abs(planned["error"]) / max(abs(naive["error"]), 1e-9)
+        print(
+            f"\n|error| planned / naive: {abs(planned['error']):.2f}% / "
+            f"{abs(naive['error']):.2f}% = {ratio:.2f}"
+        )
+    print(f"\nwork folder: {work}")
+    for f in failures:
+        print(f"FAIL: {f}")
+    print("PASS" if not failures else f"{len(failures)} check(s) failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
