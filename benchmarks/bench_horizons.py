@@ -93,9 +93,15 @@ def law_check(a: pd.DataFrame, b: pd.DataFrame, boot: int) -> list[tuple[str, fl
         va, vb = fa.params[name], fb.params[name]
         (la, ha), (lb, hb) = fa.ci[name], fb.ci[name]
         ok = la <= vb <= ha and lb <= va <= hb
-        rows.append((name, va, vb, f"A [{la:.4g}, {ha:.4g}] B [{lb:.4g}, {hb:.4g}] " + (
-            "inside each other" if ok else "OUTSIDE"
-        )))
+        rows.append(
+            (
+                name,
+                va,
+                vb,
+                f"A [{la:.4g}, {ha:.4g}] B [{lb:.4g}, {hb:.4g}] "
+                + ("inside each other" if ok else "OUTSIDE"),
+            )
+        )
     return rows
 
 
@@ -172,8 +178,10 @@ def main() -> int:
     )
     if ratio > args.max_ratio:
         failures.append(f"wall-clock ratio {ratio:.2f} > {args.max_ratio}")
-    print(f"per-point loss, wsd vs cosine: mean {merged['diff_pct'].mean():+.2f}%, "
-          f"worst |diff| {worst:.2f}%")
+    print(
+        f"per-point loss, wsd vs cosine: mean {merged['diff_pct'].mean():+.2f}%, "
+        f"worst |diff| {worst:.2f}%"
+    )
 
     print("\nChinchilla law (approach 3), A = cosine, B = wsd branches, 95% bootstrap intervals:")
     for name, va, vb, verdict in law_check(a, b, args.bootstrap):
@@ -184,8 +192,10 @@ def main() -> int:
     print("\nCurve law per size, fitted on the stable run + the middle horizon's cooldown:")
     errors = curve_check(curves)
     for n, tokens, pred, meas, err in errors:
-        print(f"  N {n:>9,.0f}  D {tokens:>10,.0f}  predicted {pred:.4f}  measured {meas:.4f}  "
-              f"error {err:+.2f}%")
+        print(
+            f"  N {n:>9,.0f}  D {tokens:>10,.0f}  predicted {pred:.4f}  measured {meas:.4f}  "
+            f"error {err:+.2f}%"
+        )
     worst_curve = max(abs(e[-1]) for e in errors) if errors else math.nan
     print(f"  worst |error| {worst_curve:.2f}% over {len(errors)} held-out horizons")
     if not worst_curve <= args.max_curve_error:
