@@ -848,6 +848,7 @@ def resolve_auto(
     train: TrainConfig,
     trainer: TrainerConfig,
     keys: tuple[str, ...],
+    warn: bool = True,
 ) -> tuple[TrainConfig, HparamsUse]:
     """``train`` with the ``keys`` (``lr``, ``batch_size``) from the hparams rule at the run's
     compute ``C = 6 N D`` (N: total parameters of ``model``; D: the planned tokens, which depend
@@ -878,7 +879,7 @@ def resolve_auto(
         sequences = batch_rule / model.seq_len
         changes["batch_size"] = int(max(1, math.floor(sequences / unit + 0.5)) * unit)
     warning = rule.extrapolation(compute)
-    if warning and warning not in _WARNED:
+    if warn and warning and warning not in _WARNED:
         _WARNED.add(warning)
         given = ", ".join(f"train.{k}=auto" for k in keys)
         print(f"warning: {given}: {warning}", file=sys.stderr)

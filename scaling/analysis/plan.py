@@ -72,10 +72,10 @@ HOFFMANN_EQ10_NAME = "Hoffmann et al. 2022 eq. 10 (E=1.69, A=406.4, B=410.7, alp
 # batch): (2, 64, 128, 32), (4, 128, 128, 32), (4, 256, 256, 16).
 README_THROUGHPUT = ((124_672, 63_607.0), (842_496, 12_665.0), (3_290_624, 4_135.0))
 
-# The fixed costs at the smallest sizes (sweeps=demo on the 2-core CPU, 2026-11-29, 7.9K-169K
-# parameters at 8 x 32 tokens per step, threads=1): 5.4-15 ms a step beyond the power law's FLOPs
-# time (the low end for the smallest), and about 3 s a run of start-up, evaluation and tracking.
-README_STEP_S = 0.006
+# The fixed costs at the smallest sizes (IsoFLOP ladders on the 2-core CPU, 2026-11-29, threads=1,
+# 5-12 x 32 tokens per step): 7.4 ms a step at 7.9K parameters, 8.8 ms at 22K, of which the power
+# law's FLOPs time is under 1 ms; about 3 s a run of start-up, evaluation and tracking.
+README_STEP_S = 0.0075
 README_RUN_S = 3.0
 
 PLAN_MIN_STEPS = 200  # a run with fewer optimizer steps is decided by its step count, not its size
@@ -313,7 +313,8 @@ class PlanOptions:
         given = {k: v for k, v in self.train_keys().items() if v != AUTO}
         train = TrainConfig(tokens=None, flops=budget, **given)
         if self.auto_keys:
-            train, _ = resolve_auto(model, _DATA, train, TrainerConfig(), self.auto_keys)
+            # quiet: the plan prints each run's LR; the sweep warns of an extrapolated rule
+            train, _ = resolve_auto(model, _DATA, train, TrainerConfig(), self.auto_keys, False)
         return train
 
     def step_tokens(self, budget: float) -> int:
