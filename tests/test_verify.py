@@ -126,3 +126,15 @@ def test_a_sweep_asked_to_verify_an_unhealthy_fit_says_so_and_exits_3(tmp_path) 
     assert "run table:" in proc.stdout  # the grid was trained, collected and fitted
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert "cannot support a prediction" in line or "no fit to verify" in line
+
+
+def test_a_ladder_of_head_dim_8_is_verified_on_its_own_shapes() -> None:
+    """A ladder planned with --head-dim 8 (sizes down to 3.2K parameters) is verified on that
+    family: the shape nearest 3.2K is the one-layer, 8-wide model, which head_dim 16 lacks."""
+    from scaling.counting import count_params
+
+    small = nearest_shape(3_200, seq_len=32, vocab_size=256, family="free", head_dim=8)
+    assert (small.n_layer, small.d_model, small.n_head) == (1, 8, 1)
+    assert small.params == count_params(small.model).total
+    default = nearest_shape(3_200, seq_len=32, vocab_size=256, family="free")
+    assert default.d_model >= 16

@@ -231,8 +231,10 @@ def verify(
     seen: set[tuple[int, int]] = set()
     history = (fit_path if fit_path.is_dir() else fit_path.parent) / HISTORY
     for role, factor in roles.items():
+        # the free family (d_model any multiple of head_dim near the aspect rule) holds the
+        # aspect shapes and the sizes between them: the nearest valid model to the prediction
         shape = nearest_shape(
-            optimum.params * factor, int(probe.seq_len), vocab, head_dim=int(probe.head_dim)
+            optimum.params * factor, int(probe.seq_len), vocab, "free", int(probe.head_dim)
         )
         if (shape.n_layer, shape.d_model) in seen:
             continue  # too few shapes nearby: the neighbour is the optimum itself
