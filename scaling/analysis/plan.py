@@ -926,7 +926,7 @@ def preset_yaml(plan: Plan, name: str, command: str) -> str:
         "# head_dim), train.flops and seed follow it.",
         f"# The sweep ends with an IsoFLOP fit (sweep.approach=2) in analysis/{name}/"
         + (
-            ", then trains the fit's predicted optimum at C* (sweep.verify_flops) and scores "
+            ", then trains\n# the fit's predicted optimum at C* (sweep.verify_flops) and scores "
             "its prediction."
             if o.verify
             else "."
