@@ -7,7 +7,8 @@
 
 The closed loop of a scaling study, run twice through the real CLI (subprocesses, one at a time):
 
-1. **Planned.** ``scaling plan --target-flops C* --lr auto --batch-size auto --shapes free``
+1. **Planned.** ``scaling plan --target-flops C* --lr auto --batch-size auto --shapes free
+   --head-dim 8``
    (budgets up to C*/10, sizes centred on ``--prior`` or the published law), the sweep of the
    preset it writes (ending with its IsoFLOP fit), then ``scaling verify --bracket``: the fit's
    predicted optimum at C* and its 0.5x and 2x neighbours, trained and scored.
@@ -168,6 +169,7 @@ def main() -> int:
     parser.add_argument("--target-flops", type=float, default=1e12)
     parser.add_argument("--extrapolation", type=float, default=10.0)
     parser.add_argument("--seq-len", type=int, default=32)
+    parser.add_argument("--head-dim", type=int, default=8, help="the planned shapes' head_dim")
     parser.add_argument("--replicates", type=int, default=1)
     parser.add_argument("--prior", help="fit.json to centre the planned sizes on")
     parser.add_argument("--max-error", type=float, default=1.5, help="percent")
@@ -198,6 +200,8 @@ def main() -> int:
         "free",
         "--seq-len",
         str(args.seq_len),
+        "--head-dim",
+        str(args.head_dim),
         "--replicates",
         str(args.replicates),
         "--name",
@@ -217,7 +221,13 @@ def main() -> int:
         }
     )
 
-    common = ["train.lr=auto", "train.batch_size=auto", f"model.seq_len={args.seq_len}", *extra]
+    common = [
+        "train.lr=auto",
+        "train.batch_size=auto",
+        f"model.seq_len={args.seq_len}",
+        f"model.head_dim={args.head_dim}",
+        *extra,
+    ]
     t_plan = sweep(work, "planned", ["sweeps=planned", *extra])
     planned = report(
         "planned ladder (lr, batch auto)", verify(work, "planned", target, common), t_plan

@@ -61,6 +61,12 @@ from scaling.schema import (
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"  # Hydra configs, shipped as package data
 
+# ${scaling.cwd:} is the process's working directory: sweep.yaml puts it on Hydra's search path
+# so that presets written by `scaling plan` into ./sweeps/ are found. (${oc.env:PWD} is the
+# shell's variable, which a program that starts the sweep in another folder does not update.)
+if not OmegaConf.has_resolver("scaling.cwd"):
+    OmegaConf.register_new_resolver("scaling.cwd", os.getcwd)
+
 C = TypeVar("C")
 
 __all__ = [

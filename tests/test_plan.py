@@ -424,3 +424,23 @@ def test_a_fixed_plan_keeps_its_batch_and_lr_and_auto_is_refused_when_misspelt()
     assert {(r.lr, r.batch_size) for r in plan.runs} == {(0.01, 8)}
     with pytest.raises(UserError, match="--lr must be a positive number or auto"):
         plan_ladder(replace(FREE, lr="atuo"))
+
+
+@pytest.mark.slow
+def test_a_sweep_started_by_a_program_in_another_folder_finds_the_plans_preset(tmp_path) -> None:
+    """A script that plans into its work folder and starts the sweep there (subprocess cwd=)
+    leaves the shell's $PWD pointing elsewhere: the preset is still found."""
+    import os
+    import subprocess
+    import sys
+
+    plan = plan_ladder(FREE)
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "mine.yaml").write_text(preset_yaml(plan, "mine", "scaling plan"))
+    env = {**os.environ, "PWD": str(Path(__file__).parent)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "scaling.sweep", "-m", "sweeps=mine", "sweep.dry_run=true"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"{len(plan.runs)} runs" in proc.stdout
