@@ -17,6 +17,9 @@ The closed loop of a scaling study, run twice through the real CLI (subprocesses
    tokens-per-parameter guards) at one LR and batch (the project defaults), fitted and verified
    the same way (``--allow-unhealthy``: it gets a number even when its fit is refused).
 
+Both fits are redone at ``--level`` (0.9: the measurement is judged by the 90% prediction
+interval of a new run) before the verification.
+
 Prints, for each design: the fit's health, the predicted optimum (N, tokens), the predicted loss
 with its prediction interval, the measured loss, the error, whether the measurement is inside,
 and the allocation verdict; then the ratio of the two designs' absolute errors (the baseline
@@ -66,6 +69,14 @@ def sweep(work: Path, name: str, args: list[str]) -> float:
     cmd = [sys.executable, "-m", "scaling.sweep", "-m", *args, *store(work, name)]
     run(cmd, work)
     return time.perf_counter() - started
+
+
+def refit(work: Path, name: str, level: float) -> None:
+    """The sweep's IsoFLOP fit again at the benchmark's interval level (the sweep fits at 95%)."""
+    table = work / name / f"{name}.csv"
+    out = work / "analysis" / name
+    cmd = [sys.executable, "-m", "scaling", "fit", str(table), "--approach", "2"]
+    run([*cmd, "--level", f"{level:g}", "--out", str(out)], work, ok=(0, 3))
 
 
 def verify(work: Path, name: str, flops: float, overrides: list[str]) -> dict:
@@ -137,7 +148,9 @@ def report(label: str, result: dict, wall: float) -> dict:
         print("   no verification")
         return {"ok": ok, "error": None, "inside": None, "allocation": None}
     pi = opt.get("loss_pi") or opt.get("loss_ci")
-    interval = f"[{pi[0]:.4f}, {pi[1]:.4f}]" if pi else "[no interval]"
+    level = opt.get("level")
+    what = f" ({level:.0%} PI of a new run)" if level and opt.get("loss_pi") else ""
+    interval = f"[{pi[0]:.4f}, {pi[1]:.4f}]{what}" if pi else "[no interval]"
     for role in ("0.5x", "optimum", "2x"):
         r = runs.get(role)
         if r:
@@ -173,6 +186,9 @@ def main() -> int:
     parser.add_argument("--replicates", type=int, default=1)
     parser.add_argument("--prior", help="fit.json to centre the planned sizes on")
     parser.add_argument("--max-error", type=float, default=1.5, help="percent")
+    parser.add_argument(
+        "--level", type=float, default=0.9, help="the prediction interval's coverage (0.9)"
+    )
     parser.add_argument("--quick", action="store_true", help="C* = 3e11, no naive design")
     parser.add_argument("--no-naive", action="store_true", help="skip the baseline design")
     parser.add_argument("--keep", help="work folder to keep (default: a temporary one)")
@@ -229,6 +245,7 @@ def main() -> int:
         *extra,
     ]
     t_plan = sweep(work, "planned", ["sweeps=planned", *extra])
+    refit(work, "planned", args.level)
     planned = report(
         "planned ladder (lr, batch auto)", verify(work, "planned", target, common), t_plan
     )
@@ -249,6 +266,7 @@ def main() -> int:
             *extra,
         ]
         t_naive = sweep(work, "naive", grid)
+        refit(work, "naive", args.level)
         naive_overrides = [f"model.seq_len={args.seq_len}", *extra]
         naive = report(
             "naive grid (fixed sizes, one lr and batch)",
