@@ -13,8 +13,9 @@ The closed loop of a scaling study, run twice through the real CLI (subprocesses
    preset it writes (ending with its IsoFLOP fit), then ``scaling verify --bracket``: the fit's
    predicted optimum at C* and its 0.5x and 2x neighbours, trained and scored.
 2. **Naive** (the baseline, the harness before the planner): the same budgets with a fixed size
-   grid (``model.n_layer`` 1, 2, 3, 4, 6 on the aspect rule, the points that pass the step and
-   tokens-per-parameter guards) at one LR and batch (the project defaults), fitted and verified
+   grid (``model.n_layer`` 1, 2, 3, 4, 6 on the aspect rule at every budget, guards or not) at
+   one LR (the default 3e-3) and batch (8 sequences), fitted with approach 3 (the Chinchilla law,
+   every sweep's fit before the planner) and verified
    the same way (``--allow-unhealthy``: it gets a number even when its fit is refused).
 
 Both fits are redone at ``--level`` (0.9: the measurement is judged by the 90% prediction
@@ -42,6 +43,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NAIVE_LAYERS = (1, 2, 3, 4, 6)
+NAIVE_BATCH = 8  # sequences: the pre-planner presets' batch (the default 32 leaves too few steps)
 
 
 def run(cmd: list[str], work: Path, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
@@ -71,11 +73,11 @@ def sweep(work: Path, name: str, args: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def refit(work: Path, name: str, level: float) -> None:
-    """The sweep's IsoFLOP fit again at the benchmark's interval level (the sweep fits at 95%)."""
+def refit(work: Path, name: str, level: float, approach: int = 2) -> None:
+    """The design's fit again at the benchmark's interval level (the sweep fits at 95%)."""
     table = work / name / f"{name}.csv"
     out = work / "analysis" / name
-    cmd = [sys.executable, "-m", "scaling", "fit", str(table), "--approach", "2"]
+    cmd = [sys.executable, "-m", "scaling", "fit", str(table), "--approach", str(approach)]
     run([*cmd, "--level", f"{level:g}", "--out", str(out)], work, ok=(0, 3))
 
 
@@ -111,28 +113,28 @@ def verify(work: Path, name: str, flops: float, overrides: list[str]) -> dict:
     }
 
 
-def naive_points(budgets: list[float], seq_len: int) -> list[str]:
-    """``sweep.point`` values of the fixed grid that pass the planner's guards."""
+def naive_points(budgets: list[float], seq_len: int) -> tuple[list[str], int]:
+    """``sweep.point`` values of the fixed grid (every size at every budget, as the presets
+    were before the planner) and how many of them fail the planner's guards."""
     from scaling.analysis.plan import run_problem
     from scaling.config import build_run_config
 
-    points = []
+    points, failing = [], 0
     for flops in budgets:
         for n_layer in NAIVE_LAYERS:
             cfg = build_run_config(
                 {
                     "model": {"n_layer": n_layer, "seq_len": seq_len},
                     "data": {},
-                    "train": {"tokens": None, "flops": flops},
+                    "train": {"tokens": None, "flops": flops, "batch_size": NAIVE_BATCH},
                     "seed": 0,
                 }
             )
-            if run_problem(cfg) is None:
-                points.append(
-                    f"{{n_layer: {n_layer}, d_model: {cfg.model.d_model}, "
-                    f"flops: {flops!r}, seed: 0}}"
-                )
-    return points
+            failing += run_problem(cfg) is not None
+            points.append(
+                f"{{n_layer: {n_layer}, d_model: {cfg.model.d_model}, flops: {flops!r}, seed: 0}}"
+            )
+    return points, failing
 
 
 def report(label: str, result: dict, wall: float) -> dict:
@@ -252,7 +254,12 @@ def main() -> int:
 
     naive = None
     if not (args.quick or args.no_naive):
-        points = naive_points(budgets, args.seq_len)
+        points, failing = naive_points(budgets, args.seq_len)
+        print(
+            f"\nnaive grid: {len(points)} runs (n_layer {NAIVE_LAYERS} x {len(budgets)} budgets), "
+            f"{failing} of them below the planner's guards (< 200 steps or tokens/param outside "
+            "1..1000); fitted with approach 3 (Chinchilla's law), as sweeps ended before"
+        )
         grid = [
             "tracking.experiment=naive",
             "train.tokens=null",
@@ -260,14 +267,19 @@ def main() -> int:
             "model.n_layer=${sweep.point.n_layer}",
             "model.d_model=${sweep.point.d_model}",
             f"model.seq_len={args.seq_len}",
+            f"train.batch_size={NAIVE_BATCH}",
             "seed=${sweep.point.seed}",
-            "sweep.approach=2",
+            "sweep.approach=3",
             "sweep.point=" + ",".join(points),
             *extra,
         ]
         t_naive = sweep(work, "naive", grid)
-        refit(work, "naive", args.level)
-        naive_overrides = [f"model.seq_len={args.seq_len}", *extra]
+        refit(work, "naive", args.level, approach=3)
+        naive_overrides = [
+            f"model.seq_len={args.seq_len}",
+            f"train.batch_size={NAIVE_BATCH}",
+            *extra,
+        ]
         naive = report(
             "naive grid (fixed sizes, one lr and batch)",
             verify(work, "naive", target, naive_overrides),
