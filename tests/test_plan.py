@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -326,32 +327,45 @@ def test_the_preset_lists_exactly_the_planned_runs(plan) -> None:
     assert doc["train"]["tokens"] is None and doc["train"]["batch_size"] == plan.options.batch_size
 
 
-def test_the_preset_composes_under_hydra_into_the_planned_runs(tmp_path) -> None:
-    """Compose the written preset as `python -m scaling.sweep -m sweeps=NAME` will (with the
-    working directory on Hydra's search path), expand its grid as the sweep driver does, and
-    build every point's run: the same shapes, tokens and seeds as planned."""
+def _compose_preset(tmp_path: Path, name: str, text: str, picks: Callable) -> tuple[list, dict]:
+    """Write ``text`` as ``sweeps/NAME.yaml``, compose it as `python -m scaling.sweep -m
+    sweeps=NAME` will (the working directory on Hydra's search path), expand its grid as the
+    sweep driver does; the jobs and the run configs of the jobs ``picks(jobs)`` names (composing
+    takes ~0.2 s a job)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     from scaling.config import CONF_DIR, register_configs
     from scaling.training.sweep import expand_grid
 
-    plan = plan_ladder(FREE)
     (tmp_path / "sweeps").mkdir()
-    (tmp_path / "sweeps" / "mine.yaml").write_text(preset_yaml(plan, "mine", "scaling plan"))
+    (tmp_path / "sweeps" / f"{name}.yaml").write_text(text)
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         master = compose(
             "sweep",
-            overrides=["sweeps=mine", f"hydra.searchpath=[file://{tmp_path}]"],
+            overrides=[f"sweeps={name}", f"hydra.searchpath=[file://{tmp_path}]"],
             return_hydra_config=True,
         )
         jobs = expand_grid(master)
-        assert len(jobs) == len(plan.runs)  # one job per planned run, in the plan's order
-        picked = sorted({0, len(jobs) // 2, len(jobs) - 1})  # composing takes ~0.2 s a job
         loader = GlobalHydra.instance().config_loader()
-        built = [build_run_config(loader.load_sweep_config(master, jobs[i])) for i in picked]
+        built = {
+            i: build_run_config(loader.load_sweep_config(master, jobs[i])) for i in picks(jobs)
+        }
+    return jobs, built
+
+
+def test_the_preset_composes_under_hydra_into_the_planned_runs(tmp_path) -> None:
+    """The written preset, composed and expanded as the sweep does: every point's run has the
+    same shapes, tokens and seeds as planned."""
+    plan = plan_ladder(FREE)
+    text = preset_yaml(plan, "mine", "scaling plan")
+    jobs, built = _compose_preset(
+        tmp_path, "mine", text, lambda jobs: sorted({0, len(jobs) // 2, len(jobs) - 1})
+    )
+    assert len(jobs) == len(plan.runs)  # one job per planned run, in the plan's order
+    picked, built = list(built), list(built.values())
     for i, cfg in zip(picked, built, strict=True):
         run = plan.runs[i]
         assert jobs[i] == [
@@ -374,11 +388,7 @@ def test_an_auto_plan_gives_each_budget_the_rules_batch_and_lr(tmp_path) -> None
     that compute (the shipped rule: a lower LR and a larger batch at a larger budget), the guards
     count steps with that batch, and the preset leaves both keys to `auto`, which the sweep
     resolves to the very numbers printed (checked by composing it under Hydra)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from scaling.config import CONF_DIR, DEFAULT_HPARAMS_RULE, register_configs
-    from scaling.training.sweep import expand_grid
+    from scaling.config import DEFAULT_HPARAMS_RULE
 
     opts = replace(FREE, target_flops=1e12, extrapolation=5, seq_len=32, replicates=1)
     auto = replace(opts, lr="auto", batch_size="auto", verify=True)
@@ -398,19 +408,8 @@ def test_an_auto_plan_gives_each_budget_the_rules_batch_and_lr(tmp_path) -> None
     doc = yaml.safe_load(text)
     assert doc["train"]["lr"] == "auto" and doc["train"]["batch_size"] == "auto"
     assert doc["sweep"]["verify_flops"] == 1e12
-    (tmp_path / "sweeps").mkdir()
-    (tmp_path / "sweeps" / "auto.yaml").write_text(text)
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        master = compose(
-            "sweep",
-            overrides=["sweeps=auto", f"hydra.searchpath=[file://{tmp_path}]"],
-            return_hydra_config=True,
-        )
-        jobs = expand_grid(master)
-        loader = GlobalHydra.instance().config_loader()
-        last = build_run_config(loader.load_sweep_config(master, jobs[-1]))
+    jobs, built = _compose_preset(tmp_path, "auto", text, lambda jobs: [len(jobs) - 1])
+    (last,) = built.values()
     run = plan.runs[-1]
     assert (last.train.lr, last.train.batch_size, last.tokens) == (
         run.lr,
