@@ -28,7 +28,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from scaling.config import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
 from scaling.errors import UnhealthyFitError, UserError, exit_on_user_error
@@ -137,6 +137,14 @@ def _attach_negative_numbers(argv: Sequence[str]) -> list[str]:
     return out
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad option is one line (what is wrong, where the usage is) and exit status 2, not the
+    usage block followed by the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of the ``scaling`` command."""
     from scaling.analysis.laws import LAWS
@@ -145,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     defaults = FitOptions()
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="scaling",
         description="Scaling-law harness: plan a ladder of runs, collect them, fit "
         "Kaplan/Chinchilla laws with uncertainty, predict compute-optimal allocations with "
@@ -330,7 +338,12 @@ def _tpp_range(text: str) -> tuple[float, float]:
 
 
 def _number_or_auto(text: str) -> float | str:
-    return "auto" if text.strip().lower() == "auto" else _number(text)
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
 
 
 def _int_or_auto(text: str) -> int | str:

@@ -443,3 +443,21 @@ def test_a_sweep_started_by_a_program_in_another_folder_finds_the_plans_preset(t
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"{len(plan.runs)} runs" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--lr", "fast"], "argument --lr: expected a number or auto, got 'fast'"),
+        (["--batch-size", "many"], "argument --batch-size: expected a whole number or auto"),
+        (["--target-flops"], "argument --target-flops: expected one argument"),
+    ],
+)
+def test_a_malformed_option_is_one_line_naming_it(capsys, argv, message) -> None:
+    """argparse's own refusals: one line (no usage block) that names the option, exit 2."""
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", "--target-flops", "1e12", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("scaling plan: error: ") and message in err
+    assert err.rstrip().endswith("(see scaling plan --help)")
