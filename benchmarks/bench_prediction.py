@@ -1,8 +1,9 @@
 """Benchmark: does a planned ladder predict the compute-optimal run 10x beyond it?
 
-    .venv/bin/python benchmarks/bench_prediction.py                      # C* = 1e12, ~20 min
+    # C* = 1e12 on the embedded corpus, centred on a first ladder's fit (data/priors/): ~21 min
+    .venv/bin/python benchmarks/bench_prediction.py --prior data/priors/stdlib-seq32-pilot.json
     .venv/bin/python benchmarks/bench_prediction.py --target-flops 3e13  # the issue's scale: hours
-    .venv/bin/python benchmarks/bench_prediction.py --quick              # C* = 3e11, smoke test
+    .venv/bin/python benchmarks/bench_prediction.py --no-naive           # the planned design only
     .venv/bin/python benchmarks/bench_prediction.py data=text data.path=my_corpus/
 
 The closed loop of a scaling study, run twice through the real CLI (subprocesses, one at a time):
@@ -191,12 +192,11 @@ def main() -> int:
     parser.add_argument(
         "--level", type=float, default=0.9, help="the prediction interval's coverage (0.9)"
     )
-    parser.add_argument("--quick", action="store_true", help="C* = 3e11, no naive design")
     parser.add_argument("--no-naive", action="store_true", help="skip the baseline design")
     parser.add_argument("--keep", help="work folder to keep (default: a temporary one)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_args()
-    target = 3e11 if args.quick else args.target_flops
+    target = args.target_flops
     work = Path(args.keep or tempfile.mkdtemp(prefix="bench-prediction-"))
     work.mkdir(parents=True, exist_ok=True)
     extra = list(args.overrides)
@@ -253,7 +253,7 @@ def main() -> int:
     )
 
     naive = None
-    if not (args.quick or args.no_naive):
+    if not args.no_naive:
         points, failing = naive_points(budgets, args.seq_len)
         print(
             f"\nnaive grid: {len(points)} runs (n_layer {NAIVE_LAYERS} x {len(budgets)} budgets), "
