@@ -1,7 +1,6 @@
 """Benchmark: does a planned ladder predict the compute-optimal run 10x beyond it?
 
-    # C* = 1e12 on the embedded corpus, centred on a first ladder's fit (data/priors/): ~21 min
-    .venv/bin/python benchmarks/bench_prediction.py --prior data/priors/stdlib-seq32-pilot.json
+    .venv/bin/python benchmarks/bench_prediction.py                      # C* = 1e12, ~21 min
     .venv/bin/python benchmarks/bench_prediction.py --target-flops 3e13  # the issue's scale: hours
     .venv/bin/python benchmarks/bench_prediction.py --no-naive           # the planned design only
     .venv/bin/python benchmarks/bench_prediction.py data=text data.path=my_corpus/
@@ -187,7 +186,12 @@ def main() -> int:
     parser.add_argument("--seq-len", type=int, default=32)
     parser.add_argument("--head-dim", type=int, default=8, help="the planned shapes' head_dim")
     parser.add_argument("--replicates", type=int, default=1)
-    parser.add_argument("--prior", help="fit.json to centre the planned sizes on")
+    parser.add_argument(
+        "--prior",
+        default=str(ROOT / "data" / "priors" / "stdlib-seq32-pilot.json"),
+        help="fit.json to centre the planned sizes on (default: the embedded corpus's first "
+        "ladder, data/priors/; 'none': Hoffmann et al.'s law; your own fit for another corpus)",
+    )
     parser.add_argument("--max-error", type=float, default=1.5, help="percent")
     parser.add_argument(
         "--level", type=float, default=0.9, help="the prediction interval's coverage (0.9)"
@@ -225,7 +229,7 @@ def main() -> int:
         "--name",
         "planned",
     ]
-    if args.prior:
+    if args.prior and args.prior.lower() != "none":
         plan_cmd += ["--prior", str(Path(args.prior).resolve())]
     printed = run(plan_cmd, work).stdout
     print(printed.split("\nwrote")[0])
