@@ -141,9 +141,10 @@ def _compose(overrides: Sequence[str], base: Any = None) -> Any:
 
 def _train(overrides: Sequence[str], base: Any = None) -> tuple[Any, float, str | None, str]:
     """Train one run from overrides; ``(cfg, measured val/loss, run id, run name)``."""
-    from scaling.training.run import prepare, train
+    from scaling.training.run import prepare, quiet_libraries, train
     from scaling.training.tracking import ensure_experiment, mlflow_client
 
+    quiet_libraries()  # the verification's own line, not Lightning's banners
     prep = prepare(_compose(overrides, base))
     cfg = prep.cfg
     ensure_experiment(cfg.tracking.uri, cfg.tracking.experiment)
