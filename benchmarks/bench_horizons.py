@@ -201,11 +201,7 @@ def main() -> int:
     if not worst_curve <= args.max_curve_error:
         failures.append(f"curve law error {worst_curve:.2f}% > {args.max_curve_error}%")
 
-    print(f"\nwork folder: {work}")
-    for f in failures:
-        print(f"FAIL: {f}")
-    print("PASS" if not failures else f"{len(failures)} check(s) failed")
-    return 1 if failures else 0
+    return verdict(work, failures)
 
 
 if __name__ == "__main__":

@@ -35,11 +35,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _verdict import verdict  # benchmarks/ is sys.path[0] when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 NAIVE_LAYERS = (1, 2, 3, 4, 6)
@@ -103,8 +106,9 @@ def verify(work: Path, name: str, flops: float, overrides: list[str]) -> dict:
     started = time.perf_counter()
     proc = run(cmd, work)
     doc = json.loads(proc.stdout[proc.stdout.index("[") :]) if "[" in proc.stdout else []
-    health = json.loads(fit.read_text()).get("health", {})
-    noise = (json.loads(fit.read_text()).get("noise") or {}).get("sigma_log")
+    fitted = json.loads(fit.read_text())
+    health = fitted.get("health", {})
+    noise = (fitted.get("noise") or {}).get("sigma_log")
     return {
         "runs": doc,
         "health": health,
@@ -137,8 +141,26 @@ def naive_points(budgets: list[float], seq_len: int) -> tuple[list[str], int]:
     return points, failing
 
 
+def verifications(docs: list[dict]) -> list:
+    """``scaling verify --json`` rows back as :class:`~scaling.training.verify.Verification`."""
+    from dataclasses import fields
+
+    from scaling.training.verify import Verification
+
+    names = [f.name for f in fields(Verification)]
+    out = []
+    for doc in docs:
+        row = {k: doc[k] for k in names}
+        for key in ("loss_ci", "loss_pi"):
+            row[key] = tuple(row[key]) if row[key] else None
+        out.append(Verification(**row))
+    return out
+
+
 def report(label: str, result: dict, wall: float) -> dict:
-    runs = {r["role"]: r for r in result["runs"]}
+    from scaling.training.verify import allocation_verdict
+
+    runs = {v.role: v for v in verifications(result["runs"])}
     opt = runs.get("optimum")
     health = result["health"]
     ok = bool(health.get("ok", False))
@@ -149,34 +171,16 @@ def report(label: str, result: dict, wall: float) -> dict:
     if opt is None:
         print("   no verification")
         return {"ok": ok, "error": None, "inside": None, "allocation": None}
-    pi = opt.get("loss_pi") or opt.get("loss_ci")
-    level = opt.get("level")
-    what = f" ({level:.0%} PI of a new run)" if level and opt.get("loss_pi") else ""
-    interval = f"[{pi[0]:.4f}, {pi[1]:.4f}]{what}" if pi else "[no interval]"
     for role in ("0.5x", "optimum", "2x"):
-        r = runs.get(role)
-        if r:
-            print(
-                f"   {role:>7}: N {r['params']:>9,}  D {r['tokens']:>11,}  "
-                f"measured {r['measured']:.4f}"
-            )
-    print(
-        f"   predicted {opt['predicted']:.4f} {interval}, measured {opt['measured']:.4f}, "
-        f"error {opt['error_pct']:+.2f}%, inside: {'yes' if opt['inside'] else 'no'}"
-    )
-    others = [r for role, r in runs.items() if role != "optimum"]
+        if v := runs.get(role):
+            print(f"   {role:>7}: N {v.params:>9,}  D {v.tokens:>11,}  measured {v.measured:.4f}")
+    what = f" ({opt.level:.0%} PI of a new run)" if opt.level and opt.loss_pi else ""
+    print(f"   {opt.line()}{what}")
     allocation = None
-    if others:
-        best = min(others, key=lambda r: r["measured"])
-        sigma = result["sigma_log"] or 0.0
-        margin = opt["measured"] * sigma
-        allocation = opt["measured"] - best["measured"] <= margin
-        print(
-            f"   allocation: optimum {opt['measured']:.4f} vs best neighbour ({best['role']}) "
-            f"{best['measured']:.4f}, noise {margin:.3g}: "
-            f"{'right' if allocation else 'OFF (a neighbour is better beyond the noise)'}"
-        )
-    return {"ok": ok, "error": opt["error_pct"], "inside": opt["inside"], "allocation": allocation}
+    if line := allocation_verdict(list(runs.values()), result["sigma_log"]):
+        allocation = "beat the predicted optimum" not in line
+        print(f"   {line}")
+    return {"ok": ok, "error": opt.error_pct, "inside": opt.inside, "allocation": allocation}
 
 
 def main() -> int:
@@ -233,15 +237,8 @@ def main() -> int:
         plan_cmd += ["--prior", str(Path(args.prior).resolve())]
     printed = run(plan_cmd, work).stdout
     print(printed.split("\nwrote")[0])
-    import yaml
-
-    preset = yaml.safe_load((work / "sweeps" / "planned.yaml").read_text())
-    budgets = sorted(
-        {
-            float(p.split("flops: ")[1].split(",")[0])
-            for p in preset["hydra"]["sweeper"]["params"]["sweep.point"].split("},")
-        }
-    )
+    preset = (work / "sweeps" / "planned.yaml").read_text()
+    budgets = sorted({float(v) for v in re.findall(r"d_model: \d+, flops: ([0-9.e+-]+)", preset)})
 
     common = [
         "train.lr=auto",
@@ -305,11 +302,7 @@ def main() -> int:
             f"\n|error| planned / naive: {abs(planned['error']):.2f}% / "
             f"{abs(naive['error']):.2f}% = {ratio:.2f}"
         )
-    print(f"\nwork folder: {work}")
-    for f in failures:
-        print(f"FAIL: {f}")
-    print("PASS" if not failures else f"{len(failures)} check(s) failed")
-    return 1 if failures else 0
+    return verdict(work, failures)
 
 
 if __name__ == "__main__":

@@ -136,20 +136,19 @@ class Throughput:
 
     @classmethod
     def default(cls) -> Throughput:
-        n, t = zip(*README_THROUGHPUT, strict=True)
-        logn, logt = np.log(n), np.log(t)
-        slope = float(np.polyfit(logn, logt, 1)[0])
-        n0 = float(np.exp(logn.mean()))
-        t0 = float(np.exp(logt.mean()))
-        return cls(
-            n0=n0,
-            t0=t0,
-            slope=slope,
-            source="default (README's measured 63,607 tok/s at 125K params, 12,665 at 842K, "
-            "4,135 at 3.3M on the 2-core CPU; pass --runs for your machine)",
-            step_s=README_STEP_S,
-            run_s=README_RUN_S,
-        )
+        return _readme_throughput()
+
+
+@lru_cache(maxsize=1)
+def _readme_throughput() -> Throughput:
+    """:meth:`Throughput.default`, fitted once (the sweep asks for it at every grid point)."""
+    params, tps = zip(*README_THROUGHPUT, strict=True)
+    source = (
+        "default (README's measured 63,607 tok/s at 125K params, 12,665 at 842K, 4,135 at 3.3M "
+        "on the 2-core CPU; pass --runs for your machine)"
+    )
+    fitted = Throughput.fit(params, tps, source)
+    return replace(fitted, step_s=README_STEP_S, run_s=README_RUN_S)
 
 
 def throughput_from_runs(path: str | Path) -> Throughput:
@@ -471,8 +470,8 @@ def planned_run(
 ) -> PlannedRun:
     """The run ``model.n_layer, model.d_model, train.flops=budget, seed`` trains (its horizon
     from :class:`~scaling.config.RunConfig`, as the sweep computes it)."""
-    train = opts.train_config(shape.model, budget)
-    run = RunConfig(model=shape.model, data=_DATA, train=train, seed=seed)
+    run = _horizon(shape, budget, opts)  # the seed changes neither tokens nor steps
+    train = run.train
     tokens = run.tokens
     return PlannedRun(
         budget=budget,
