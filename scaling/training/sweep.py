@@ -71,7 +71,7 @@ class GridPoint:
     params: int
     tokens: int
     flops: float
-    seconds: float = 0.0  # the planned wall-clock (plan.Throughput): the ETA's weight
+    seconds: float  # the planned wall-clock (plan.Throughput): the ETA's weight
     job: int = 0  # Hydra's job number (hydra.job.num): the point's place in the grid
     members: tuple[str, ...] = ()  # train.horizons: the keys of the group's runs (else its key)
     duplicate_jobs: tuple[int, ...] = ()  # job numbers of later points with this key
@@ -143,7 +143,7 @@ def publish_work(points: list[GridPoint], n_jobs: int) -> None:
     work = [0.0] * n_jobs
     for p in points:
         if p.job < n_jobs and not set(p.members or (p.key,)) <= done[(p.uri, p.experiment)]:
-            work[p.job] = float(p.seconds or p.flops)
+            work[p.job] = p.seconds
     os.environ[_ENV_FLOPS] = json.dumps(work)
 
 
