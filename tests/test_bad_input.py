@@ -284,6 +284,8 @@ def test_a_bad_command_exits_2_with_one_line_and_creates_nothing(tmp_path, row_i
             ],
         ),  # fmt: skip
         (["data=text,nope"], ["1 of 2 grid points", "data=nope: ", "data/nope"]),
+        # one mistake every point shares is said once, not once per point
+        (["train.lr=fast", "seed=0,1"], ["2 of 2 grid points", "trained: every point: train.lr="]),
     ],
 )
 def test_a_sweep_lists_every_invalid_point_on_one_line_and_trains_nothing(

@@ -326,6 +326,10 @@ class SweepCallback(Callback):
         self.points, errors = validate_grid(config, jobs)
         if errors:
             listing = "; ".join(errors)
+            if len(errors) == len(jobs):  # one mistake shared by every point: say it once
+                reasons = {e[len(point_label(j, jobs)) + 2 :] for e, j in zip(errors, jobs)}
+                if len(reasons) == 1:
+                    listing = f"every point: {reasons.pop()}"
             raise UserError(
                 f"{len(errors)} of {len(jobs)} grid points are invalid, nothing was "
                 f"trained: {listing}"
