@@ -598,7 +598,11 @@ def run_name(cfg: RunConfig) -> str:
 # ---- hyperparameters from a rule of the compute budget (train.lr=auto, train.batch_size=auto) --
 
 AUTO = "auto"
-AUTO_KEYS = ("lr", "batch_size")  # train keys that take "auto"
+AUTO_KEYS = ("lr", "batch_size")  # train keys that take "auto" from the hparams rule
+WARMUP_AUTO_CITATION = (
+    "Porian et al. 2024, Resolving Discrepancies in Compute-Optimal Scaling (arXiv 2406.19146): "
+    "a warmup that does not grow with the model; here N tokens, at most train.warmup of the run"
+)
 HPARAMS_FILE = "hparams.json"  # looked for in the working directory when train.hparams_rule is null
 HPARAMS_FORMAT = "scaling.hparams/1"  # the "format" of a rule file (scaling.analysis.hparams)
 LR_RANGE = (1e-5, 0.1)  # an auto LR is clipped into this (a rule file's "lr_range" replaces it)
@@ -832,6 +836,48 @@ def _auto_keys(train_raw: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def auto_warmup_steps(params: int, tokens_per_step: int, steps: int, fraction: float) -> int:
+    """``train.warmup_steps=auto``: a warmup of N tokens (one per parameter) in whole optimizer
+    steps, at least one and at most the ``fraction`` (``train.warmup``) of ``steps``.
+
+    Kaplan et al.'s fixed 3,000-step warmup is far too long for small models and biases the
+    fitted exponents (Porian et al. 2024); tying it to the size keeps it a small share of a
+    compute-optimal run (D/N = 20: 5%) and never more than the fraction a run would get anyway.
+    """
+    by_size = -(-int(params) // int(tokens_per_step))
+    cap = max(1, round(fraction * steps))
+    return max(1, min(by_size, cap))
+
+
+def _warmup_is_auto(train_raw: Mapping[str, Any]) -> bool:
+    value = train_raw.get("warmup_steps")
+    if not isinstance(value, str) or value.strip().lower() == AUTO:
+        return isinstance(value, str)
+    try:
+        int(value)
+    except ValueError:
+        raise ConfigError(
+            f"train.warmup_steps={value!r} must be a whole number of optimizer steps, null (then "
+            "train.warmup, a fraction of the steps, applies) or auto (N tokens, at most "
+            "train.warmup of the run)"
+        ) from None
+    return False
+
+
+def resolve_warmup(run: RunConfig) -> RunConfig:
+    """``run`` with ``train.warmup_steps`` from :func:`auto_warmup_steps` (with
+    ``train.horizons``: of the shortest horizon, the warmup every branch shares)."""
+    steps = (
+        min(run.horizon_tokens()) // run.tokens_per_step
+        if run.train.horizons is not None
+        else run.steps
+    )
+    w = auto_warmup_steps(
+        count_params(run.model).total, run.tokens_per_step, steps, run.train.warmup
+    )
+    return replace(run, train=replace(run.train, warmup_steps=w))
+
+
 def _placeholders(train_raw: Mapping[str, Any], auto: tuple[str, ...]) -> dict[str, Any]:
     """``train_raw`` with valid stand-ins for the auto keys, so that every other train key is
     validated as usual before the rule is read (the stand-ins are replaced by resolve_auto)."""
@@ -945,6 +991,9 @@ def build_run_config(
     # key holds the numbers (the same training as those numbers given explicitly: the same key)
     train_raw = dict(raw["train"])
     auto = _auto_keys(train_raw)
+    warmup_auto = _warmup_is_auto(train_raw)
+    if warmup_auto:
+        train_raw["warmup_steps"] = None  # resolved below, once batch and horizon are known
     hparams = None
     if auto:
         train, hparams = resolve_auto(
@@ -963,6 +1012,9 @@ def build_run_config(
         hparams=hparams,
         **asdict(top),
     )
+    if warmup_auto:
+        run.validate_horizon()  # the steps it is a share of must exist first
+        run = resolve_warmup(run)
     run.validate_combination()
     run.validate_horizon()
     return run

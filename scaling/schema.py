@@ -437,7 +437,8 @@ class TrainConfig:
     lr: float = 3e-3  # peak learning rate
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at the end of this horizon
     warmup: float = 0.05  # fraction of steps with linear warmup
-    warmup_steps: int | None = None  # linear warmup in optimizer steps (overrides warmup)
+    # linear warmup in optimizer steps (overrides warmup); auto: N tokens, at most warmup
+    warmup_steps: int | None = None
     schedule: str = "cosine"  # cosine | wsd (warmup-stable-decay) | constant (after warmup)
     cooldown: float = 0.2  # wsd only: fraction of steps in the final linear cooldown
     # wsd only: several horizons (values of whichever of tokens / flops is set, whose own value
@@ -505,7 +506,7 @@ class TrainConfig:
         ):
             raise ConfigError(
                 f"train.warmup_steps={self.warmup_steps} must be a whole number of optimizer "
-                "steps >= 0, or null (then train.warmup, a fraction of the steps, applies)"
+                "steps >= 0, null (then train.warmup, a fraction of the steps, applies) or auto"
             )
         self._check_horizons()
         if self.hparams_rule is not None and not str(self.hparams_rule).strip():

@@ -325,9 +325,31 @@ def test_an_auto_run_has_the_key_of_its_numbers_given_explicitly(
     assert run_key(auto.cfg) == auto.key
 
 
+def test_auto_warmup_is_n_tokens_in_whole_steps_capped_at_the_warmup_fraction(tmp_path) -> None:
+    n = TINY_C // (6 * 20_000)  # 21,984 parameters
+    # a long run: N tokens of 4 x 32-token steps, rounded up, far below 5% of the steps
+    long = _cfg(tmp_path, tokens=4_000_000, batch_size=4, warmup_steps="auto")
+    assert long.steps == 31_250 and long.train.warmup_steps == -(-n // 128)
+    assert long.train.warmup_steps < 0.05 * long.steps
+    # a short run: N tokens would be most of it; train.warmup (5%) caps it
+    short = _cfg(tmp_path, tokens=20_000, batch_size=4, warmup_steps="auto")
+    assert n > 0.05 * 20_000 and short.train.warmup_steps == round(0.05 * short.steps) == 8
+    # the key and the MLflow params hold the number: the run given that number is the same run
+    given = _cfg(tmp_path, tokens=20_000, batch_size=4, warmup_steps=8)
+    assert run_key(short) == run_key(given)
+    assert short.flat_params()["train.warmup_steps"] == 8
+    # with the batch from the rule: the steps are the rule's batch's
+    rule = _rule(tmp_path / "rule.json")
+    both = _cfg(tmp_path, batch_size="auto", warmup_steps="auto", hparams_rule=str(rule))
+    assert both.train.batch_size == 8 and both.train.warmup_steps == min(
+        -(-n // 256), round(0.05 * both.steps)
+    )
+
+
 @pytest.mark.parametrize(
     ("train", "says"),
     [
+        ({"warmup_steps": "soon"}, "train.warmup_steps='soon' must be a whole number of optimizer"),
         ({"lr": "fast"}, "train.lr='fast' must be a positive number or auto"),
         ({"batch_size": "many"}, "train.batch_size='many' must be a whole number of sequences"),
         ({"lr": "auto", "hparams_rule": "{tmp}/nope.json"}, "{tmp}/nope.json: no such file"),
@@ -338,7 +360,7 @@ def test_an_auto_run_has_the_key_of_its_numbers_given_explicitly(
         ({"lr": "auto", "hparams_rule": ""}, "train.hparams_rule is empty"),
         ({"lr": "auto", "hparams_rule": "{tmp}/warn.json"}, "extrapolation_warn=0 must be"),
     ],
-    ids=["lr-word", "batch-word", "rule-missing", "rule-not-json", "rule-not-a-rule",
+    ids=["warmup-word", "lr-word", "batch-word", "rule-missing", "rule-not-json", "rule-not-a-rule",
          "rule-without-lr", "batch-auto-without-batch-law", "rule-empty",
          "rule-warn-factor"],
 )  # fmt: skip
