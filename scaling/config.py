@@ -580,6 +580,8 @@ def _data_config_identity(data: DataConfig) -> dict[str, Any]:
 
 
 def _short(x: float) -> str:
+    """``x`` to 3 significant digits with a K/M/G/T suffix (999,936 -> 1M, not 1e+03K)."""
+    x = float(f"{x:.3g}")
     for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if x >= scale:
             return f"{x / scale:.3g}{unit}"
