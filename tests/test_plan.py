@@ -233,6 +233,12 @@ def test_a_too_small_budget_is_refused_with_what_it_can_afford(tmp_path, monkeyp
     assert hours > 10 and target < 1e17
     assert plan_ladder(PlanOptions(target_flops=1e17, budget_hours=hours)).total_hours <= hours
     assert plan_ladder(PlanOptions(target_flops=target, budget_hours=10)).total_hours <= 10
+    capsys.readouterr()
+    # with the batch from the hparams rule too (the search for an affordable target once
+    # reached targets too small for one step of one sequence, and crashed)
+    auto = ["--lr", "auto", "--batch-size", "auto", "--shapes", "free", "--seq-len", "32"]
+    err = _one_line_error(capsys, ["plan", "--target-flops", "1e13", "--budget-flops", "1e9", *auto])
+    assert "--budget-flops 1e+09 cannot afford a healthy ladder" in err
 
 
 def test_a_target_too_small_for_the_guards_names_the_smallest_that_works(

@@ -316,11 +316,18 @@ class PlanOptions:
             train, _ = resolve_auto(model, _DATA, train, TrainerConfig(), self.auto_keys, False)
         return train
 
+    def probe(self) -> GPTConfig:
+        """A small model standing for every size where only the budget matters."""
+        return GPTConfig(n_layer=1, d_model=16, seq_len=self.seq_len, vocab_size=self.vocab_size)
+
+    def smallest_budget(self) -> float:
+        """Below this no budget holds ``min_steps`` steps of one sequence for :meth:`probe`."""
+        return 6.0 * count_params(self.probe()).total * self.min_steps * self.seq_len
+
     def step_tokens(self, budget: float) -> int:
         """Tokens per optimizer step at ``budget`` (the rule's batch is a function of the
         compute, nearly the same for every size of one budget)."""
-        probe = GPTConfig(n_layer=1, d_model=16, seq_len=self.seq_len, vocab_size=self.vocab_size)
-        return self.train_config(probe, budget).batch_size * self.seq_len
+        return self.train_config(self.probe(), budget).batch_size * self.seq_len
 
 
 @dataclass(frozen=True)
@@ -610,6 +617,8 @@ def healthy_budgets(
     """The healthy budgets from the top (``target / k``) down, and why the next one is not."""
     values = _budget_values(opts)
     top = values[0]  # no run above these sizes passes the guards (C = 6ND, 2% slack)
+    if top < opts.smallest_budget():
+        return [], f"a top budget of {top:.3g} FLOPs holds fewer than {opts.min_steps} steps"
     max_params = 1.02 * min(
         top / (6.0 * opts.min_steps * opts.step_tokens(top)),
         math.sqrt(top / (6.0 * opts.tpp_range[0])),
