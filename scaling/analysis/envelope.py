@@ -129,8 +129,11 @@ def fit_envelope(curves: pd.DataFrame, options: FitOptions | None = None) -> Fit
     replicates = None
     if options.bootstrap > 0:
         W = resample_weights(len(sizes), options.bootstrap, options.seed)
+        drawn = [_subsample_points(grid, sizes, M, w > 0) for w in W]
         replicates = Replicates(
-            points=[_subsample_points(grid, sizes, M, w > 0) for w in W], kind="subsample"
+            points=[d[:2] if d is not None else None for d in drawn],
+            kind="subsample",
+            losses=[d[2] if d is not None else None for d in drawn],
         )
     return frontier_result(
         approach=1,
@@ -146,10 +149,11 @@ def fit_envelope(curves: pd.DataFrame, options: FitOptions | None = None) -> Fit
 
 def _subsample_points(
     grid: Array, sizes: Array, M: Array, chosen: Array
-) -> tuple[Array, Array] | None:
-    """The envelope's ``(C, N_opt)`` over the ``chosen`` runs (``None`` under two grid points)."""
+) -> tuple[Array, Array, Array] | None:
+    """The envelope's ``(C, N_opt, L_opt)`` over the ``chosen`` runs (``None`` under two grid
+    points)."""
     Mb = np.where(chosen[:, None], M, np.inf)
     ok = np.isfinite(Mb).sum(axis=0) >= 2
     if ok.sum() < 2:
         return None
-    return grid[ok], sizes[np.argmin(Mb[:, ok], axis=0)]
+    return grid[ok], sizes[np.argmin(Mb[:, ok], axis=0)], Mb[:, ok].min(axis=0)

@@ -25,7 +25,7 @@ import numpy as np
 
 from scaling.analysis.allocation import extreme_allocation_warning
 from scaling.analysis.laws import get_law
-from scaling.analysis.optimize import minimise_law
+from scaling.analysis.optimize import batched_lbfgs, make_objective, minimise_law
 from scaling.analysis.results import Bootstrap, Convergence, FitOptions, FitResult, IsoflopMinimum
 from scaling.counting import tokens_from_compute
 
@@ -52,6 +52,9 @@ class Replicates:
 
     points: Sequence[tuple[Array, Array] | None]
     kind: str = "bootstrap"
+    # each resample's compute-optimal losses, aligned with its points (None: not drawn), from
+    # which the loss frontier is refitted per resample (its interval at any C)
+    losses: Sequence[Array | None] | None = None
 
 
 def fit_power_law(C: Array, y: Array, weights: Array | None = None) -> PowerLaw:
@@ -87,7 +90,10 @@ def _bootstrap(replicates: Replicates, weights: Array | None, options: FitOption
         c_r, n_r = pts
         if c_r.size < 2 or np.unique(c_r).size < 2 or not np.all(np.isfinite(n_r)):
             continue
-        alloc = allocation_from(fit_power_law(c_r, n_r, weights))
+        fit_r = fit_power_law(c_r, n_r, weights)
+        if not (np.isfinite(fit_r.coef) and fit_r.coef > 0):  # a degenerate slope: failed
+            continue
+        alloc = allocation_from(fit_r)
         for k, v in alloc.items():
             samples[k][r] = v
     return Bootstrap(
@@ -130,6 +136,8 @@ def frontier_result(
         if warning:
             warnings.append(warning)
     boot = _bootstrap(replicates, weights, options) if replicates is not None else None
+    if frontier is not None and replicates is not None and replicates.losses is not None:
+        frontier["samples"] = frontier_samples(frontier, replicates, options)
     return FitResult(
         law="chinchilla",
         approach=approach,
@@ -148,6 +156,50 @@ def frontier_result(
     )
 
 
+# The loss frontier is fitted by least squares in log loss: Huber's kink (delta 1e-3, meant for
+# hundreds of runs with outliers) would make a fit through a handful of minima an L1 fit whose
+# warm refits stall at the kinks, and the resampled frontier would not move. No log-residual of a
+# compute-optimal loss comes near 1, so this delta is plain least squares.
+FRONTIER_HUBER_DELTA = 1.0
+
+
+def frontier_samples(
+    frontier: Mapping[str, Any], replicates: Replicates, options: FitOptions
+) -> dict[str, list[float | None]]:
+    """The frontier's parameters refitted on each resample's compute-optimal losses (the same
+    law and objective, started from the point estimate; None where the resample failed): what
+    makes the loss predicted at a budget an interval, not the point estimate plus run noise.
+
+    Resamples that share their compute points (approach 2: every one) are refitted together,
+    one batched L-BFGS over all of them (each row its own losses)."""
+    law = get_law(frontier["law"])
+    start = np.array(law.from_params(frontier["params"]), dtype=float)
+    lower, upper = np.array(law.lower), np.array(law.upper)
+    n = len(replicates.points)
+    thetas = np.full((n, start.size), np.nan)
+    groups: dict[tuple[float, ...], list[int]] = {}
+    for r, (pts, losses) in enumerate(zip(replicates.points, replicates.losses or (), strict=True)):
+        if pts is None or losses is None:
+            continue
+        c_r, l_r = np.asarray(pts[0], dtype=float), np.asarray(losses, dtype=float)
+        if np.unique(c_r).size >= 2 and np.all(np.isfinite(l_r)) and np.all(l_r > 0):
+            groups.setdefault(tuple(c_r), []).append(r)
+    for cs, members in groups.items():
+        Y = np.log(np.array([replicates.losses[r] for r in members], dtype=float))  # type: ignore[index]
+        fg = make_objective(law, law.design(C=np.array(cs)), Y, FRONTIER_HUBER_DELTA)
+        x0 = np.tile(start, (len(members), 1))
+        rows = np.arange(len(members))
+        batch = batched_lbfgs(fg, x0, lower, upper, rows=rows, gtol=1e-9, ftol=1e-13, maxiter=1000)
+        ok = np.isin(batch.status, (0, 1)) & np.isfinite(batch.f)
+        thetas[np.array(members)[ok]] = batch.x[ok]
+    out: dict[str, list[float | None]] = {k: [] for k in law.param_names}
+    for theta in thetas:
+        values = law.to_params(theta) if np.all(np.isfinite(theta)) else {}
+        for k in law.param_names:
+            out[k].append(float(values[k]) if k in values else None)
+    return out
+
+
 def fit_loss_frontier(Cs: Array, Ls: Array, options: FitOptions) -> dict[str, Any] | None:
     """``L_opt(C) = E + (C_c/C)^alpha_C`` through the compute-optimal losses (Kaplan eq. 1.3)."""
     if Cs.size < 2 or np.unique(Cs).size < 2:
@@ -155,13 +207,16 @@ def fit_loss_frontier(Cs: Array, Ls: Array, options: FitOptions) -> dict[str, An
     name = "kaplan_c_e" if Cs.size >= 5 else "kaplan_c"
     law = get_law(name)
     X = law.design(C=Cs)
-    opts = replace(options, grid_stride=1, polish=3, extra_starts=())
+    opts = replace(
+        options, grid_stride=1, polish=3, extra_starts=(), huber_delta=FRONTIER_HUBER_DELTA
+    )
     theta, objective, conv, _ = minimise_law(law, X, np.log(Ls), opts)
     return {
         "law": name,
         "equation": law.equation,
         "params": law.to_params(theta),
         "objective": objective,
+        "objective_kind": "least squares in log loss",
         "converged": conv.converged,
         "points": {"flops": Cs.tolist(), "loss": Ls.tolist()},
     }

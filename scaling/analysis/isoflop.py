@@ -246,14 +246,18 @@ def point_weights(variances: Array) -> Array | None:
     return 1.0 / np.maximum(variances, floor)
 
 
-def residual_bootstrap(used: list[Budget], n_resamples: int, seed: int) -> tuple[Array, Array]:
-    """``ln N*`` of each used budget in each resample ``(R, B)`` (NaN: not convex) and whether it
-    fell outside the budget's sizes ``(R, B)`` (non-convex counts as outside)."""
+def residual_bootstrap(
+    used: list[Budget], n_resamples: int, seed: int
+) -> tuple[Array, Array, Array]:
+    """``ln N*`` of each used budget in each resample ``(R, B)`` (NaN: not convex), whether it
+    fell outside the budget's sizes ``(R, B)`` (non-convex counts as outside), and the
+    parabola's loss at that vertex ``(R, B)`` (NaN: not convex)."""
     rng = np.random.default_rng(seed)
     parabolas = [b.parabola for b in used if b.parabola is not None]
     pool = np.concatenate([p.studentized() for p in parabolas] + [np.zeros(0)])
     u_star = np.full((n_resamples, len(used)), np.nan)
     outside = np.ones((n_resamples, len(used)), dtype=bool)
+    l_star = np.full((n_resamples, len(used)), np.nan)
     for j, (b, p) in enumerate(zip(used, parabolas, strict=True)):
         r = p.studentized() if p.dof > 0 else pool
         idx = rng.integers(0, r.size, size=(n_resamples, p.fitted.size))
@@ -263,7 +267,9 @@ def residual_bootstrap(used: list[Budget], n_resamples: int, seed: int) -> tuple
             convex, p.center - Q[:, 1] / (2 * np.where(convex, Q[:, 0], 1)), np.nan
         )
         outside[:, j] = ~(convex & (u_star[:, j] > b.u.min()) & (u_star[:, j] < b.u.max()))
-    return u_star, outside
+        q2 = np.where(convex, Q[:, 0], 1.0)
+        l_star[:, j] = np.where(convex, Q[:, 2] - Q[:, 1] ** 2 / (4 * q2), np.nan)
+    return u_star, outside, l_star
 
 
 def _grouping_warnings(runs: pd.DataFrame, C: Array, labels: Array, grouped_by: str) -> list[str]:
@@ -348,15 +354,17 @@ def _bootstrap(
                 "are no residuals to resample, so no bootstrap interval (add runs per budget)"
             ],
         )
-    u_star, outside = residual_bootstrap(used, options.bootstrap, options.seed)
+    u_star, outside, l_star = residual_bootstrap(used, options.bootstrap, options.seed)
     cs = np.array([b.minimum.flops for b in used])
     ok = np.all(np.isfinite(u_star), axis=1)
     points = [
         (cs, np.exp(np.clip(u_star[r], -700.0, 700.0))) if ok[r] else None
         for r in range(options.bootstrap)
     ]
+    losses = [l_star[r] if ok[r] else None for r in range(options.bootstrap)]
     warnings = _bootstrap_warnings(used, outside, int((~ok).sum()), options.bootstrap)
-    return Replicates(points=points, kind="bootstrap"), outside.mean(axis=0), warnings
+    replicates = Replicates(points=points, kind="bootstrap", losses=losses)
+    return replicates, outside.mean(axis=0), warnings
 
 
 def _reported_minima(

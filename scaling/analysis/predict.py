@@ -212,6 +212,23 @@ class Predictor:
             return None
         return float(get_law(fr["law"]).predict(fr["params"], C=C))
 
+    def frontier_loss_samples(self, C: float) -> Array | None:
+        """The loss frontier at ``C`` under each resample's refit (approaches 1 and 2; None
+        without resampled frontiers, as in a fit.json written before they were recorded)."""
+        fr = self.result.frontier
+        if not fr or not fr.get("samples"):
+            return None
+        law = get_law(fr["law"])
+        cols = {k: np.array([np.nan if v is None else v for v in fr["samples"][k]], dtype=float)
+                for k in law.param_names}  # fmt: skip
+        ok = np.all([np.isfinite(v) for v in cols.values()], axis=0)
+        if ok.sum() < 2:
+            return None
+        theta = law.from_params_array({k: v[ok] for k, v in cols.items()})
+        with np.errstate(over="ignore", invalid="ignore"):
+            f, _ = law.log_model(theta, law.design(C=np.array([float(C)])))
+        return np.exp(f[:, 0])
+
     # -- public API ----------------------------------------------------------------------------
     @_quiet
     def at_budget(self, C: float) -> Prediction:
@@ -233,9 +250,13 @@ class Predictor:
             Ns, Ds, Ls = self.optimal(C, samples)
             params_ci, tokens_ci = self._interval(Ns), self._interval(Ds)
             loss_ci = self._interval(Ls)
-        elif self.approach != 3 and {"a", "N_coef", "b", "D_coef"} <= set(self.samples):
-            Ns, Ds, _ = self.optimal(C, self.samples)
-            params_ci, tokens_ci = self._interval(Ns), self._interval(Ds)
+        elif self.approach != 3:
+            if {"a", "N_coef", "b", "D_coef"} <= set(self.samples):
+                Ns, Ds, _ = self.optimal(C, self.samples)
+                params_ci, tokens_ci = self._interval(Ns), self._interval(Ds)
+            Ls = self.frontier_loss_samples(C)
+            if Ls is not None:
+                loss_ci = self._interval(Ls)
         return self._prediction(
             C,
             params=N,
