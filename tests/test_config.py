@@ -282,6 +282,8 @@ def test_the_slurm_launcher_config_composes() -> None:
 
 def test_a_run_name_rounds_before_it_picks_the_unit(compose) -> None:
     # 999,936 tokens (7,812 steps of 128) read "1M" in the name, not "1e+03K"
-    cfg = build_run_config(compose("train.tokens=999999", "train.batch_size=1", "model.seq_len=128"))
+    cfg = build_run_config(
+        compose("train.tokens=999999", "train.batch_size=1", "model.seq_len=128")
+    )
     assert cfg.tokens == 999_936
     assert "-D1M-" in run_name(cfg) and "e+" not in run_name(cfg)

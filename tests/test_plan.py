@@ -237,7 +237,9 @@ def test_a_too_small_budget_is_refused_with_what_it_can_afford(tmp_path, monkeyp
     # with the batch from the hparams rule too (the search for an affordable target once
     # reached targets too small for one step of one sequence, and crashed)
     auto = ["--lr", "auto", "--batch-size", "auto", "--shapes", "free", "--seq-len", "32"]
-    err = _one_line_error(capsys, ["plan", "--target-flops", "1e13", "--budget-flops", "1e9", *auto])
+    err = _one_line_error(
+        capsys, ["plan", "--target-flops", "1e13", "--budget-flops", "1e9", *auto]
+    )
     assert "--budget-flops 1e+09 cannot afford a healthy ladder" in err
 
 

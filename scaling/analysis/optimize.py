@@ -41,8 +41,9 @@ def make_objective(
 
     ``weights`` (R, n) gives each row of the batch its own point weights (bootstrap counts);
     ``log_loss`` may likewise be (R, n), each row its own data on the same design (residual
-    resamples); ``rows`` selects which weight and data row each parameter vector uses.  Rows are processed in
-    blocks that fit in cache, which is about twice as fast as whole-batch numpy on large grids.
+    resamples); ``rows`` selects which weight and data row each parameter vector uses.  Rows
+    are processed in blocks that fit in cache, which is about twice as fast as whole-batch numpy
+    on large grids.
     """
 
     def block(theta: Array, rows: Array | None) -> tuple[Array, Array]:
