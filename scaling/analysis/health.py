@@ -150,9 +150,15 @@ def _backtest(bt: Mapping[str, Any]) -> list[str]:
         return [f"the backtest could not be fitted ({bt['error']})"]
     err = bt.get("mean_abs_rel")
     if err is not None and math.isfinite(err) and err > MAX_BACKTEST_ERROR:
+        train, test = bt.get("train_budgets") or [], bt.get("test_budgets") or []
+        split = (
+            f"fit budgets up to C = {max(train):.3g}, predict {', '.join(f'{c:.3g}' for c in test)}"
+            if train and test
+            else f"fit C <= {bt['threshold']:.3g}, predict above"
+        )
         return [
-            f"the backtest (fit C <= {bt['threshold']:.3g}, predict above) missed the held-out "
-            f"losses by {100 * err:.1f}% on average (limit {100 * MAX_BACKTEST_ERROR:g}%)"
+            f"the backtest ({split}) missed the held-out losses by {100 * err:.1f}% on average "
+            f"(limit {100 * MAX_BACKTEST_ERROR:g}%)"
         ]
     return []
 

@@ -451,14 +451,15 @@ def _backtest_section(
         if "starts" in bt
         else ""
     )
+    fitted = f"; C = {_sci(min(train_b))} … {_sci(max(train_b))}" if train_b else ""
     shown = (
         ", ".join(_sci(c) for c in test_b)
         if len(test_b) <= 6
         else f"{_sci(test_b[0])} … {_sci(test_b[-1])}"
     )
     head = (
-        f"## Backtest\n\nBudgets ({bt['grouped_by']}) with C ≤ {_sci(bt['threshold'])} "
-        f"FLOPs (the {quantile:.0%} compute quantile of the runs) were fitted and the "
+        f"## Backtest\n\nBudgets ({bt['grouped_by']}) up to the {quantile:.0%} compute "
+        f"quantile of the runs ({bt['threshold']:.4g} FLOPs{fitted}) were fitted and the "
         f"{len(test_b)} larger budget(s), C = {shown}, held out whole: no budget is on both "
         f"sides.{starts}\n\n"
     )
