@@ -322,3 +322,31 @@ def test_the_eta_weighs_runs_by_their_steps_not_only_their_flops() -> None:
     # the finished small run took 40 s: the large one is expected to take 40 / ratio more
     work = [_planned_seconds(small), _planned_seconds(large)]
     assert eta_seconds(40.0, work, 1) == pytest.approx(40.0 / ratio)
+
+
+def test_with_two_workers_the_eta_waits_for_a_finished_job(monkeypatch, capsys) -> None:
+    """Under the joblib launcher job k starts while job k-1 is still training: the ETA counts
+    only the jobs two back as done (the demo's second run printed 'ETA 0.7 min' of 4.5)."""
+    import json
+    import types
+
+    import hydra.core.hydra_config as hc
+
+    import scaling.training.sweep as sw
+
+    monkeypatch.setenv(sw._ENV_TOTAL, "4")
+    monkeypatch.setenv(sw._ENV_START, str(time.time() - 60.0))
+    monkeypatch.setenv(sw._ENV_FLOPS, json.dumps([10.0, 10.0, 10.0, 10.0]))
+    monkeypatch.setattr(sw, "_local_workers", lambda: 2)
+
+    def line(num: int) -> str:
+        job = types.SimpleNamespace(job=types.SimpleNamespace(num=num))
+        monkeypatch.setattr(hc.HydraConfig, "get", staticmethod(lambda: job))
+        sw._progress_line(None, f"run{num}")
+        return capsys.readouterr().err.strip()
+
+    assert line(1) == "[run 2/4] run1"  # job 0 may still be training: no ETA yet
+    # job 2 starts: job 0 is done (60 s for 10 s of planned work), jobs 1..3 remain
+    assert line(2).endswith("elapsed 1.0 min, ETA 3.0 min")
+    monkeypatch.setattr(sw, "_local_workers", lambda: None)  # sequential: jobs 0, 1 done
+    assert line(2).endswith("elapsed 1.0 min, ETA 1.0 min")

@@ -557,26 +557,33 @@ def fit_table(table: Path, out: Path, options: SweepConfig) -> bool:
 # ---- the job (runs in the launcher's process) -------------------------------------------------
 
 
-def _threads_for_launcher(threads: int) -> int:
-    """Never oversubscribe: parallel workers x threads <= cores (NOTES: 2x2 threads collapses)."""
-    if threads:
-        return threads
+def _local_workers() -> int | None:
+    """How many jobs this machine's launcher runs at once (joblib, submitit_local); None for a
+    sequential launcher or one whose jobs run elsewhere (SLURM)."""
     try:
         from hydra.core.hydra_config import HydraConfig
 
         hc = HydraConfig.get()
     except (ImportError, ValueError):
-        return 0
+        return None
     cores = os.cpu_count() or 1
     target = str(hc.launcher.get("_target_", ""))
     if "Joblib" in target:
         n_jobs = int(hc.launcher.get("n_jobs") or -1)
-        workers = cores if n_jobs < 1 else n_jobs
-    elif "Submitit" in target and "Local" in target:
-        workers = int(hc.sweeper.get("max_batch_size") or cores)
-    else:
+        return max(1, cores if n_jobs < 1 else n_jobs)
+    if "Submitit" in target and "Local" in target:
+        return max(1, int(hc.sweeper.get("max_batch_size") or cores))
+    return None
+
+
+def _threads_for_launcher(threads: int) -> int:
+    """Never oversubscribe: parallel workers x threads <= cores (NOTES: 2x2 threads collapses)."""
+    if threads:
+        return threads
+    workers = _local_workers()
+    if workers is None:
         return 0
-    return max(1, cores // max(1, workers))
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def task(cfg: DictConfig) -> dict[str, Any]:
@@ -651,12 +658,15 @@ def _progress_line(cfg: DictConfig, name: str) -> None:
 
     msg = f"[run {num + 1}/{total}] {name}"
     start = float(os.environ.get(_ENV_START, "0") or 0)
-    if start and num:
+    # jobs before this one have started; with parallel workers the last (workers - 1) of them
+    # may still be training, so only the ones before those count as done (a pessimistic ETA)
+    done = num - ((_local_workers() or 1) - 1)
+    if start and done > 0:
         elapsed = time.time() - start
         work = json.loads(os.environ.get(_ENV_FLOPS) or "[]")
-        eta = eta_seconds(elapsed, work, num) if len(work) == total else None
+        eta = eta_seconds(elapsed, work, done) if len(work) == total else None
         if eta is None:  # no FLOPs known yet: by the count of runs
-            eta = elapsed / num * (total - num)
+            eta = elapsed / done * (total - done)
         msg += f" -- elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min"
     print(msg, file=sys.stderr, flush=True)
 
