@@ -1,7 +1,7 @@
 """Benchmark: does a planned ladder predict the compute-optimal run 10x beyond it?
 
     .venv/bin/python benchmarks/bench_prediction.py                      # C* = 1e12, ~21 min
-    .venv/bin/python benchmarks/bench_prediction.py --target-flops 3e13  # the issue's scale: hours
+    .venv/bin/python benchmarks/bench_prediction.py --target-flops 3e13 --no-naive  # ~2 h
     .venv/bin/python benchmarks/bench_prediction.py --no-naive           # the planned design only
     .venv/bin/python benchmarks/bench_prediction.py data=text data.path=my_corpus/
 
