@@ -45,6 +45,26 @@ def test_the_snapped_shape_is_the_valid_model_nearest_the_predicted_size() -> No
         assert all(abs(shape.params / target - 1) <= abs(p / target - 1) + 1 for p in others)
 
 
+def test_a_verification_after_the_fit_enters_its_report_once(tmp_path) -> None:
+    from scaling.analysis.report.markdown import refresh_verifications
+    from scaling.training.verify import append_history
+
+    report = tmp_path / "report.md"
+    report.write_text("# Fit\n\n## Backtest\n\nok\n\n## Warnings\n\nNone.\n")
+    history = tmp_path / "verifications.csv"
+    append_history(history, tmp_path / "fit.json", _v("optimum", 2.05))
+    assert refresh_verifications(report, history)
+    text = report.read_text()
+    assert text.index("## Backtest") < text.index("## Verifications") < text.index("## Warnings")
+    assert "1 verification(s): mean |error| 2.50%, 1 of 1 inside" in text
+    append_history(history, tmp_path / "fit.json", _v("optimum", 2.2))
+    assert refresh_verifications(report, history)  # replaced, not added twice
+    text = report.read_text()
+    assert text.count("## Verifications") == 1 and "2 verification(s)" in text
+    assert text.endswith("## Warnings\n\nNone.\n")
+    assert not refresh_verifications(tmp_path / "none.md", history)
+
+
 @pytest.mark.slow
 def test_verify_trains_the_predicted_optimum_and_its_neighbours_and_records_them(
     tmp_path, capsys
@@ -68,6 +88,8 @@ def test_verify_trains_the_predicted_optimum_and_its_neighbours_and_records_them
 
     history = pd.read_csv(fit_dir / "verifications.csv")
     assert len(history) == len(lines) and "optimum" in set(history.role)
+    # the fit's report shows them at once (not only after the next fit or `scaling report`)
+    assert "## Verifications" in (fit_dir / "report.md").read_text()
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")

@@ -267,6 +267,9 @@ def verify(
         _record(cfg, v, fit_path)
         append_history(history, fit_path, v)
         done.append(v)
+    from scaling.analysis.report.markdown import refresh_verifications  # matplotlib: lazily
+
+    refresh_verifications(history.parent / "report.md", history)
     return done
 
 

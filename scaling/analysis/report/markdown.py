@@ -291,6 +291,30 @@ def _verification_section(history: Path | None) -> list[str]:
     ]
 
 
+def refresh_verifications(report: Path, history: Path) -> bool:
+    """Put ``history``'s verification table into an existing ``report.md`` (replacing its
+    Verifications section, else before its Warnings): a verification run after the fit shows in
+    the report at once, not at the next fit. False when there is no report or no such spot."""
+    report = Path(report)
+    if not report.exists():
+        return False
+    text = report.read_text()
+    section = "".join(_verification_section(history))
+    if not section:
+        return False
+    head = "## Verifications\n"
+    if head in text:
+        start = text.index(head)
+        end = text.find("\n## ", start + len(head))
+        end = len(text) if end < 0 else end + 1
+    elif "\n## Warnings\n" in text:
+        start = end = text.index("\n## Warnings\n") + 1
+    else:
+        return False
+    report.write_text(text[:start] + section + "\n" + text[end:])
+    return True
+
+
 def _health_section(result: FitResult) -> str:
     """The verdict first: can this fit support a prediction?"""
     health = result.health
