@@ -26,7 +26,7 @@ import math
 import re
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -337,22 +337,18 @@ def _tpp_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
-def _number_or_auto(text: str) -> float | str:
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
+def _or_auto(parse: Callable[[str], float], kind: str) -> Callable[[str], float | str]:
+    """An argparse type: ``auto``, else ``parse(text)``; one line naming ``kind`` otherwise."""
 
+    def convert(text: str) -> float | str:
+        if text.strip().lower() == "auto":
+            return "auto"
+        try:
+            return parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind} or auto, got {text!r}") from None
 
-def _int_or_auto(text: str) -> int | str:
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
+    return convert
 
 
 def _add_plan_parser(sub: Any) -> None:
@@ -456,14 +452,14 @@ def _add_plan_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--batch-size",
-        type=_int_or_auto,
+        type=_or_auto(int, "a whole number"),
         default=d.batch_size,
         help="train.batch_size of every run, sequences per step, or auto: the hparams rule's "
         "batch at each budget (default: %(default)s)",
     )
     p.add_argument(
         "--lr",
-        type=_number_or_auto,
+        type=_or_auto(float, "a number"),
         default=d.lr,
         help="train.lr of every run, or auto: the hparams rule's LR at each budget (default: "
         "%(default)g)",

@@ -280,14 +280,21 @@ class RunConfig:
         tps = self.tokens_per_step
         return [self._planned(v) // tps * tps for v in self.train.horizons]
 
+    @property
+    def warmup_span(self) -> int:
+        """The steps a warmup fraction is taken of: the run's, or with ``train.horizons`` the
+        shortest horizon's (one warmup every branch shares)."""
+        if self.train.horizons is None:
+            return self.steps
+        return min(self.horizon_tokens()) // self.tokens_per_step
+
     def branch_warmup(self) -> int:
         """Warmup steps every branch shares: ``warmup_steps``, else the ``warmup`` fraction of
         the shortest horizon's steps."""
         t = self.train
         if t.warmup_steps is not None:
             return t.warmup_steps
-        shortest = min(self.horizon_tokens()) // self.tokens_per_step
-        return max(1, round(t.warmup * shortest)) if t.warmup > 0 else 0
+        return max(1, round(t.warmup * self.warmup_span)) if t.warmup > 0 else 0
 
     def branches(self) -> list[RunConfig]:
         """One plain ``wsd`` run per horizon, shortest first, the warmup fixed in steps: what a
@@ -601,10 +608,6 @@ def run_name(cfg: RunConfig) -> str:
 
 AUTO = "auto"
 AUTO_KEYS = ("lr", "batch_size")  # train keys that take "auto" from the hparams rule
-WARMUP_AUTO_CITATION = (
-    "Porian et al. 2024, Resolving Discrepancies in Compute-Optimal Scaling (arXiv 2406.19146): "
-    "a warmup that does not grow with the model; here N tokens, at most train.warmup of the run"
-)
 HPARAMS_FILE = "hparams.json"  # looked for in the working directory when train.hparams_rule is null
 HPARAMS_FORMAT = "scaling.hparams/1"  # the "format" of a rule file (scaling.analysis.hparams)
 LR_RANGE = (1e-5, 0.1)  # an auto LR is clipped into this (a rule file's "lr_range" replaces it)
@@ -853,8 +856,10 @@ def auto_warmup_steps(params: int, tokens_per_step: int, steps: int, fraction: f
 
 def _warmup_is_auto(train_raw: Mapping[str, Any]) -> bool:
     value = train_raw.get("warmup_steps")
-    if not isinstance(value, str) or value.strip().lower() == AUTO:
-        return isinstance(value, str)
+    if not isinstance(value, str):
+        return False
+    if value.strip().lower() == AUTO:
+        return True
     try:
         int(value)
     except ValueError:
@@ -869,13 +874,8 @@ def _warmup_is_auto(train_raw: Mapping[str, Any]) -> bool:
 def resolve_warmup(run: RunConfig) -> RunConfig:
     """``run`` with ``train.warmup_steps`` from :func:`auto_warmup_steps` (with
     ``train.horizons``: of the shortest horizon, the warmup every branch shares)."""
-    steps = (
-        min(run.horizon_tokens()) // run.tokens_per_step
-        if run.train.horizons is not None
-        else run.steps
-    )
     w = auto_warmup_steps(
-        count_params(run.model).total, run.tokens_per_step, steps, run.train.warmup
+        count_params(run.model).total, run.tokens_per_step, run.warmup_span, run.train.warmup
     )
     return replace(run, train=replace(run.train, warmup_steps=w))
 

@@ -178,14 +178,15 @@ def frontier_samples(
     n = len(replicates.points)
     thetas = np.full((n, start.size), np.nan)
     groups: dict[tuple[float, ...], list[int]] = {}
-    for r, (pts, losses) in enumerate(zip(replicates.points, replicates.losses or (), strict=True)):
+    losses_of = replicates.losses or [None] * len(replicates.points)
+    for r, (pts, losses) in enumerate(zip(replicates.points, losses_of, strict=True)):
         if pts is None or losses is None:
             continue
         c_r, l_r = np.asarray(pts[0], dtype=float), np.asarray(losses, dtype=float)
         if np.unique(c_r).size >= 2 and np.all(np.isfinite(l_r)) and np.all(l_r > 0):
             groups.setdefault(tuple(c_r), []).append(r)
     for cs, members in groups.items():
-        Y = np.log(np.array([replicates.losses[r] for r in members], dtype=float))  # type: ignore[index]
+        Y = np.log(np.array([losses_of[r] for r in members], dtype=float))
         fg = make_objective(law, law.design(C=np.array(cs)), Y, FRONTIER_HUBER_DELTA)
         x0 = np.tile(start, (len(members), 1))
         rows = np.arange(len(members))
