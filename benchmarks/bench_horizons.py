@@ -4,6 +4,12 @@
     .venv/bin/python benchmarks/bench_horizons.py --quick    # ~3 minutes: 2 sizes, shorter
     .venv/bin/python benchmarks/bench_horizons.py data=text data.path=my_corpus/
 
+0. **LR per schedule** (``--lr-grid``; ``--no-tune`` keeps the presets' ``lr: auto``): each
+   size's peak LR is tuned for each schedule at the longest horizon (a plain cosine run, a plain
+   wsd run, every LR of the grid; the minimum of a parabola in ln(LR) through the best grid
+   point and its neighbours). Cosine spends half its steps at a low LR, so its best peak LR is
+   higher than WSD's; comparing the two at one LR (or at the rule's) compares an LR, not a
+   schedule. The scan runs under the joblib launcher, outside the timing.
 1. **Cosine.** ``sweeps=horizons``: 3 sizes x 8 horizons, every point a separate run with its
    own full cosine schedule (Chinchilla approach 1's design), into store A.
 2. **Branches.** ``sweeps=horizons_wsd``: the same 24 points as warmup-stable-decay cooldown
@@ -34,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _verdict import verdict  # benchmarks/ is sys.path[0] when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = [
@@ -42,6 +49,10 @@ QUICK = [
     "train.batch_size=16",
 ]
 QUICK_HORIZONS = [6e4, 1.2e5, 1.8e5, 2.4e5, 3e5, 3.6e5]
+LR_GRID = (4e-3, 8e-3, 1.6e-2, 3.2e-2, 6.4e-2)
+PRESET_SIZES = (1, 2, 3)  # sweeps/horizons*.yaml: model.n_layer
+PRESET_LONGEST = 2e6  # sweeps/horizons*.yaml: the longest horizon in tokens
+SCAN = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 
 
 def sweep(work: Path, preset: str, extra: list[str], store: str, dry: bool = False) -> float:
@@ -68,6 +79,67 @@ def sweep(work: Path, preset: str, extra: list[str], store: str, dry: bool = Fal
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
         raise SystemExit(f"{preset} sweep exited {proc.returncode}")
     return wall
+
+
+def best_lr(lrs: np.ndarray, losses: np.ndarray) -> tuple[float, bool]:
+    """The LR of least final loss: the vertex of a parabola in ln(LR) through the best grid
+    point and its two neighbours (kept between them); (LR, True) when the best is an edge."""
+    order = np.argsort(lrs)
+    x, y = np.log(lrs[order]), losses[order]
+    i = int(np.argmin(y))
+    if i in (0, len(x) - 1):
+        return float(np.exp(x[i])), True
+    a, b, _ = np.polyfit(x[i - 1 : i + 2], y[i - 1 : i + 2], 2)
+    vertex = -b / (2 * a) if a > 0 else x[i]
+    return float(np.exp(np.clip(vertex, x[i - 1], x[i + 1]))), False
+
+
+def tune_lr(
+    work: Path, extra: list[str], sizes: list[int], longest: float, grid: list[float]
+) -> dict[str, dict[int, float]]:
+    """Per schedule, per ``model.n_layer``: the tuned peak LR at the ``longest`` horizon."""
+    from scaling.analysis.table import read_run_table
+
+    out: dict[str, dict[int, float]] = {}
+    for schedule in ("cosine", "wsd"):
+        store = f"lr-{schedule}"
+        overrides = (
+            extra
+            + SCAN
+            + [
+                "model.n_layer=" + ",".join(map(str, sizes)),
+                f"train.tokens={longest:g}",
+                f"train.schedule={schedule}",
+                "train.lr=" + ",".join(f"{v:g}" for v in grid),
+            ]
+        )
+        wall = sweep(work, "horizons", overrides, store)
+        df = read_run_table(work / store / "horizons.csv")
+        out[schedule] = {}
+        for n_layer, rows in df.groupby("n_layer"):
+            lr, edge = best_lr(rows["lr"].to_numpy(float), rows["loss"].to_numpy(float))
+            out[schedule][int(n_layer)] = round(lr, 5)
+            losses = "  ".join(
+                f"{r.lr:g}: {r.loss:.4f}" for r in rows.sort_values("lr").itertuples()
+            )
+            print(
+                f"  {schedule:>6} L{int(n_layer)}  {losses}  -> lr {lr:.4g}"
+                + ("  (the grid's edge: widen --lr-grid)" if edge else "")
+            )
+        print(f"  ({schedule} scan: {len(df)} runs, {wall:.0f} s)")
+    return out
+
+
+def sweep_sizes(
+    work: Path, preset: str, extra: list[str], store: str, lrs: dict[int, float] | None
+) -> float:
+    """One preset, one subprocess per size when each size has its own LR; summed wall-clock."""
+    if lrs is None:
+        return sweep(work, preset, extra, store)
+    return sum(
+        sweep(work, preset, extra + [f"model.n_layer={k}", f"train.lr={lr:g}"], store)
+        for k, lr in sorted(lrs.items())
+    )
 
 
 def tables(work: Path, store: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -134,12 +206,28 @@ def main() -> int:
     parser.add_argument("--max-curve-error", type=float, default=1.0, help="percent")
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--keep", help="work folder to keep (default: a temporary one)")
+    parser.add_argument(
+        "--lr-grid",
+        default=",".join(f"{v:g}" for v in LR_GRID),
+        help="peak LRs scanned per schedule and size at the longest horizon (comma-separated)",
+    )
+    parser.add_argument(
+        "--no-tune", action="store_true", help="no LR scan: both sweeps at the presets' lr: auto"
+    )
+    for schedule in ("cosine", "wsd"):
+        parser.add_argument(
+            f"--lr-{schedule}",
+            help=f"{schedule}'s peak LR per size, comma-separated in model.n_layer order (a "
+            "previous scan's result): skips that scan",
+        )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both sweeps")
     args = parser.parse_args()
 
     extra = list(args.overrides)
+    sizes, longest = list(PRESET_SIZES), PRESET_LONGEST
     if args.quick:
         extra += QUICK
+        sizes, longest = [1, 2], max(QUICK_HORIZONS)
         cosine = extra + ["train.tokens=" + ",".join(f"{t:g}" for t in QUICK_HORIZONS)]
         wsd = extra + ["train.horizons=[" + ",".join(f"{t:g}" for t in QUICK_HORIZONS) + "]"]
     else:
@@ -148,8 +236,25 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     sweep(work, "horizons", cosine, "cache-warm", dry=True)  # token cache, outside the timing
 
-    t_cos = sweep(work, "horizons", cosine, "cosine")
-    t_wsd = sweep(work, "horizons_wsd", wsd, "wsd")
+    lrs: dict[str, dict[int, float]] = {"cosine": None, "wsd": None}  # type: ignore[dict-item]
+    if not args.no_tune:
+        grid = [float(v) for v in args.lr_grid.split(",")]
+        given = {k: getattr(args, f"lr_{k}") for k in ("cosine", "wsd")}
+        if all(given.values()):
+            lrs = {
+                k: dict(zip(sizes, (float(x) for x in v.split(",")), strict=True))
+                for k, v in given.items()
+            }
+            print(f"given LRs per size: {lrs}")
+        else:
+            print("LR scan at the longest horizon, final val/loss per peak LR:")
+            lrs = tune_lr(
+                work, [o for o in extra if not o.startswith("model.n_layer=")], sizes, longest, grid
+            )
+    cos_sizes = [o for o in cosine if not (lrs["cosine"] and o.startswith("model.n_layer="))]
+    wsd_sizes = [o for o in wsd if not (lrs["wsd"] and o.startswith("model.n_layer="))]
+    t_cos = sweep_sizes(work, "horizons", cos_sizes, "cosine", lrs["cosine"])
+    t_wsd = sweep_sizes(work, "horizons_wsd", wsd_sizes, "wsd", lrs["wsd"])
     a, _ = tables(work, "cosine", "horizons")
     b, curves = tables(work, "wsd", "horizons_wsd")
 
@@ -184,10 +289,10 @@ def main() -> int:
     )
 
     print("\nChinchilla law (approach 3), A = cosine, B = wsd branches, 95% bootstrap intervals:")
-    for name, va, vb, verdict in law_check(a, b, args.bootstrap):
-        print(f"  {name:>6}: A {va:.4g}  B {vb:.4g}  {verdict}")
-        if "OUTSIDE" in verdict:
-            failures.append(f"law parameter {name}: {verdict}")
+    for name, va, vb, inside in law_check(a, b, args.bootstrap):
+        print(f"  {name:>6}: A {va:.4g}  B {vb:.4g}  {inside}")
+        if "OUTSIDE" in inside:
+            failures.append(f"law parameter {name}: {inside}")
 
     print("\nCurve law per size, fitted on the stable run + the middle horizon's cooldown:")
     errors = curve_check(curves)

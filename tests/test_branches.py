@@ -22,8 +22,8 @@ from scaling.training.run import checkpoint_dir, prepare, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-# TINY: 8 x 32 = 256 tokens a step. Horizons of 39, 78 and 156 steps; warmup 5% of the shortest
-# (2 steps); cooldowns (20%) start at steps 31, 62 and 125.
+# TINY: 8 x 32 = 256 tokens a step. Horizons of 39, 78 and 156 steps; warmup 5% of the longest
+# (8 steps); cooldowns (20%) start at steps 31, 62 and 125.
 GROUP = [
     "model.dropout=0.1",
     "train.schedule=wsd",
@@ -46,7 +46,9 @@ def _runs(cfg) -> list:  # type: ignore[no-untyped-def]
 def test_the_group_plan_shares_the_stable_phase(compose) -> None:  # type: ignore[no-untyped-def]
     cfg = build_run_config(compose(*GROUP))
     assert [b.steps for b in cfg.branches()] == [39, 78, 156]
-    assert cfg.branch_warmup() == 2 and cfg.branch_starts() == [31, 62, 125]
+    # warmup: 5% of the longest horizon (156 steps), under the cap of half the shortest
+    # branch's 31 steps before its cooldown
+    assert cfg.branch_warmup() == 8 and cfg.branch_starts() == [31, 62, 125]
     stable = cfg.stable()
     assert stable.train.schedule == "constant" and stable.steps == 125
     # the stable schedule is every branch's up to that branch's cooldown start
@@ -59,6 +61,17 @@ def test_the_group_plan_shares_the_stable_phase(compose) -> None:  # type: ignor
     # 125 stable steps + cooldowns of 8, 16 and 31 steps, against 39 + 78 + 156 separately
     assert cfg.spent_tokens() == (125 + 8 + 16 + 31) * 256
     assert len(set(member_keys(cfg))) == 4
+
+
+def test_the_shared_warmup_leaves_the_shortest_branch_a_stable_phase(compose) -> None:  # type: ignore[no-untyped-def]
+    # horizons of 7 and 156 steps: 5% of the longest is 8 steps, but the shortest branch cools
+    # down from step 6, so the shared warmup is capped at half of that; auto is capped the same
+    base = ["train.schedule=wsd", "train.horizons=[2000,40000]"]
+    cfg = build_run_config(compose(*base))
+    assert cfg.warmup_cap == 3 and cfg.branch_warmup() == 3
+    auto = build_run_config(compose(*base, "model.n_layer=2", "train.warmup_steps=auto"))
+    assert auto.train.warmup_steps == 3
+    assert lr_factor(3, auto.branches()[0].steps, auto.branches()[0].train) == 1.0
 
 
 @pytest.mark.parametrize(
