@@ -302,7 +302,7 @@ class RunConfig:
     def branch_warmup(self) -> int:
         """Warmup steps every branch shares: ``warmup_steps``, else the ``warmup`` fraction of
         the longest horizon's steps, at most :attr:`warmup_cap`. (The shortest horizon's
-        fraction, 12 steps in ``sweeps=horizons_wsd``, let 1 of 5 stable runs of the largest
+        fraction, 12 steps in ``sweeps=horizons_wsd``, let 1 of 6 runs of the largest
         size diverge at its tuned LR; the longest's, 97 steps, 0 of 4.)"""
         t = self.train
         if t.warmup_steps is not None:

@@ -111,13 +111,13 @@ def test_branches_are_the_plain_wsd_runs_bit_for_bit_and_cost_less(compose, tmp_
     assert {r.data.tags[tracking.KEY_TAG] for r in runs} == set(member_keys(prep.cfg))
     assert not points_folder(prep.cfg.stable()).exists()  # removed once every branch finished
 
-    # the middle branch against the plain wsd run of 20,000 tokens, warmup 2 steps, elsewhere
+    # the middle branch against the plain wsd run of 20,000 tokens, warmup 8 steps, elsewhere
     plain = prepare(
         compose(
             "model.dropout=0.1",
             "train.schedule=wsd",
             "train.tokens=20000",
-            "train.warmup_steps=2",
+            "train.warmup_steps=8",
             "train.checkpoint_every=10",
             f"results_dir={tmp_path / 'plain'}",
             f"tracking.uri=sqlite:///{tmp_path / 'plain.db'}",
