@@ -232,6 +232,13 @@ def main() -> int:
         wsd = extra + ["train.horizons=[" + ",".join(f"{t:g}" for t in QUICK_HORIZONS) + "]"]
     else:
         cosine = wsd = extra
+    for k in ("cosine", "wsd"):
+        given_lrs = getattr(args, f"lr_{k}")
+        if given_lrs and len(given_lrs.split(",")) != len(sizes):
+            parser.error(
+                f"--lr-{k}={given_lrs}: give one LR per size ({len(sizes)}: model.n_layer "
+                f"{', '.join(map(str, sizes))}), comma-separated"
+            )
     work = Path(args.keep or tempfile.mkdtemp(prefix="bench-horizons-"))
     work.mkdir(parents=True, exist_ok=True)
     sweep(work, "horizons", cosine, "cache-warm", dry=True)  # token cache, outside the timing
