@@ -909,7 +909,27 @@ def _placeholders(train_raw: Mapping[str, Any], auto: tuple[str, ...]) -> dict[s
     return out
 
 
-_WARNED: set[str] = set()
+_WARNED: set[object] = set()
+
+
+BATCH_MISMATCH = 2.0  # lr=auto with a given batch this many times the rule's (or 1/x): warn
+
+
+def _warn_batch_mismatch(batch_tokens: int, rule_tokens: float) -> None:
+    """``train.lr=auto`` with ``train.batch_size`` given: the rule's LR is the best at the rule's
+    own batch; at a batch :data:`BATCH_MISMATCH` times larger or smaller it is not (tuned per
+    schedule at 1.6-3.2x the rule's batch, the best LR was 1.7-2.9x the rule's:
+    ``benchmarks/bench_horizons.py``). Printed once per batch."""
+    ratio = batch_tokens / rule_tokens
+    if 1 / BATCH_MISMATCH <= ratio <= BATCH_MISMATCH or ("batch", batch_tokens) in _WARNED:
+        return
+    _WARNED.add(("batch", batch_tokens))
+    print(
+        f"warning: train.lr=auto with train.batch_size given ({batch_tokens:,} tokens a step, "
+        f"{ratio:.2g}x the rule's {rule_tokens:,.0f} at this compute): the rule's LR is the best "
+        "at its own batch, not at this one; set train.batch_size=auto too, or tune train.lr",
+        file=sys.stderr,
+    )
 
 
 def resolve_auto(
@@ -948,6 +968,8 @@ def resolve_auto(
         unit = trainer.world_size * (train.micro_batch_size or 1)
         sequences = batch_rule / model.seq_len
         changes["batch_size"] = int(max(1, math.floor(sequences / unit + 0.5)) * unit)
+    if warn and "lr" in keys and "batch_size" not in keys and rule.batch_tokens is not None:
+        _warn_batch_mismatch(train.batch_size * model.seq_len, rule.batch_tokens(compute))
     warning = rule.extrapolation(compute)
     if warn and warning and warning not in _WARNED:
         _WARNED.add(warning)

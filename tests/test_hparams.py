@@ -292,6 +292,18 @@ def test_extrapolating_far_beyond_the_fitted_range_warns_and_is_recorded(tmp_pat
     assert "warning: train.lr=auto: C = 2.64e+09 FLOPs" in capsys.readouterr().err
 
 
+def test_an_auto_lr_at_a_batch_far_from_the_rules_warns(tmp_path, capsys) -> None:
+    rule = _rule(tmp_path / "rule.json")  # its batch at TINY_C: 256 tokens (8 sequences of 32)
+    _cfg(tmp_path, lr="auto", batch_size=8, hparams_rule=str(rule))
+    assert "batch_size given" not in capsys.readouterr().err  # the rule's own batch
+    _cfg(tmp_path, lr="auto", batch_size=64, hparams_rule=str(rule))
+    err = capsys.readouterr().err
+    assert (
+        "train.lr=auto with train.batch_size given (2,048 tokens a step, 8x the rule's 256" in err
+    )
+    assert "set train.batch_size=auto too, or tune train.lr" in err
+
+
 def test_an_auto_run_has_the_key_of_its_numbers_given_explicitly(
     compose, tmp_path, monkeypatch
 ) -> None:
