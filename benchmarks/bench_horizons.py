@@ -177,6 +177,20 @@ def law_check(a: pd.DataFrame, b: pd.DataFrame, boot: int) -> list[tuple[str, fl
     return rows
 
 
+def _groups(runs: list) -> list[tuple[float, object]]:  # type: ignore[type-arg]
+    """(params, seed) of every branch group: a stable run and its branches share both."""
+    return sorted({(r.params, r.seed) for r in runs}, key=lambda k: (k[0], str(k[1])))
+
+
+def point_means(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per point (params, tokens): the mean final loss over seeds, its standard error
+    (NaN with one seed) and the number of seeds."""
+    g = df.groupby(["params", "tokens"])["loss"]
+    out = g.agg(loss="mean", sd="std", n="count").reset_index()
+    out["se"] = out["sd"] / np.sqrt(out["n"])
+    return out
+
+
 def curve_check(curves: pd.DataFrame) -> list[tuple[float, int, float, float, float]]:
     """The curve law per size, fitted on the stable run plus the middle horizon's branch;
     (params, horizon tokens, predicted, measured, error %) for every other branch."""
@@ -184,8 +198,8 @@ def curve_check(curves: pd.DataFrame) -> list[tuple[float, int, float, float, fl
 
     runs = curves_from_table(curves)
     out = []
-    for n in sorted({r.params for r in runs}):
-        size = [r for r in runs if r.params == n]
+    for n, seed in _groups(runs):
+        size = [r for r in runs if r.params == n and r.seed == seed]
         branches = sorted((r for r in size if r.role == "branch"), key=lambda r: r.final_step)
         stable = [r for r in size if r.role == "stable"]
         held = branches[len(branches) // 2]
@@ -219,8 +233,8 @@ def curve_floor(curves: pd.DataFrame) -> list[tuple[float, float, float]]:
     options = CurveOptions(bootstrap=0)
     runs = curves_from_table(curves)
     out = []
-    for n in sorted({r.params for r in runs}):
-        size = [r for r in runs if r.params == n]
+    for n, seed in _groups(runs):
+        size = [r for r in runs if r.params == n and r.seed == seed]
         branches = [r for r in size if r.role == "branch"]
         law = fit_size(size, options)
         tissue = max(
@@ -323,16 +337,24 @@ def main() -> int:
     b, curves = tables(work, "wsd", "horizons_wsd")
 
     failures = []
-    merged = a.merge(b, on=["params", "tokens"], suffixes=("_cos", "_wsd")).copy()
+    pa, pb = point_means(a), point_means(b)
+    merged = pa.merge(pb, on=["params", "tokens"], suffixes=("_cos", "_wsd")).copy()
     merged["diff_pct"] = 100 * (merged["loss_wsd"] / merged["loss_cos"] - 1)
+    # standard error of the difference of the two means, in % (seed replicates only)
+    merged["se_pct"] = 100 * np.hypot(
+        merged["se_cos"] / merged["loss_cos"], merged["se_wsd"] / merged["loss_wsd"]
+    )
+    seeds = int(merged["n_cos"].min()) if len(merged) else 0
+    print(f"per point, the mean over {seeds} seed(s):" if seeds > 1 else "per point:")
     print(f"{'params':>10} {'tokens':>10} {'cosine':>8} {'wsd':>8} {'diff %':>7}")
     for _, r in merged.sort_values(["params", "tokens"]).iterrows():
+        se = f"  +- {r['se_pct']:.2f}" if np.isfinite(r["se_pct"]) else ""
         print(
             f"{r['params']:>10,.0f} {r['tokens']:>10,.0f} {r['loss_cos']:>8.4f} "
-            f"{r['loss_wsd']:>8.4f} {r['diff_pct']:>+7.2f}"
+            f"{r['loss_wsd']:>8.4f} {r['diff_pct']:>+7.2f}{se}"
         )
-    if len(merged) != len(a) or len(a) != len(b):
-        failures.append(f"points differ: {len(a)} cosine, {len(b)} wsd, {len(merged)} matched")
+    if len(merged) != len(pa) or len(pa) != len(pb):
+        failures.append(f"points differ: {len(pa)} cosine, {len(pb)} wsd, {len(merged)} matched")
     worst = float(merged["diff_pct"].abs().max())
     if worst > args.max_loss_diff:
         failures.append(f"a point's loss differs by {worst:.2f}% > {args.max_loss_diff}%")
