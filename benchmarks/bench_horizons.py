@@ -1,7 +1,10 @@
 """Benchmark: WSD cooldown branches against separate cosine runs, for the same points.
 
-    .venv/bin/python benchmarks/bench_horizons.py            # ~14 minutes on 2 cores
-    .venv/bin/python benchmarks/bench_horizons.py --quick    # ~3 minutes: 2 sizes, shorter
+    .venv/bin/python benchmarks/bench_horizons.py            # ~26 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_horizons.py --quick    # ~5 minutes: 2 sizes, shorter
+    .venv/bin/python benchmarks/bench_horizons.py --lr-cosine 0.02218,0.01603,0.008639 \
+        --lr-wsd 0.01442,0.00954,0.007225                    # the scan's LRs given: ~14 minutes
+    .venv/bin/python benchmarks/bench_horizons.py ... seed=0,1,2   # per point, a mean of 3 seeds
     .venv/bin/python benchmarks/bench_horizons.py data=text data.path=my_corpus/
 
 0. **LR per schedule** (``--lr-grid``; ``--no-tune`` keeps the presets' ``lr: auto``): each
@@ -20,6 +23,9 @@
    parameter of one fit inside the other's interval; the loss-curve law (``--law curve``,
    Tissue et al. 2024) fitted per size on the stable run plus ONE cooldown branch (the middle
    horizon) predicts every other horizon's final loss within ``--max-curve-error`` (1%).
+   With ``seed=...`` the points are means over seeds (with the standard error of the
+   difference) and the curve law is fitted per (size, seed). Printed, not checked: the curve
+   law's floor, fitted on every branch (in-sample), also with ``C * S2^zeta``.
 
 Both sweeps are the real CLI in a subprocess (``python -m scaling.sweep -m sweeps=...``),
 one after the other (never concurrently: 2 cores), with the same extra overrides (the data
