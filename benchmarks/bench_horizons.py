@@ -101,13 +101,18 @@ def best_lr(lrs: np.ndarray, losses: np.ndarray) -> tuple[float, bool]:
 
 
 def tune_lr(
-    work: Path, extra: list[str], sizes: list[int], longest: float, grid: list[float]
+    work: Path,
+    extra: list[str],
+    sizes: list[int],
+    longest: float,
+    grid: list[float],
+    schedules: list[str],
 ) -> dict[str, dict[int, float]]:
     """Per schedule, per ``model.n_layer``: the tuned peak LR at the ``longest`` horizon."""
     from scaling.analysis.table import read_run_table
 
     out: dict[str, dict[int, float]] = {}
-    for schedule in ("cosine", "wsd"):
+    for schedule in schedules:
         store = f"lr-{schedule}"
         overrides = (
             extra
@@ -142,10 +147,22 @@ def sweep_sizes(
     """One preset, one subprocess per size when each size has its own LR; summed wall-clock."""
     if lrs is None:
         return sweep(work, preset, extra, store)
+    rest = without_sizes(extra)
     return sum(
-        sweep(work, preset, extra + [f"model.n_layer={k}", f"train.lr={lr:g}"], store)
+        sweep(work, preset, rest + [f"model.n_layer={k}", f"train.lr={lr:g}"], store)
         for k, lr in sorted(lrs.items())
     )
+
+
+def without_sizes(overrides: list[str]) -> list[str]:
+    """``overrides`` less a ``model.n_layer=`` one (the caller sets the sizes itself)."""
+    return [o for o in overrides if not o.startswith("model.n_layer=")]
+
+
+def sizes_of(overrides: list[str]) -> list[int]:
+    """The ``model.n_layer`` values an override list sweeps, else the presets'."""
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith("model.n_layer=")]
+    return [int(v) for v in given[-1].split(",")] if given else list(PRESET_SIZES)
 
 
 def tables(work: Path, store: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -183,9 +200,14 @@ def law_check(a: pd.DataFrame, b: pd.DataFrame, boot: int) -> list[tuple[str, fl
     return rows
 
 
-def _groups(runs: list) -> list[tuple[float, object]]:  # type: ignore[type-arg]
-    """(params, seed) of every branch group: a stable run and its branches share both."""
-    return sorted({(r.params, r.seed) for r in runs}, key=lambda k: (k[0], str(k[1])))
+def branch_groups(curves: pd.DataFrame) -> list[list]:  # type: ignore[type-arg]
+    """The runs of each branch group (a stable run and its branches: one size, one seed), by
+    size then seed."""
+    from scaling.analysis.curve import curves_from_table
+
+    runs = curves_from_table(curves)
+    keys = sorted({(r.params, str(r.seed)) for r in runs})
+    return [[r for r in runs if (r.params, str(r.seed)) == k] for k in keys]
 
 
 def point_means(df: pd.DataFrame) -> pd.DataFrame:
@@ -200,12 +222,11 @@ def point_means(df: pd.DataFrame) -> pd.DataFrame:
 def curve_check(curves: pd.DataFrame) -> list[tuple[float, int, float, float, float]]:
     """The curve law per size, fitted on the stable run plus the middle horizon's branch;
     (params, horizon tokens, predicted, measured, error %) for every other branch."""
-    from scaling.analysis.curve import CurveOptions, curves_from_table, fit_size
+    from scaling.analysis.curve import CurveOptions, fit_size
 
-    runs = curves_from_table(curves)
     out = []
-    for n, seed in _groups(runs):
-        size = [r for r in runs if r.params == n and r.seed == seed]
+    for size in branch_groups(curves):
+        n = size[0].params
         branches = sorted((r for r in size if r.role == "branch"), key=lambda r: r.final_step)
         stable = [r for r in size if r.role == "stable"]
         held = branches[len(branches) // 2]
@@ -234,28 +255,20 @@ def curve_floor(curves: pd.DataFrame) -> list[tuple[float, float, float]]:
     the second: what is left there is the runs' own noise."""
     from scipy.optimize import least_squares
 
-    from scaling.analysis.curve import CurveOptions, curves_from_table, fit_size, used_mask
+    from scaling.analysis.curve import CurveOptions, _size_points, fit_size
 
     options = CurveOptions(bootstrap=0)
-    runs = curves_from_table(curves)
     out = []
-    for n, seed in _groups(runs):
-        size = [r for r in runs if r.params == n and r.seed == seed]
+    for size in branch_groups(curves):
+        n = size[0].params
         branches = [r for r in size if r.role == "branch"]
         law = fit_size(size, options)
         tissue = max(
             abs(law.predict_final(r.schedule, r.total_steps).loss / r.final_loss - 1)
             for r in branches
         )
-        parts = [
-            (
-                *(a[used_mask(r, size, options)] for a in r.areas(options)),
-                r.loss[used_mask(r, size, options)],
-            )
-            for r in size
-        ]
-        S1, S2, y = (np.concatenate([p[i] for p in parts]) for i in range(3))
-
+        pts = _size_points(size, options, float(options.lam))  # the points fit_size fits
+        S1, S2, y = pts.S1, pts.S2, pts.loss
         fits = [
             least_squares(
                 _zeta_residuals,
@@ -295,50 +308,43 @@ def main() -> int:
         parser.add_argument(
             f"--lr-{schedule}",
             help=f"{schedule}'s peak LR per size, comma-separated in model.n_layer order (a "
-            "previous scan's result): skips that scan",
+            "previous scan's result): skips that schedule's scan",
         )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both sweeps")
     args = parser.parse_args()
 
     extra = list(args.overrides)
-    sizes, longest = list(PRESET_SIZES), PRESET_LONGEST
+    longest = PRESET_LONGEST
     if args.quick:
         extra += QUICK
-        sizes, longest = [1, 2], max(QUICK_HORIZONS)
+        longest = max(QUICK_HORIZONS)
         cosine = extra + ["train.tokens=" + ",".join(f"{t:g}" for t in QUICK_HORIZONS)]
         wsd = extra + ["train.horizons=[" + ",".join(f"{t:g}" for t in QUICK_HORIZONS) + "]"]
     else:
         cosine = wsd = extra
-    for k in ("cosine", "wsd"):
+    sizes = sizes_of(extra)
+    lrs: dict[str, dict[int, float] | None] = {"cosine": None, "wsd": None}
+    for k in lrs:
         given_lrs = getattr(args, f"lr_{k}")
         if given_lrs and len(given_lrs.split(",")) != len(sizes):
             parser.error(
                 f"--lr-{k}={given_lrs}: give one LR per size ({len(sizes)}: model.n_layer "
                 f"{', '.join(map(str, sizes))}), comma-separated"
             )
+        if given_lrs and not args.no_tune:
+            lrs[k] = dict(zip(sizes, (float(x) for x in given_lrs.split(",")), strict=True))
     work = Path(args.keep or tempfile.mkdtemp(prefix="bench-horizons-"))
     work.mkdir(parents=True, exist_ok=True)
     sweep(work, "horizons", cosine, "cache-warm", dry=True)  # token cache, outside the timing
 
-    lrs: dict[str, dict[int, float]] = {"cosine": None, "wsd": None}  # type: ignore[dict-item]
-    if not args.no_tune:
+    missing = [k for k, v in lrs.items() if v is None]
+    if missing and not args.no_tune:
+        print("LR scan at the longest horizon, final val/loss per peak LR:")
         grid = [float(v) for v in args.lr_grid.split(",")]
-        given = {k: getattr(args, f"lr_{k}") for k in ("cosine", "wsd")}
-        if all(given.values()):
-            lrs = {
-                k: dict(zip(sizes, (float(x) for x in v.split(",")), strict=True))
-                for k, v in given.items()
-            }
-            print(f"given LRs per size: {lrs}")
-        else:
-            print("LR scan at the longest horizon, final val/loss per peak LR:")
-            lrs = tune_lr(
-                work, [o for o in extra if not o.startswith("model.n_layer=")], sizes, longest, grid
-            )
-    cos_sizes = [o for o in cosine if not (lrs["cosine"] and o.startswith("model.n_layer="))]
-    wsd_sizes = [o for o in wsd if not (lrs["wsd"] and o.startswith("model.n_layer="))]
-    t_cos = sweep_sizes(work, "horizons", cos_sizes, "cosine", lrs["cosine"])
-    t_wsd = sweep_sizes(work, "horizons_wsd", wsd_sizes, "wsd", lrs["wsd"])
+        lrs.update(tune_lr(work, without_sizes(extra), sizes, longest, grid, missing))
+    print(f"peak LR per size (None: the presets' lr: auto): {lrs}")
+    t_cos = sweep_sizes(work, "horizons", cosine, "cosine", lrs["cosine"])
+    t_wsd = sweep_sizes(work, "horizons_wsd", wsd, "wsd", lrs["wsd"])
     a, _ = tables(work, "cosine", "horizons")
     b, curves = tables(work, "wsd", "horizons_wsd")
 

@@ -308,7 +308,12 @@ class RunConfig:
         if t.warmup_steps is not None:
             return t.warmup_steps
         w = max(1, round(t.warmup * self.warmup_span)) if t.warmup > 0 else 0
-        return min(w, self.warmup_cap or w)
+        return self.capped_warmup(w)
+
+    def capped_warmup(self, steps: int) -> int:
+        """``steps`` of warmup, at most :attr:`warmup_cap` (unchanged for a single run)."""
+        cap = self.warmup_cap
+        return steps if cap is None else min(steps, cap)
 
     def branches(self) -> list[RunConfig]:
         """One plain ``wsd`` run per horizon, shortest first, the warmup fixed in steps: what a
@@ -892,8 +897,7 @@ def resolve_warmup(run: RunConfig) -> RunConfig:
     w = auto_warmup_steps(
         count_params(run.model).total, run.tokens_per_step, run.warmup_span, run.train.warmup
     )
-    w = min(w, run.warmup_cap or w)
-    return replace(run, train=replace(run.train, warmup_steps=w))
+    return replace(run, train=replace(run.train, warmup_steps=run.capped_warmup(w)))
 
 
 def _placeholders(train_raw: Mapping[str, Any], auto: tuple[str, ...]) -> dict[str, Any]:
@@ -969,7 +973,7 @@ def resolve_auto(
         sequences = batch_rule / model.seq_len
         changes["batch_size"] = int(max(1, math.floor(sequences / unit + 0.5)) * unit)
     if warn and "lr" in keys and "batch_size" not in keys and rule.batch_tokens is not None:
-        _warn_batch_mismatch(train.batch_size * model.seq_len, rule.batch_tokens(compute))
+        _warn_batch_mismatch(probe.tokens_per_step, rule.batch_tokens(compute))
     warning = rule.extrapolation(compute)
     if warn and warning and warning not in _WARNED:
         _WARNED.add(warning)
