@@ -3,6 +3,7 @@ and every YAML file shipped in scaling/conf/ composing into a valid run."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -287,3 +288,31 @@ def test_a_run_name_rounds_before_it_picks_the_unit(compose) -> None:
     )
     assert cfg.tokens == 999_936
     assert "-D1M-" in run_name(cfg) and "e+" not in run_name(cfg)
+
+
+PRESET_KEYS = Path(__file__).parent / "data" / "preset_run_keys.json"
+
+
+def test_every_shipped_preset_point_keeps_its_run_key() -> None:
+    """A refactor must not retrain a user's finished ladder: the keys of every point of every
+    shipped preset (each WSD horizon too), provisional and with a fixed corpus identity, are the
+    ones recorded in tests/data/preset_run_keys.json (written on 2026-12-06, before the house
+    issue's split; a deliberate identity change rewrites it and says so in the README)."""
+    from dataclasses import replace
+
+    from scaling.config import DataIdentity
+    from scaling.training.sweep import expand_grid
+
+    fixed = DataIdentity(corpus="c0ffee", tokenizer="byte", split="8x4096")
+    recorded = json.loads(PRESET_KEYS.read_text())
+    assert sorted(recorded) == _shipped("sweeps")
+    for preset, expected in recorded.items():
+        found = {}
+        for job in expand_grid(_compose("sweep", [f"sweeps={preset}"], hydra=True)):
+            run = build_run_config(_compose("sweep", job))
+            members = [("", run)] + [
+                (f" #horizon {b.tokens}", b) for b in (run.branches() if run.train.horizons else [])
+            ]
+            for tag, m in members:
+                found[" ".join(job) + tag] = [run_key(m), run_key(replace(m, data_identity=fixed))]
+        assert found == expected, preset
