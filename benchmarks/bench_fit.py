@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from scaling.analysis.fit import FitOptions, fit_law
-from scaling.analysis.laws import CHINCHILLA
+from scaling.analysis.fitting.fit import FitOptions, fit_law
+from scaling.analysis.fitting.laws import CHINCHILLA
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "chinchilla_epoch_ndl.csv"
 

@@ -178,8 +178,8 @@ def tables(work: Path, store: str, experiment: str) -> tuple[pd.DataFrame, pd.Da
 
 def law_check(a: pd.DataFrame, b: pd.DataFrame, boot: int) -> list[tuple[str, float, float, str]]:
     """Chinchilla law on each table: (parameter, estimate A, estimate B, verdict) rows."""
-    from scaling.analysis.fit import fit
-    from scaling.analysis.results import FitOptions
+    from scaling.analysis.fitting.fit import fit
+    from scaling.analysis.fitting.results import FitOptions
 
     options = FitOptions(bootstrap=boot, seed=0)
     fa, fb = fit(a, "chinchilla", 3, options), fit(b, "chinchilla", 3, options)
@@ -203,7 +203,7 @@ def law_check(a: pd.DataFrame, b: pd.DataFrame, boot: int) -> list[tuple[str, fl
 def branch_groups(curves: pd.DataFrame) -> list[list]:  # type: ignore[type-arg]
     """The runs of each branch group (a stable run and its branches: one size, one seed), by
     size then seed."""
-    from scaling.analysis.curve import curves_from_table
+    from scaling.analysis.curves.curve import curves_from_table
 
     runs = curves_from_table(curves)
     keys = sorted({(r.params, str(r.seed)) for r in runs})
@@ -222,7 +222,7 @@ def point_means(df: pd.DataFrame) -> pd.DataFrame:
 def curve_check(curves: pd.DataFrame) -> list[tuple[float, int, float, float, float]]:
     """The curve law per size, fitted on the stable run plus the middle horizon's branch;
     (params, horizon tokens, predicted, measured, error %) for every other branch."""
-    from scaling.analysis.curve import CurveOptions, fit_size
+    from scaling.analysis.curves.curve import CurveOptions, fit_size
 
     out = []
     for size in branch_groups(curves):
@@ -255,7 +255,7 @@ def curve_floor(curves: pd.DataFrame) -> list[tuple[float, float, float]]:
     the second: what is left there is the runs' own noise."""
     from scipy.optimize import least_squares
 
-    from scaling.analysis.curve import CurveOptions, _size_points, fit_size
+    from scaling.analysis.curves.curve import CurveOptions, _size_points, fit_size
 
     options = CurveOptions(bootstrap=0)
     out = []

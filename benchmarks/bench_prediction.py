@@ -120,7 +120,7 @@ def verify(work: Path, name: str, flops: float, overrides: list[str]) -> dict:
 def naive_points(budgets: list[float], seq_len: int) -> tuple[list[str], int]:
     """``sweep.point`` values of the fixed grid (every size at every budget, as the presets
     were before the planner) and how many of them fail the planner's guards."""
-    from scaling.analysis.plan import run_problem
+    from scaling.analysis.design.plan import run_problem
     from scaling.config import build_run_config
 
     points, failing = [], 0

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scaling.analysis.allocation import chinchilla_exponents
-from scaling.analysis.fit import FitOptions, fit_isoflop, fit_law
-from scaling.analysis.frontier import fit_power_law
-from scaling.analysis.laws import CHINCHILLA
-from scaling.analysis.optimize import make_objective
+from scaling.analysis.fitting.allocation import chinchilla_exponents
+from scaling.analysis.fitting.fit import FitOptions, fit_isoflop, fit_law
+from scaling.analysis.fitting.frontier import fit_power_law
+from scaling.analysis.fitting.laws import CHINCHILLA
+from scaling.analysis.fitting.optimize import make_objective
 
 DATA = Path(__file__).resolve().parents[1] / "data"  # published points, see data/README.md
 PUBLISHED = {"E": 1.82, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}

@@ -147,9 +147,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of the ``scaling`` command."""
-    from scaling.analysis.laws import LAWS
+    from scaling.analysis.fitting.laws import LAWS
+    from scaling.analysis.fitting.results import CLI_BOOTSTRAP, FitOptions
     from scaling.analysis.report import BACKTEST_QUANTILE
-    from scaling.analysis.results import CLI_BOOTSTRAP, FitOptions
 
     defaults = FitOptions()
 
@@ -352,7 +352,7 @@ def _or_auto(parse: Callable[[str], float], kind: str) -> Callable[[str], float 
 
 
 def _add_plan_parser(sub: Any) -> None:
-    from scaling.analysis.plan import SHAPE_FAMILIES, PlanOptions
+    from scaling.analysis.design.plan import SHAPE_FAMILIES, PlanOptions
 
     d = PlanOptions(target_flops=1.0)
     p = sub.add_parser(
@@ -708,8 +708,8 @@ def _add_curve_options(p: argparse.ArgumentParser) -> None:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """``scaling fit``: run table -> fit.json, report.md, plots (written only on success)."""
-    from scaling.analysis.fit_dir import fit_to_dir
-    from scaling.analysis.results import FitOptions
+    from scaling.analysis.fitting.fit_dir import fit_to_dir
+    from scaling.analysis.fitting.results import FitOptions
 
     _validate_fit_args(args)
     if args.law == "curve":
@@ -747,7 +747,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def _cmd_fit_hparams(args: argparse.Namespace) -> int:
     """``scaling fit --law hparams``: a table of runs varying lr and batch_size at several
     budgets -> the rule DIR/hparams.json (what train.lr=auto / batch_size=auto read)."""
-    from scaling.analysis.hparams import fit_hparams_to_dir, summary
+    from scaling.analysis.design.hparams import fit_hparams_to_dir, summary
 
     out = args.out if args.out is not None else Path("analysis") / args.runs.stem
     command = " ".join(["scaling", *getattr(args, "argv", ["fit", str(args.runs)])])
@@ -767,8 +767,13 @@ def _cmd_fit_hparams(args: argparse.Namespace) -> int:
 
 def _cmd_fit_curve(args: argparse.Namespace) -> int:
     """``scaling fit --law curve``: curves table -> DIR/curve_fit.json and DIR/curve_fit.png."""
-    from scaling.analysis.curve import CurveOptions
-    from scaling.analysis.curve_dir import fit_curves_to_dir, parse_lambda, parse_tokens, summary
+    from scaling.analysis.curves.curve import CurveOptions
+    from scaling.analysis.curves.curve_dir import (
+        fit_curves_to_dir,
+        parse_lambda,
+        parse_tokens,
+        summary,
+    )
 
     chosen = {
         "lam": parse_lambda(args.curve_lambda),
@@ -816,10 +821,10 @@ def _fit_summary(doc: dict[str, Any]) -> str:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``scaling predict``: a budget, a model size, or a target loss -> prediction."""
-    from scaling.analysis.health import problem_line
+    from scaling.analysis.fitting.results import load_fit
     from scaling.analysis.numbers import fmt_g
-    from scaling.analysis.predict import Predictor, gpu_hours_to_flops
-    from scaling.analysis.results import load_fit
+    from scaling.analysis.prediction.health import problem_line
+    from scaling.analysis.prediction.predict import Predictor, gpu_hours_to_flops
 
     modes = [
         args.flops is not None,
@@ -897,8 +902,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """``scaling report DIR``: re-render report.md and plots from DIR/fit.json + DIR/runs.csv."""
+    from scaling.analysis.fitting.results import load_fit
     from scaling.analysis.report.markdown import write_report
-    from scaling.analysis.results import load_fit
     from scaling.analysis.table import read_run_table
 
     result = load_fit(args.dir / "fit.json")
@@ -924,7 +929,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """``scaling plan``: design an IsoFLOP ladder, print it, write ``sweeps/NAME.yaml``."""
     import shlex
 
-    from scaling.analysis.plan import (
+    from scaling.analysis.design.plan import (
         PlanOptions,
         Throughput,
         check_name,
@@ -1017,7 +1022,7 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``scaling compare``: two fits side by side and the compute multiplier at --flops."""
-    from scaling.analysis.compare import compare, multiplier_line
+    from scaling.analysis.prediction.compare import compare, multiplier_line
     from scaling.analysis.report.compare import write_comparison
 
     cmp = compare(

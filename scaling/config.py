@@ -628,7 +628,9 @@ def run_name(cfg: RunConfig) -> str:
 AUTO = "auto"
 AUTO_KEYS = ("lr", "batch_size")  # train keys that take "auto" from the hparams rule
 HPARAMS_FILE = "hparams.json"  # looked for in the working directory when train.hparams_rule is null
-HPARAMS_FORMAT = "scaling.hparams/1"  # the "format" of a rule file (scaling.analysis.hparams)
+HPARAMS_FORMAT = (
+    "scaling.hparams/1"  # the "format" of a rule file (scaling.analysis.design.hparams)
+)
 LR_RANGE = (1e-5, 0.1)  # an auto LR is clipped into this (a rule file's "lr_range" replaces it)
 EXTRAPOLATION_WARN = 10.0  # warn when C lies more than this factor outside the fitted range
 HPARAMS_CITATION = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from scaling.analysis.laws import get_law
+from scaling.analysis.fitting.laws import get_law
 
 # Hoffmann et al. 2022 (eq. 10) estimates: a realistic ground truth.
 CHINCHILLA_TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
@@ -55,7 +55,7 @@ def isoflop_runs(
     span_decades: float = 1.2,
 ) -> pd.DataFrame:
     """An IsoFLOP design around the true optimum of the Chinchilla law at each budget."""
-    from scaling.analysis.allocation import chinchilla_optimal
+    from scaling.analysis.fitting.allocation import chinchilla_optimal
 
     rng = np.random.default_rng(seed)
     params = params or CHINCHILLA_TRUE

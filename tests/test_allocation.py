@@ -15,7 +15,7 @@ from synthetic_runs import (
     isoflop_runs,
 )
 
-from scaling.analysis.allocation import (
+from scaling.analysis.fitting.allocation import (
     chinchilla_exponents,
     chinchilla_optimal,
     kaplan_exponents,
@@ -23,10 +23,10 @@ from scaling.analysis.allocation import (
     numeric_optimal,
     optimal_allocation,
 )
-from scaling.analysis.fit import FitOptions, fit_isoflop, fit_law
-from scaling.analysis.laws import get_law
-from scaling.analysis.predict import Predictor, gpu_hours_to_flops
-from scaling.analysis.results import fit_from_dict, load_fit, save_fit
+from scaling.analysis.fitting.fit import FitOptions, fit_isoflop, fit_law
+from scaling.analysis.fitting.laws import get_law
+from scaling.analysis.fitting.results import fit_from_dict, load_fit, save_fit
+from scaling.analysis.prediction.predict import Predictor, gpu_hours_to_flops
 from scaling.errors import DataError, UserError
 
 # Besiroglu et al. 2024 (arXiv:2404.10102), their refit of the Chinchilla points.

@@ -1,4 +1,4 @@
-"""`scaling compare` (scaling/analysis/compare.py, report/compare.py): two fits side by side and
+"""`scaling compare` (analysis/prediction/compare.py, report/compare.py): two fits side by side and
 the compute the worse one needs to match the better one, against hand computations."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from synthetic_runs import CHINCHILLA_TRUE, isoflop_runs
 
-from scaling.analysis.compare import compare
+from scaling.analysis.prediction.compare import compare
 from scaling.cli import main
 from scaling.errors import EXIT_UNHEALTHY_FIT, EXIT_USER_ERROR, UnhealthyFitError, UserError
 

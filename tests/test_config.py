@@ -259,7 +259,7 @@ def test_the_default_run_is_the_documented_one() -> None:
 
 @pytest.mark.parametrize("preset", _shipped("sweeps"))
 def test_each_sweep_preset_expands_to_valid_runs(preset: str) -> None:
-    from scaling.analysis.plan import run_problem
+    from scaling.analysis.design.plan import run_problem
     from scaling.training.sweep import expand_grid
 
     master = _compose("sweep", [f"sweeps={preset}"], hydra=True)

@@ -14,9 +14,9 @@ import pytest
 from synthetic_runs import CHINCHILLA_TRUE
 
 from scaling.analysis.columns import conventions
-from scaling.analysis.fit import FitOptions, fit_law
-from scaling.analysis.fit_dir import fit_to_dir
-from scaling.analysis.laws import get_law
+from scaling.analysis.fitting.fit import FitOptions, fit_law
+from scaling.analysis.fitting.fit_dir import fit_to_dir
+from scaling.analysis.fitting.laws import get_law
 from scaling.analysis.report.stats import exponent_shift
 from scaling.analysis.table import read_run_table, table_conventions, write_table
 from scaling.counting import count_params, flops_per_token

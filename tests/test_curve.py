@@ -1,4 +1,4 @@
-"""The loss-curve law with LR annealing (`scaling fit --law curve`, analysis/curve.py)."""
+"""The loss-curve law with LR annealing (`scaling fit --law curve`, analysis/curves/curve.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.analysis.curve import (
+from scaling.analysis.curves.curve import (
     PARAMS,
     CurveOptions,
     Schedule,

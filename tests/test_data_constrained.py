@@ -10,8 +10,8 @@ import pytest
 from synthetic_runs import CHINCHILLA_TRUE
 
 from scaling.analysis.columns import predict_table
-from scaling.analysis.fit import FitOptions, fit_law
-from scaling.analysis.laws import get_law
+from scaling.analysis.fitting.fit import FitOptions, fit_law
+from scaling.analysis.fitting.laws import get_law
 from scaling.errors import DataError
 
 TRUE = {**CHINCHILLA_TRUE, "R_D_star": 15.0}

@@ -17,10 +17,10 @@ from synthetic_runs import (
     isoflop_runs,
 )
 
-from scaling.analysis.bootstrap import percentile_interval
-from scaling.analysis.fit import FitOptions, fit, fit_envelope, fit_isoflop, fit_law
-from scaling.analysis.laws import get_law
-from scaling.analysis.optimize import batched_lbfgs, huber, make_objective, on_bounds
+from scaling.analysis.fitting.bootstrap import percentile_interval
+from scaling.analysis.fitting.fit import FitOptions, fit, fit_envelope, fit_isoflop, fit_law
+from scaling.analysis.fitting.laws import get_law
+from scaling.analysis.fitting.optimize import batched_lbfgs, huber, make_objective, on_bounds
 from scaling.errors import DataError
 
 QUICK = FitOptions(grid_stride=7, polish=3)
@@ -244,7 +244,7 @@ def test_fitting_modules_run_without_torch() -> None:
         for package in (scaling.analysis, scaling.analysis.report):
             for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
                 importlib.import_module(info.name)
-        from scaling.analysis.fit import FitOptions, fit_law
+        from scaling.analysis.fitting.fit import FitOptions, fit_law
         rng = np.random.default_rng(0)
         N = np.exp(rng.uniform(np.log(1e7), np.log(1e9), 40)); D = N * 20 * rng.uniform(0.2, 5, 40)
         loss = 1.7 + 400 * N ** -0.34 + 400 * D ** -0.28

@@ -17,7 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.analysis.hparams import fit_hparams, fit_power_law, profile_optimum, rule_document
+from scaling.analysis.design.hparams import (
+    fit_hparams,
+    fit_power_law,
+    profile_optimum,
+    rule_document,
+)
 from scaling.cli import main
 from scaling.config import (
     DEFAULT_HPARAMS_RULE,

@@ -10,12 +10,10 @@ import pandas as pd
 import pytest
 from synthetic_runs import CHINCHILLA_TRUE, chinchilla_loss, grid_runs
 
-from scaling.analysis.bootstrap import resample_weights
-from scaling.analysis.fit import fit
-from scaling.analysis.health import assess
-from scaling.analysis.noise import SOURCE_REPLICATES, SOURCE_RESIDUALS, replicate_noise
-from scaling.analysis.predict import Predictor
-from scaling.analysis.results import (
+from scaling.analysis.fitting.bootstrap import resample_weights
+from scaling.analysis.fitting.fit import fit
+from scaling.analysis.fitting.noise import SOURCE_REPLICATES, SOURCE_RESIDUALS, replicate_noise
+from scaling.analysis.fitting.results import (
     Bootstrap,
     Convergence,
     FitOptions,
@@ -23,6 +21,8 @@ from scaling.analysis.results import (
     load_fit,
     save_fit,
 )
+from scaling.analysis.prediction.health import assess
+from scaling.analysis.prediction.predict import Predictor
 from scaling.cli import main
 
 QUICK = FitOptions(bootstrap=60, seed=0, level=0.9, grid_stride=5, workers=1)

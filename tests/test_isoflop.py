@@ -1,6 +1,6 @@
 """Approach 2 (IsoFLOP) statistics and approach 1's curve smoothing, on hand-made designs.
 
-Each test pins one feature of :mod:`scaling.analysis.isoflop` / :mod:`scaling.analysis.envelope`:
+Each test pins one feature of :mod:`..fitting.isoflop` / :mod:`..fitting.envelope`:
 grouping by planned budget, a fixed budget set across resamples, inverse-variance weights from
 the delta method, ``b = 1 - a``, the running median before the envelope, and the subsample label.
 """
@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from synthetic_runs import CHINCHILLA_TRUE, curve_runs, isoflop_runs
 
-import scaling.analysis.isoflop as iso
-from scaling.analysis.allocation import chinchilla_optimal
-from scaling.analysis.envelope import envelope, fit_envelope, smooth_curve
-from scaling.analysis.fit import FitOptions, fit, fit_isoflop
-from scaling.analysis.frontier import fit_power_law
-from scaling.analysis.laws import get_law
+import scaling.analysis.fitting.isoflop as iso
+from scaling.analysis.fitting.allocation import chinchilla_optimal
+from scaling.analysis.fitting.envelope import envelope, fit_envelope, smooth_curve
+from scaling.analysis.fitting.fit import FitOptions, fit, fit_isoflop
+from scaling.analysis.fitting.frontier import fit_power_law
+from scaling.analysis.fitting.laws import get_law
 
 A_TRUE = CHINCHILLA_TRUE["beta"] / (CHINCHILLA_TRUE["alpha"] + CHINCHILLA_TRUE["beta"])
 
@@ -201,7 +201,7 @@ def test_the_loss_predicted_beyond_the_ladder_carries_the_frontiers_uncertainty(
                                       "loss": loss, "flops": c}))  # fmt: skip
         return pd.concat(rows, ignore_index=True)
 
-    from scaling.analysis.predict import Predictor
+    from scaling.analysis.prediction.predict import Predictor
 
     points, halves, hits = [], [], 0
     for seed in range(40):
@@ -221,7 +221,7 @@ def test_approach1_uncertainty_is_labelled_a_subsample() -> None:
     result = fit(curve_runs(), approach=1, options=FitOptions(bootstrap=20, seed=0))
     assert result.bootstrap.kind == "subsample"
     # the loss frontier is refitted on every subsample too: an interval of the expected loss
-    from scaling.analysis.predict import Predictor
+    from scaling.analysis.prediction.predict import Predictor
 
     p = Predictor(result).at_budget(3 * result.ranges["C"][1])
     assert p.loss_ci is not None and p.loss_ci[0] < p.loss < p.loss_ci[1]
@@ -236,8 +236,8 @@ def test_an_edge_minimum_says_which_sizes_to_add() -> None:
     (make demo's case: the optimum lay below the prior's sizes), above them for larger ones."""
     from types import SimpleNamespace
 
-    from scaling.analysis.health import _support
-    from scaling.analysis.results import IsoflopMinimum
+    from scaling.analysis.fitting.results import IsoflopMinimum
+    from scaling.analysis.prediction.health import _support
 
     def minimum(params: float) -> IsoflopMinimum:
         return IsoflopMinimum(2e11, params, 1e6, 2.0, 5, (2.2e4, 1.7e5), (1, 0, 0), True, False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scaling.analysis.laws import LAWS, get_law
+from scaling.analysis.fitting.laws import LAWS, get_law
 
 
 def _random_theta(law, rng):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from scaling.analysis.plan import (
+from scaling.analysis.design.plan import (
     HOFFMANN_EQ10,
     PlanOptions,
     Throughput,

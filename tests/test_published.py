@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.analysis.fit import FitOptions, fit
+from scaling.analysis.fitting.fit import FitOptions, fit
 from scaling.cli import main
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "chinchilla_epoch_ndl.csv"

@@ -6,7 +6,7 @@ import re
 
 from synthetic_runs import grid_runs
 
-from scaling.analysis.fit import FitOptions, fit_law
+from scaling.analysis.fitting.fit import FitOptions, fit_law
 from scaling.analysis.report.markdown import write_report
 
 

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from synthetic_runs import CHINCHILLA_TRUE, grid_runs, isoflop_runs
 
-from scaling.analysis.fit import FitOptions, fit, fit_law
-from scaling.analysis.laws import get_law
-from scaling.analysis.optimize import minimise_law
+from scaling.analysis.fitting.fit import FitOptions, fit, fit_law
+from scaling.analysis.fitting.laws import get_law
+from scaling.analysis.fitting.optimize import minimise_law
 from scaling.analysis.report.markdown import write_report
 from scaling.analysis.report.stats import backtest, law_comparison, select_law
 

@@ -19,7 +19,7 @@ Modules, in the order they build on each other:
 - ``frontier``: power laws in C and the loss frontier through compute-optimal points.
 - ``isoflop``: approach 2, parabolas per compute budget.
 - ``envelope``: approach 1, the least loss at each FLOP count over loss curves.
-- ``fit``: :func:`~scaling.analysis.fit.fit`, the entry point over approaches 1-3.
+- ``fit``: :func:`~scaling.analysis.fitting.fit.fit`, the entry point over approaches 1-3.
 - ``fit_dir``: a run table file -> a fit directory (fit.json, runs.csv, report), atomically.
 - ``curve``: the loss-curve law with LR annealing (Tissue et al. 2024) per model size, over the
   schedules of :mod:`scaling.schedule`; ``curve_dir``: ``curve_fit.json`` and its plot.

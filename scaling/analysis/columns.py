@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from scaling.analysis.laws import Law
+from scaling.analysis.fitting.laws import Law
 from scaling.analysis.table import table_conventions
 from scaling.counting import compute_from
 from scaling.errors import DataError

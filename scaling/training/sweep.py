@@ -124,7 +124,7 @@ def _planned_seconds(cfg: Any) -> float:
     """A run's (or branch group's) wall-clock under the planner's default throughput model:
     its FLOPs' time plus a fixed cost per optimizer step and per run. Only the ratios between
     runs matter: the ETA scales them by the time the finished runs really took."""
-    from scaling.analysis.plan import Throughput
+    from scaling.analysis.design.plan import Throughput
     from scaling.counting import count_params
 
     tokens = cfg.spent_tokens()
@@ -458,7 +458,7 @@ class SweepCallback(Callback):
 
 def _check_law(options: SweepConfig) -> None:
     """An unknown ``sweep.law`` is a bad input: refuse it before anything trains."""
-    from scaling.analysis.laws import LAWS
+    from scaling.analysis.fitting.laws import LAWS
 
     if options.law not in LAWS:
         raise UserError(f"sweep.law={options.law!r} is not a known law; known: {', '.join(LAWS)}")
@@ -527,8 +527,8 @@ def fit_table(table: Path, out: Path, options: SweepConfig) -> bool:
     A table the law cannot be fitted to (too few runs or budgets) is reported and skipped: the
     sweep did its job.  Anything else raises, and the sweep exits non-zero.
     """
-    from scaling.analysis.fit_dir import fit_to_dir
-    from scaling.analysis.results import FitOptions
+    from scaling.analysis.fitting.fit_dir import fit_to_dir
+    from scaling.analysis.fitting.results import FitOptions
 
     try:
         output = fit_to_dir(
@@ -547,7 +547,7 @@ def fit_table(table: Path, out: Path, options: SweepConfig) -> bool:
     if health.get("ok"):
         print("fit health: OK (scaling predict will answer)")
     elif health:
-        from scaling.analysis.health import problem_line
+        from scaling.analysis.prediction.health import problem_line
 
         print(f"fit health: NOT OK, scaling predict will refuse it: {problem_line(health)}")
     print(f"fit report: {out / 'report.md'}")

@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from scaling.analysis.health import problem_line
-from scaling.analysis.plan import PlanOptions, Shape, shapes
-from scaling.analysis.predict import Prediction, Predictor
-from scaling.analysis.results import FitResult, load_fit
+from scaling.analysis.design.plan import PlanOptions, Shape, shapes
+from scaling.analysis.fitting.results import FitResult, load_fit
+from scaling.analysis.prediction.health import problem_line
+from scaling.analysis.prediction.predict import Prediction, Predictor
 from scaling.config import CONF_DIR, register_configs
 from scaling.errors import UnhealthyFitError, UserError
 

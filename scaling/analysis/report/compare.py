@@ -21,10 +21,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from scaling.analysis.compare import Comparison, Side, multiplier_line, quantity_label  # noqa: E402
 from scaling.analysis.numbers import fmt_g  # noqa: E402
 from scaling.analysis.outdir import staged_dir
-from scaling.analysis.predict import Prediction  # noqa: E402
+from scaling.analysis.prediction.compare import Comparison, Side, multiplier_line, quantity_label  # noqa: E402
+from scaling.analysis.prediction.predict import Prediction  # noqa: E402
 from scaling.analysis.report.plots import style  # noqa: E402
 from scaling.analysis.report.stats import final_rows  # noqa: E402
 

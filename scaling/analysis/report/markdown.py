@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from scaling.analysis import envelope, isoflop
 from scaling.analysis.columns import conventions
-from scaling.analysis.laws import get_law
+from scaling.analysis.fitting import envelope, isoflop
+from scaling.analysis.fitting.laws import get_law
+from scaling.analysis.fitting.results import FitResult
 from scaling.analysis.numbers import fmt_g
-from scaling.analysis.predict import Predictor
+from scaling.analysis.prediction.predict import Predictor
 from scaling.analysis.report import BACKTEST_QUANTILE
 from scaling.analysis.report.plots import (
     plot_allocation,
@@ -43,7 +44,6 @@ from scaling.analysis.report.stats import (
     repeats,
     select_law,
 )
-from scaling.analysis.results import FitResult
 from scaling.analysis.table import compute_spent
 
 

@@ -16,12 +16,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from scaling.analysis.columns import predict_table  # noqa: E402
-from scaling.analysis.isoflop import budget_labels, isoflop_minima  # noqa: E402
-from scaling.analysis.laws import get_law  # noqa: E402
+from scaling.analysis.fitting.isoflop import budget_labels, isoflop_minima  # noqa: E402
+from scaling.analysis.fitting.laws import get_law  # noqa: E402
+from scaling.analysis.fitting.results import FitResult  # noqa: E402
 from scaling.analysis.numbers import fmt_g  # noqa: E402
-from scaling.analysis.predict import Predictor  # noqa: E402
+from scaling.analysis.prediction.predict import Predictor  # noqa: E402
 from scaling.analysis.report.stats import final_rows  # noqa: E402
-from scaling.analysis.results import FitResult  # noqa: E402
 
 
 def style() -> None:

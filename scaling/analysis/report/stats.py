@@ -4,11 +4,11 @@ Nothing here lets a held-out run leak into the fit that predicts it:
 
 * **Budgets.** A compute budget is the group of runs that share ``planned_flops`` when every run
   has one, else the runs within ``FitOptions.isoflop_tolerance`` decades of compute (the grouping
-  of approach 2, :func:`scaling.analysis.isoflop.budget_labels`); its C is the geometric mean of
+  of approach 2, :func:`..fitting.isoflop.budget_labels`); its C is the geometric mean of
   its runs' ``flops``.  Held-out sets are whole budgets: a budget is never on both sides.
 * **Cold refits.** Every refit (cross-validation folds, leave-top-budgets-out, the backtest)
   starts from the same thinned grid of the law's own starts
-  (:func:`scaling.analysis.approach3.refit_subsets`), never from an optimum of the fit to all
+  (:func:`..fitting.approach3.refit_subsets`), never from an optimum of the fit to all
   runs, which saw the held-out points.
 
 Functions:
@@ -33,13 +33,13 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from scaling.analysis.approach3 import fitted_rows, refit_subsets, thinned_starts
 from scaling.analysis.columns import columns, epochs, predict_table
-from scaling.analysis.fit import fit
-from scaling.analysis.isoflop import PLANNED, budget_labels
-from scaling.analysis.laws import get_law
-from scaling.analysis.predict import Predictor
-from scaling.analysis.results import FitResult
+from scaling.analysis.fitting.approach3 import fitted_rows, refit_subsets, thinned_starts
+from scaling.analysis.fitting.fit import fit
+from scaling.analysis.fitting.isoflop import PLANNED, budget_labels
+from scaling.analysis.fitting.laws import get_law
+from scaling.analysis.fitting.results import FitResult
+from scaling.analysis.prediction.predict import Predictor
 from scaling.analysis.table import TOTAL_PARAMS
 from scaling.counting import FLOPS_PER_PARAM_TOKEN
 from scaling.errors import UserError

@@ -23,10 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from scaling.analysis.allocation import extreme_allocation_warning
-from scaling.analysis.laws import get_law
-from scaling.analysis.optimize import batched_lbfgs, make_objective, minimise_law
-from scaling.analysis.results import Bootstrap, Convergence, FitOptions, FitResult, IsoflopMinimum
+from scaling.analysis.fitting.allocation import extreme_allocation_warning
+from scaling.analysis.fitting.laws import get_law
+from scaling.analysis.fitting.optimize import batched_lbfgs, make_objective, minimise_law
+from scaling.analysis.fitting.results import (
+    Bootstrap,
+    Convergence,
+    FitOptions,
+    FitResult,
+    IsoflopMinimum,
+)
 from scaling.counting import tokens_from_compute
 
 Array = np.ndarray

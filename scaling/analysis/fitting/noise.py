@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import stdtrit
 
-from scaling.analysis.bootstrap import percentile_interval
+from scaling.analysis.fitting.bootstrap import percentile_interval
 
 Array = np.ndarray
 

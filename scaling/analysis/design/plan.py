@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from scaling.analysis.allocation import TOKENS_PER_PARAM_RANGE, chinchilla_optimal
+from scaling.analysis.fitting.allocation import TOKENS_PER_PARAM_RANGE, chinchilla_optimal
 from scaling.config import (
     AUTO,
     CONF_DIR,
@@ -190,8 +190,8 @@ def default_prior() -> Prior:
 
 def prior_from_fit(path: str | Path) -> Prior:
     """``N_opt(C)`` from a ``fit.json`` through :meth:`Predictor.at_budget`."""
-    from scaling.analysis.predict import Predictor
-    from scaling.analysis.results import load_fit
+    from scaling.analysis.fitting.results import load_fit
+    from scaling.analysis.prediction.predict import Predictor
 
     predictor = Predictor(load_fit(path))
     health = predictor.health

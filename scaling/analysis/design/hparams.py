@@ -6,7 +6,7 @@ and batch size of small runs as power laws of the compute budget, ``eta_opt = a 
 the same on a run table whose runs vary ``lr`` and ``batch_size`` at several budgets
 (``sweeps=hparams``), with ``C = 6 N D`` (N: total parameters, D: training tokens).
 
-**Budgets** are grouped as for approach 2 (:func:`scaling.analysis.isoflop.budget_labels`:
+**Budgets** are grouped as for approach 2 (:func:`scaling.analysis.fitting.isoflop.budget_labels`:
 ``planned_flops`` when every run has one, else counted compute within a tolerance); a budget's
 ``C`` is the geometric mean of its runs' ``flops``.
 
@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri, stdtrit  # not scipy.stats: it breaks where torch cannot import
 
-from scaling.analysis.isoflop import (
+from scaling.analysis.fitting.isoflop import (
     VARIANCE_FLOOR,
     VARIANCE_FLOOR_RATIO,
     Parabola,

@@ -3,7 +3,7 @@
 Every law is fitted in *log space*: the optimiser works on a parameter vector ``theta`` (exponents
 as they are, scale constants as their logarithms) and the law returns ``log L`` together with its
 Jacobian with respect to ``theta``, vectorised over a batch of parameter vectors.  This is what
-makes the multi-start fit in :mod:`scaling.analysis.optimize` fast (all starts move in one numpy
+makes the multi-start fit in :mod:`..fitting.optimize` fast (all starts move in one numpy
 call) and numerically safe (log-sum-exp instead of sums of huge powers).
 
 Registered laws (``LAWS[name]``):

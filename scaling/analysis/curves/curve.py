@@ -53,7 +53,7 @@ three parameters).
   leave ``C`` (or ``A, alpha``) poorly identified, so intervals are wide.
 
 A predicted final loss gets a confidence interval (the bootstrap replicates of the law at that
-schedule) and a prediction interval for one new run (:func:`scaling.analysis.noise
+schedule) and a prediction interval for one new run (:func:`scaling.analysis.fitting.noise
 .prediction_interval`: that CI plus run-to-run noise, from seed replicates among the runs'
 final losses when the table has them, else the root mean square of the fit's log residuals over
 all points, which measures evaluation noise and misfit but not seed offsets).
@@ -81,8 +81,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar, nnls
 
-from scaling.analysis.bootstrap import percentile_interval, resample_weights
-from scaling.analysis.noise import (
+from scaling.analysis.fitting.bootstrap import percentile_interval, resample_weights
+from scaling.analysis.fitting.noise import (
     Noise,
     pooled_noise,
     prediction_interval,

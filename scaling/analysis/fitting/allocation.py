@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from scaling.analysis.laws import get_law
+from scaling.analysis.fitting.laws import get_law
 from scaling.counting import FLOPS_PER_PARAM_TOKEN, tokens_from_compute
 from scaling.errors import UserError
 

@@ -5,10 +5,10 @@ a corpus, raw and deduplicated (``data.process``) -- are compared at a target bu
 
 - their fitted parameters and exponents, each with its fit's bootstrap interval;
 - each fit's compute-optimal loss at ``C``: the CI of the *expected* loss (where the fitted mean
-  curve lies) and the prediction interval of *one new run* (:mod:`scaling.analysis.predict`);
+  curve lies) and the prediction interval of *one new run* (:mod:`..prediction.predict`);
 - the **compute multiplier**. The better side is the one with the lower expected loss at ``C``;
   the worse side's law, solved for compute, needs ``C'`` to reach that loss
-  (:meth:`~scaling.analysis.predict.Predictor.compute_for_loss`), and the multiplier is
+  (:meth:`~scaling.analysis.prediction.predict.Predictor.compute_for_loss`), and the multiplier is
   ``C' / C`` (``inf`` when the worse law never gets there: its irreducible loss is above it).
   Its interval pairs bootstrap replicates of the two fits: the fits come from independent runs,
   so each replicate of one is paired with a seeded random replicate of the other (the same
@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scaling.analysis.health import problem_line
+from scaling.analysis.fitting.results import FitResult, load_fit
 from scaling.analysis.numbers import finite_or_none
-from scaling.analysis.predict import Prediction, Predictor, open_interval
-from scaling.analysis.results import FitResult, load_fit
+from scaling.analysis.prediction.health import problem_line
+from scaling.analysis.prediction.predict import Prediction, Predictor, open_interval
 from scaling.errors import DataError, UnhealthyFitError, UserError
 
 Interval = tuple[float, float]

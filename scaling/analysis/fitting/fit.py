@@ -1,16 +1,16 @@
 """Fitting scaling laws: the entry point, :func:`fit`, and what it returns.
 
-* **Approach 3** (parametric, :func:`fit_law`, :mod:`scaling.analysis.approach3`): minimise the
-  summed Huber loss of log-residuals of any registered law (:mod:`scaling.analysis.laws`) from a
+* **Approach 3** (parametric, :func:`fit_law`, :mod:`..fitting.approach3`): minimise the
+  summed Huber loss of log-residuals of any registered law (:mod:`..fitting.laws`) from a
   grid of starts (Hoffmann et al. 2022, App. D.2; Besiroglu et al. 2024).
-* **Approach 2** (IsoFLOP, :func:`fit_isoflop`, :mod:`scaling.analysis.isoflop`): parabola of loss
+* **Approach 2** (IsoFLOP, :func:`fit_isoflop`, :mod:`..fitting.isoflop`): parabola of loss
   against ``log N`` per compute budget, then ``N_opt = k_N C^a`` and ``D_opt = k_D C^b``.
-* **Approach 1** (envelope, :func:`fit_envelope`, :mod:`scaling.analysis.envelope`): the least
+* **Approach 1** (envelope, :func:`fit_envelope`, :mod:`..fitting.envelope`): the least
   loss at each FLOP count over loss curves, then the same power laws.
-* **Uncertainty**: a seeded bootstrap over runs (:mod:`scaling.analysis.bootstrap`), identical for
+* **Uncertainty**: a seeded bootstrap over runs (:mod:`..fitting.bootstrap`), identical for
   any number of worker processes.
 
-Every estimator returns a frozen :class:`FitResult` (:mod:`scaling.analysis.results`, which also
+Every estimator returns a frozen :class:`FitResult` (:mod:`..fitting.results`, which also
 writes and reads ``fit.json``).
 """
 
@@ -21,13 +21,13 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from scaling.analysis.approach3 import fit_law, pareto_frontier
 from scaling.analysis.columns import columns, predict_table
-from scaling.analysis.envelope import fit_envelope
-from scaling.analysis.isoflop import budget_fits, budget_labels, fit_isoflop
-from scaling.analysis.laws import get_law
-from scaling.analysis.noise import estimate_noise
-from scaling.analysis.results import FitOptions, FitResult
+from scaling.analysis.fitting.approach3 import fit_law, pareto_frontier
+from scaling.analysis.fitting.envelope import fit_envelope
+from scaling.analysis.fitting.isoflop import budget_fits, budget_labels, fit_isoflop
+from scaling.analysis.fitting.laws import get_law
+from scaling.analysis.fitting.noise import estimate_noise
+from scaling.analysis.fitting.results import FitOptions, FitResult
 from scaling.errors import DataError
 
 __all__ = ["FitOptions", "FitResult", "fit", "fit_envelope", "fit_isoflop", "fit_law"]
@@ -41,7 +41,7 @@ def fit(
 ) -> FitResult:
     """Dispatch to the estimator: approach 1 (curves), 2 (IsoFLOP) or 3 (parametric law).
 
-    The result carries the run-to-run noise of log loss (:mod:`scaling.analysis.noise`) that
+    The result carries the run-to-run noise of log loss (:mod:`scaling.analysis.fitting.noise`) that
     prediction intervals add to the fit's own uncertainty; approach 1 has none.
     """
     if approach == 3:

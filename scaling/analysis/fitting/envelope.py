@@ -10,7 +10,7 @@ the envelope, and leaves a curve that is monotone over the window unchanged.  Cu
 interpolated in log-log space on a grid of FLOP counts, the run with the least loss at each one
 gives a compute-optimal point (only counts reached by at least two runs are kept), and
 ``N_opt = k_N C^a`` is fitted through them by unweighted least squares in log space
-(:mod:`scaling.analysis.frontier`; ``b = 1 - a``).  The grid points are neighbours on the same
+(:mod:`..fitting.frontier`; ``b = 1 - a``).  The grid points are neighbours on the same
 curves, not independent observations.
 
 Uncertainty is a **subsample**, labelled ``Bootstrap.kind = "subsample"``: each replicate draws
@@ -25,10 +25,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from scaling.analysis.bootstrap import resample_weights
 from scaling.analysis.columns import columns, ranges
-from scaling.analysis.frontier import Replicates, frontier_result
-from scaling.analysis.results import FitOptions, FitResult, IsoflopMinimum
+from scaling.analysis.fitting.bootstrap import resample_weights
+from scaling.analysis.fitting.frontier import Replicates, frontier_result
+from scaling.analysis.fitting.results import FitOptions, FitResult, IsoflopMinimum
 from scaling.counting import tokens_from_compute
 from scaling.errors import DataError
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from scaling.analysis.bootstrap import percentile_interval
-from scaling.analysis.laws import LAWS, get_law
+from scaling.analysis.fitting.bootstrap import percentile_interval
+from scaling.analysis.fitting.laws import LAWS, get_law
 from scaling.analysis.numbers import finite_or_none, jsonable, nan_if_none
 from scaling.errors import DataError
 
@@ -201,9 +201,9 @@ class FitResult:
     data: Mapping[str, Any] | None = None  # where the runs came from (``scaling fit``)
     # which N and which C the fit used: {"params": column, "flops": convention slug or "table"}
     conventions: Mapping[str, Any] | None = None
-    # run-to-run noise of log loss: {"sigma_log", "dof", "source", ...} (scaling.analysis.noise)
+    # run-to-run noise of log loss: {"sigma_log", "dof", "source", ...} (analysis.fitting.noise)
     noise: Mapping[str, Any] | None = None
-    # {"ok": bool, "problems": [one line each]} (scaling.analysis.health)
+    # {"ok": bool, "problems": [one line each]} (scaling.analysis.prediction.health)
     health: Mapping[str, Any] | None = None
 
     @property

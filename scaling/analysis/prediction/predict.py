@@ -1,13 +1,13 @@
 """Predictions from a fit: the compute-optimal allocation of a budget, the loss of a given model
 size, the least compute that reaches a loss.
 
-Approach-3 fits predict through their law (:mod:`scaling.analysis.allocation` for the optimum);
+Approach-3 fits predict through their law (:mod:`..fitting.allocation` for the optimum);
 approaches 1 and 2 through their power laws ``N_opt = k_N C^a`` and loss frontier ``L_opt(C)``.
 Intervals come from pushing each bootstrap replicate of the parameters through the same
 computation and taking percentiles.  Two intervals of the loss are given, named for what they
 cover: ``loss_ci``, a confidence interval of the *expected* loss (the fitted mean curve), and
 ``loss_pi``, a prediction interval for the loss of *one new run*, which adds the run-to-run noise
-recorded in the fit (:mod:`scaling.analysis.noise`).
+recorded in the fit (:mod:`scaling.analysis.fitting.noise`).
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from typing import Any, TypeVar
 import numpy as np
 from scipy.optimize import brentq
 
-from scaling.analysis.allocation import optimal_allocation
-from scaling.analysis.bootstrap import percentile_interval
-from scaling.analysis.health import assess
-from scaling.analysis.laws import get_law
-from scaling.analysis.noise import Noise, prediction_interval
+from scaling.analysis.fitting.allocation import optimal_allocation
+from scaling.analysis.fitting.bootstrap import percentile_interval
+from scaling.analysis.fitting.laws import get_law
+from scaling.analysis.fitting.noise import Noise, prediction_interval
+from scaling.analysis.fitting.results import FitResult
 from scaling.analysis.numbers import finite_or_none
-from scaling.analysis.results import FitResult
+from scaling.analysis.prediction.health import assess
 from scaling.counting import compute_from
 from scaling.errors import UserError
 

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-from scaling.analysis.laws import Law
-from scaling.analysis.results import Convergence, FitOptions
+from scaling.analysis.fitting.laws import Law
+from scaling.analysis.fitting.results import Convergence, FitOptions
 from scaling.errors import DataError
 
 Array = np.ndarray

@@ -1,6 +1,6 @@
 """Approach 3 (parametric) and the Kaplan fits: any registered law fitted to the runs.
 
-The loss is objective (1) of :mod:`scaling.analysis.optimize` with the law's own log-space model,
+The loss is objective (1) of :mod:`..fitting.optimize` with the law's own log-space model,
 minimised from the law's grid of starts (for ``chinchilla`` the 4,500 of Hoffmann et al. 2022,
 App. D.2; Besiroglu et al. 2024).  Uncertainty is a seeded bootstrap over runs: every resample is
 refitted, warm started from the distinct optima of the full fit.
@@ -32,12 +32,6 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from scaling.analysis.allocation import (
-    allocation_constants,
-    extreme_allocation_warning,
-    optimal_allocation,
-)
-from scaling.analysis.bootstrap import BOOTSTRAP_CHUNK, resample_weights, run_chunks
 from scaling.analysis.columns import (
     columns,
     conventions,
@@ -45,10 +39,16 @@ from scaling.analysis.columns import (
     ranges,
     require_repeats,
 )
-from scaling.analysis.laws import Law, get_law
-from scaling.analysis.noise import replicate_groups
-from scaling.analysis.optimize import batched_lbfgs, make_objective, minimise_law
-from scaling.analysis.results import Bootstrap, Convergence, FitOptions, FitResult
+from scaling.analysis.fitting.allocation import (
+    allocation_constants,
+    extreme_allocation_warning,
+    optimal_allocation,
+)
+from scaling.analysis.fitting.bootstrap import BOOTSTRAP_CHUNK, resample_weights, run_chunks
+from scaling.analysis.fitting.laws import Law, get_law
+from scaling.analysis.fitting.noise import replicate_groups
+from scaling.analysis.fitting.optimize import batched_lbfgs, make_objective, minimise_law
+from scaling.analysis.fitting.results import Bootstrap, Convergence, FitOptions, FitResult
 from scaling.counting import compute_from
 from scaling.errors import DataError
 

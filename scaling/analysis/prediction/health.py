@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from scaling.analysis.laws import get_law
-from scaling.analysis.results import FitResult
+from scaling.analysis.fitting.laws import get_law
+from scaling.analysis.fitting.results import FitResult
 
 RUNS_PER_PARAMETER = 2
 NEGLIGIBLE_TERM = 1e-4

@@ -1,7 +1,7 @@
 """A run table file in, a fit directory out: ``fit.json``, ``runs.csv``, ``report.md``, plots.
 
 What ``scaling fit`` and the end of a sweep both do: fit, backtest, and the health verdict
-(:mod:`scaling.analysis.health`) that ``scaling predict`` checks.  Everything is written into a
+(:mod:`..prediction.health`) that ``scaling predict`` checks.  Everything is written into a
 temporary folder beside ``out`` and moved in only when the whole fit and report succeeded, so a
 failed fit leaves no half-written directory.
 """
@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from scaling.analysis.columns import columns, conventions
-from scaling.analysis.fit import fit
-from scaling.analysis.health import assess
+from scaling.analysis.fitting.fit import fit
+from scaling.analysis.fitting.results import FitOptions, FitResult, save_fit
 from scaling.analysis.outdir import staged_dir
+from scaling.analysis.prediction.health import assess
 from scaling.analysis.report import BACKTEST_QUANTILE
 from scaling.analysis.report.stats import backtest, final_rows
-from scaling.analysis.results import FitOptions, FitResult, save_fit
 from scaling.analysis.table import read_run_table, write_table
 
 

@@ -2,8 +2,8 @@
 
 Resample weights are drawn up front from the seed and refits are split into fixed-size chunks
 (:data:`BOOTSTRAP_CHUNK`), so the replicates are identical for any number of worker processes.
-What is refitted on each resample is the estimator's business (:mod:`scaling.analysis.approach3`,
-:mod:`scaling.analysis.frontier`).
+What is refitted on each resample is the estimator's business (:mod:`..fitting.approach3`,
+:mod:`scaling.analysis.fitting.frontier`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ residual degrees of freedom anywhere the variances are unknown and the fit is un
 square root is recorded as ``IsoflopMinimum.log_params_se``.  ``ln N* = ln k_N + a ln C`` is then
 fitted by weighted least squares with weights ``1 / Var``, each variance floored at
 ``VARIANCE_FLOOR_RATIO`` times their median (and at ``VARIANCE_FLOOR``), so that no budget
-outweighs the median one more than 100-fold (:mod:`scaling.analysis.frontier`).  ``b = 1 − a``
+outweighs the median one more than 100-fold (:mod:`..fitting.frontier`).  ``b = 1 − a``
 and ``D_coef = 1 / (6 k_N)`` follow from ``C = 6 N D``; neither is fitted separately.
 
 **Bootstrap.** A residual bootstrap at the fixed design: an IsoFLOP design chooses its model
@@ -46,8 +46,8 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis.columns import columns, ranges
-from scaling.analysis.frontier import Replicates, frontier_result
-from scaling.analysis.results import FitOptions, FitResult, IsoflopMinimum
+from scaling.analysis.fitting.frontier import Replicates, frontier_result
+from scaling.analysis.fitting.results import FitOptions, FitResult, IsoflopMinimum
 from scaling.counting import tokens_from_compute
 from scaling.errors import DataError
 
