@@ -822,9 +822,9 @@ def _fit_summary(doc: dict[str, Any]) -> str:
 def cmd_predict(args: argparse.Namespace) -> int:
     """``scaling predict``: a budget, a model size, or a target loss -> prediction."""
     from scaling.analysis.fitting.results import load_fit
-    from scaling.analysis.numbers import fmt_g
     from scaling.analysis.prediction.health import problem_line
     from scaling.analysis.prediction.predict import Predictor, gpu_hours_to_flops
+    from scaling.numbers import fmt_g
 
     modes = [
         args.flops is not None,

@@ -16,6 +16,10 @@ from typing import TypeVar
 
 EXIT_USER_ERROR = 2
 EXIT_UNHEALTHY_FIT = 3
+# A process stopped by a signal exits as the shell reports one killed by it: 128 + the signal.
+EXIT_SIGINT = 130  # Ctrl-C
+EXIT_SIGTERM = 143  # kill, SLURM's time limit
+SIGNAL_EXIT = {"SIGINT": EXIT_SIGINT, "SIGTERM": EXIT_SIGTERM}
 
 T = TypeVar("T")
 

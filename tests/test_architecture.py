@@ -19,6 +19,8 @@ CORE = {
     "scaling.schema",
     "scaling.schedule",
     "scaling.config",
+    "scaling.files",
+    "scaling.numbers",
 }
 ENTRY = {"scaling.cli", "scaling.train", "scaling.sweep", "scaling.__main__"}
 TRAINING_STACK = ("torch", "lightning", "mlflow")

@@ -30,10 +30,10 @@ from scaling.analysis.curves.curve import (
     resolve_schedule,
     used_mask,
 )
-from scaling.analysis.numbers import fmt_g, jsonable
 from scaling.analysis.outdir import staged_dir
 from scaling.analysis.table import read_run_table
 from scaling.errors import DataError, UserError
+from scaling.numbers import fmt_g, jsonable
 
 CURVE_JSON = "curve_fit.json"
 CURVE_PNG = "curve_fit.png"

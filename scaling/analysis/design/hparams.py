@@ -55,7 +55,6 @@ from scaling.analysis.fitting.isoflop import (
     budget_labels,
     fit_parabola,
 )
-from scaling.analysis.numbers import fmt_g, jsonable
 from scaling.analysis.table import read_run_table
 from scaling.config import (
     EXTRAPOLATION_WARN,
@@ -66,6 +65,7 @@ from scaling.config import (
     HparamsRule,
 )
 from scaling.errors import DataError, UserError
+from scaling.numbers import fmt_g, jsonable
 
 Array = np.ndarray
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from scaling.analysis.fitting.bootstrap import percentile_interval
 from scaling.analysis.fitting.laws import LAWS, get_law
-from scaling.analysis.numbers import finite_or_none, jsonable, nan_if_none
 from scaling.errors import DataError
+from scaling.numbers import finite_or_none, jsonable, nan_if_none
 
 Array = np.ndarray
 

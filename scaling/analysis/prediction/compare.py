@@ -33,10 +33,10 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis.fitting.results import FitResult, load_fit
-from scaling.analysis.numbers import finite_or_none
 from scaling.analysis.prediction.health import problem_line
 from scaling.analysis.prediction.predict import Prediction, Predictor, open_interval
 from scaling.errors import DataError, UnhealthyFitError, UserError
+from scaling.numbers import finite_or_none
 
 Interval = tuple[float, float]
 # run-table columns that say which corpus a side's runs trained on (runs.csv beside fit.json)

@@ -26,10 +26,10 @@ from scaling.analysis.fitting.bootstrap import percentile_interval
 from scaling.analysis.fitting.laws import get_law
 from scaling.analysis.fitting.noise import Noise, prediction_interval
 from scaling.analysis.fitting.results import FitResult
-from scaling.analysis.numbers import finite_or_none
 from scaling.analysis.prediction.health import assess
 from scaling.counting import compute_from
 from scaling.errors import UserError
+from scaling.numbers import finite_or_none
 
 Array = np.ndarray
 T = TypeVar("T")

@@ -21,12 +21,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from scaling.analysis.numbers import fmt_g  # noqa: E402
 from scaling.analysis.outdir import staged_dir
 from scaling.analysis.prediction.compare import Comparison, Side, multiplier_line, quantity_label  # noqa: E402
 from scaling.analysis.prediction.predict import Prediction  # noqa: E402
 from scaling.analysis.report.plots import style  # noqa: E402
 from scaling.analysis.report.stats import final_rows  # noqa: E402
+from scaling.numbers import fmt_g  # noqa: E402
 
 
 def _ci(ci: tuple[float, float] | None, fmt: Callable[[float | None], str] = fmt_g) -> str:

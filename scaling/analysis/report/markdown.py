@@ -19,7 +19,6 @@ from scaling.analysis.columns import conventions
 from scaling.analysis.fitting import envelope, isoflop
 from scaling.analysis.fitting.laws import get_law
 from scaling.analysis.fitting.results import FitResult
-from scaling.analysis.numbers import fmt_g
 from scaling.analysis.prediction.predict import Predictor
 from scaling.analysis.report import BACKTEST_QUANTILE
 from scaling.analysis.report.plots import (
@@ -45,6 +44,7 @@ from scaling.analysis.report.stats import (
     select_law,
 )
 from scaling.analysis.table import compute_spent
+from scaling.numbers import fmt_g
 
 
 def _sci(x: float | None) -> str:

@@ -19,9 +19,9 @@ from scaling.analysis.columns import predict_table  # noqa: E402
 from scaling.analysis.fitting.isoflop import budget_labels, isoflop_minima  # noqa: E402
 from scaling.analysis.fitting.laws import get_law  # noqa: E402
 from scaling.analysis.fitting.results import FitResult  # noqa: E402
-from scaling.analysis.numbers import fmt_g  # noqa: E402
 from scaling.analysis.prediction.predict import Predictor  # noqa: E402
 from scaling.analysis.report.stats import final_rows  # noqa: E402
+from scaling.numbers import fmt_g  # noqa: E402
 
 
 def style() -> None:

@@ -32,13 +32,8 @@ import numpy as np
 
 from scaling.config import MAX_EVAL_SEQ_LEN, DataConfig, DataIdentity
 from scaling.errors import ConfigError, DataError
-from scaling.training.data.files import (
-    atomic_write_bytes,
-    atomic_write_text,
-    has_typed_keys,
-    hash_bytes,
-    hash_json,
-)
+from scaling.files import atomic_write_bytes, atomic_write_text
+from scaling.training.data.files import has_typed_keys, hash_bytes, hash_json
 from scaling.training.data.markov import entropy_rate, markov_chain, sample_markov
 from scaling.training.data.process import (
     DEDUP_STAGES,

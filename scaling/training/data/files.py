@@ -1,36 +1,13 @@
-"""File and naming helpers of the token cache: atomic writes, content hashes, progress bars.
-
-Writes go to a temporary name and are ``os.replace``-d into place, so two processes building the
-same cache entry at once both succeed and leave one valid file.
-"""
+"""Helpers of the token cache: content hashes, progress bars (its files are written through
+:mod:`scaling.files`, whole or not at all)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import Any
-
-
-def atomic_write_bytes(path: Path, parts: Sequence[bytes | memoryview]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for part in parts:
-                f.write(part)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, [text.encode("utf-8")])
 
 
 def hash_json(obj: Any) -> str:

@@ -52,13 +52,8 @@ from typing import Any
 import numpy as np
 
 from scaling.config import DataConfig
-from scaling.training.data.files import (
-    atomic_write_bytes,
-    atomic_write_text,
-    has_typed_keys,
-    hash_json,
-    progress,
-)
+from scaling.files import atomic_write_bytes, atomic_write_text
+from scaling.training.data.files import has_typed_keys, hash_json, progress
 from scaling.training.data.sources import Source
 
 log = logging.getLogger(__name__)

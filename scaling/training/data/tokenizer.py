@@ -18,7 +18,8 @@ import numpy as np
 
 from scaling.config import DataConfig
 from scaling.errors import ConfigError
-from scaling.training.data.files import atomic_write_text, hash_bytes, progress
+from scaling.files import atomic_write_text
+from scaling.training.data.files import hash_bytes, progress
 from scaling.training.data.sources import Source
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,8 @@
-"""Number helpers of the analysis side: JSON-safe floats and the short text forms of numbers.
+"""Numbers as files and people read them: JSON-safe floats and short text forms.
 
 ``fit.json`` and ``predict --json`` write a non-finite number as ``null``; reports and the command
-line print numbers with a few significant digits and a placeholder where there is none.
+line print numbers with a few significant digits and a placeholder where there is none; run names
+and the planner's tables print counts as ``225K``, ``1M``.
 """
 
 from __future__ import annotations
@@ -44,3 +45,13 @@ def fmt_g(x: float | None, digits: int = 4, missing: str = "–") -> str:
     if x is None or not math.isfinite(x):
         return missing
     return f"{x:.{digits}g}"
+
+
+def short(x: float) -> str:
+    """``x`` to 3 significant digits with a K/M/G/T suffix; rounded before the unit is picked, so
+    999,936 reads ``1M``, not ``1e+03K``."""
+    x = float(f"{x:.3g}")
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
