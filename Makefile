@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python -m scaling.sweep -m sweeps=demo
 
 # "What does dedup buy?": one IsoFLOP ladder on the raw and on the deduplicated sitepackages
-# corpus, a fit of each, one comparison (scaling/conf/sweeps/dedup_study.yaml; ~11 minutes on
+# corpus, a fit of each, one comparison (sweeps/dedup_study.yaml; ~11 minutes on
 # 2 cores). Unhealthy fits are refused (at this size they are: README, "What does dedup buy?");
 # make dedup-study COMPARE='--allow-unhealthy' compares them under a NOT OK banner.
 STUDY   := dedup_study

@@ -59,18 +59,26 @@ from scaling.schema import (
     tracking_uri_problem,
 )
 
-CONF_DIR = Path(__file__).resolve().parent / "conf"  # Hydra configs, shipped as package data
+# The Hydra configs (conf/) and the sweep presets (sweeps/) sit at the top of a source checkout;
+# a wheel carries them inside the package as scaling/conf/ and scaling/conf/sweeps/.
+_HERE = Path(__file__).resolve().parent
+CONF_DIR = _HERE / "conf" if (_HERE / "conf").is_dir() else _HERE.parent / "conf"
+SWEEPS_DIR = CONF_DIR / "sweeps" if (CONF_DIR / "sweeps").is_dir() else _HERE.parent / "sweeps"
 
 # ${scaling.cwd:} is the process's working directory: sweep.yaml puts it on Hydra's search path
 # so that presets written by `scaling plan` into ./sweeps/ are found. (${oc.env:PWD} is the
 # shell's variable, which a program that starts the sweep in another folder does not update.)
+# ${scaling.presets:} is the folder holding the shipped sweeps/, on the search path after it.
 if not OmegaConf.has_resolver("scaling.cwd"):
     OmegaConf.register_new_resolver("scaling.cwd", os.getcwd)
+if not OmegaConf.has_resolver("scaling.presets"):
+    OmegaConf.register_new_resolver("scaling.presets", lambda: str(SWEEPS_DIR.parent))
 
 C = TypeVar("C")
 
 __all__ = [
     "CONF_DIR",
+    "SWEEPS_DIR",
     "DEFAULT_EXPERIMENT",
     "DEFAULT_TRACKING_URI",
     "GROUPS",

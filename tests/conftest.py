@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-CONF = REPO / "scaling" / "conf"
+CONF = REPO / "conf"
+SWEEPS = REPO / "sweeps"
 
 # Real text that every Python install has: one stdlib package (~150 KB of Python source).
 SMALL_TEXT_DIR = Path(sysconfig.get_paths()["stdlib"]) / "json"
@@ -65,7 +66,7 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def compose(tmp_path: Path, shared_cache: Path) -> Callable[..., object]:
-    """compose(*overrides) -> DictConfig of scaling/conf/config.yaml with results under tmp_path."""
+    """compose(*overrides) -> DictConfig of conf/config.yaml with results under tmp_path."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 

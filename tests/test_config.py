@@ -1,5 +1,5 @@
 """The run configuration (scaling/config.py): validation, the aspect rule, the horizon, identity,
-and every YAML file shipped in scaling/conf/ composing into a valid run."""
+and every YAML file shipped in conf/ and sweeps/ composing into a valid run."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from scaling.config import (
     structured,
 )
 from scaling.errors import ConfigError, UserError
-from tests.conftest import CONF
+from tests.conftest import CONF, SWEEPS
 
 # ---- unknown keys, wrong types, integral floats -----------------------------------------------
 
@@ -224,11 +224,13 @@ def _compose(config_name: str, overrides: list[str], hydra: bool = False):  # ty
 
 
 def _shipped(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    folder = SWEEPS if group == "sweeps" else CONF / group
+    return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
 def test_every_yaml_file_is_covered_below() -> None:
     found = {str(p.relative_to(CONF)) for p in CONF.rglob("*.yaml")}
+    found |= {f"sweeps/{p.relative_to(SWEEPS)}" for p in SWEEPS.rglob("*.yaml")}
     covered = {"config.yaml", "sweep.yaml", "hydra/launcher/slurm.yaml"}
     covered |= {
         f"{g}/{o}.yaml" for g in ("model", "data", "train", "tracking") for o in _shipped(g)

@@ -1,4 +1,4 @@
-"""A wheel, not only an editable checkout, carries the Hydra configs and presets it needs."""
+"""A wheel, not only an editable checkout, carries the Hydra configs and presets it needs: the\ncheckout's top-level conf/ and sweeps/ ship inside the package as scaling/conf/."""
 
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ def test_a_built_wheel_runs_the_demo_preset_from_anywhere(tmp_path: Path) -> Non
     names = zipfile.ZipFile(wheel).namelist()
     for preset in ("demo", "isoflop", "kaplan", "horizons", "horizons_wsd", "hparams"):
         assert f"scaling/conf/sweeps/{preset}.yaml" in names
+    assert not any(n.startswith(("conf/", "sweeps/")) for n in names)  # inside the package only
+    assert "scaling/conf/config.yaml" in names and "scaling/conf/data/stdlib.yaml" in names
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
 

@@ -1,7 +1,7 @@
 """``scaling process``: run a corpus's ``data.process`` without training.
 
 The same data overrides as a run (``data=NAME``, ``data.KEY=VALUE``; Hydra composes them from
-``scaling/conf`` exactly as ``python -m scaling.train`` does) select a source and its stages; the
+``conf/`` exactly as ``python -m scaling.train`` does) select a source and its stages; the
 stages run once into the processing cache (:mod:`scaling.training.data.process`), with its
 progress bars, and every later call with the same source and config reads that entry back
 without reading any text. What comes out is the entry's per-stage report as a table (documents in,

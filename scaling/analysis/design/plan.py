@@ -47,7 +47,7 @@ import numpy as np
 from scaling.analysis.fitting.allocation import TOKENS_PER_PARAM_RANGE, chinchilla_optimal
 from scaling.config import (
     AUTO,
-    CONF_DIR,
+    SWEEPS_DIR,
     DataConfig,
     GPTConfig,
     RunConfig,
@@ -79,8 +79,8 @@ README_STEP_S = 0.0075
 README_RUN_S = 3.0
 
 PLAN_MIN_STEPS = 200  # a run with fewer optimizer steps is decided by its step count, not its size
-# a planned preset may not shadow a shipped one (scaling/conf/sweeps/*.yaml)
-SHIPPED_PRESETS = tuple(sorted(p.stem for p in (CONF_DIR / "sweeps").glob("*.yaml")))
+# a planned preset may not shadow a shipped one (sweeps/*.yaml)
+SHIPPED_PRESETS = tuple(sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml")))
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MAX_LAYERS = 512  # the shape search stops here (about 1e10 parameters at aspect 16)
 _DATA = DataConfig()  # the horizon does not depend on the data group
