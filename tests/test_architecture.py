@@ -173,3 +173,17 @@ def test_the_sweep_driver_validates_and_skips_without_loading_torch(tmp_path: Pa
     assert out.returncode == 0, out.stderr[-2000:]
     name, n_train = out.stdout.split()
     assert name.startswith("L1-d16-h1-") and int(n_train) > 40_000  # the json package
+
+
+MAX_LINES = 600
+
+
+def test_no_module_is_a_warehouse() -> None:
+    """A module past MAX_LINES holds more than one job: split it by job as the feature grows
+    (docs/ARCHITECTURE.md, "Where things are")."""
+    long = {
+        name: n
+        for name, path in MODULES.items()
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert not long, ", ".join(f"{name}: {n} lines" for name, n in sorted(long.items()))
