@@ -255,7 +255,8 @@ def curve_floor(curves: pd.DataFrame) -> list[tuple[float, float, float]]:
     the second: what is left there is the runs' own noise."""
     from scipy.optimize import least_squares
 
-    from scaling.analysis.curves.curve import CurveOptions, _size_points, fit_size
+    from scaling.analysis.curves.curve import CurveOptions, fit_size
+    from scaling.analysis.curves.size_fit import size_points
 
     options = CurveOptions(bootstrap=0)
     out = []
@@ -267,7 +268,7 @@ def curve_floor(curves: pd.DataFrame) -> list[tuple[float, float, float]]:
             abs(law.predict_final(r.schedule, r.total_steps).loss / r.final_loss - 1)
             for r in branches
         )
-        pts = _size_points(size, options, float(options.lam))  # the points fit_size fits
+        pts = size_points(size, options, float(options.lam))  # the points fit_size fits
         S1, S2, y = pts.S1, pts.S2, pts.loss
         fits = [
             least_squares(

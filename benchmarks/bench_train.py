@@ -237,7 +237,8 @@ def bare_loop(
 
 
 def harness(cfg) -> float:  # type: ignore[no-untyped-def]
-    from scaling.training.run import prepare, train
+    from scaling.training.prepare import prepare
+    from scaling.training.run import train
 
     result = train(prepare(cfg))
     if result.status != "FINISHED" or not result.tokens_per_s:
@@ -301,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning").setLevel(logging.ERROR)
 
-    from scaling.training.run import prepare, quiet_libraries, set_threads
+    from scaling.training.prepare import prepare
+    from scaling.training.trainer import quiet_libraries, set_threads
 
     quiet_libraries()
     threads = set_threads(args.threads)

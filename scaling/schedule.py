@@ -2,7 +2,7 @@
 
 :func:`lr_factor` is the multiplier of the peak LR (``train.lr``) at each optimizer step;
 ``training.module`` drives torch's ``LambdaLR`` with it, and the loss-curve law
-(``analysis.curve``) rebuilds every run's schedule from its logged config with
+(``analysis.curves``) rebuilds every run's schedule from its logged config with
 :func:`lr_factors`. Pure Python and numpy: no torch.
 
 Schedules (``train.schedule``):

@@ -2,10 +2,10 @@
 one ``error:`` line that names the key, and exit status 2 (docs/ARCHITECTURE.md, "Contracts").
 
 The table runs in-process through the entry point's own layers: Hydra composes the config (its
-errors go through :func:`scaling.training.run.hydra_config_errors`, as ``python -m scaling.train``
-does) and :func:`scaling.training.run.prepare` validates it (its UserError goes through
-``exit_on_user_error``). A handful of rows also run as real commands (marked slow), and sweeps
-list every invalid grid point at once and train nothing.
+errors go through :func:`scaling.training.hydra_errors.hydra_config_errors`, as ``python -m
+scaling.train`` does) and :func:`scaling.training.prepare.prepare` validates it (its UserError goes
+through ``exit_on_user_error``). A handful of rows also run as real commands (marked slow), and
+sweeps list every invalid grid point at once and train nothing.
 """
 
 from __future__ import annotations
@@ -177,7 +177,8 @@ def _entry_point(overrides: list[str]) -> None:
     """What ``python -m scaling.train`` does up to training: compose, then prepare."""
     from hydra import compose, initialize_config_dir
 
-    from scaling.training.run import hydra_config_errors, prepare
+    from scaling.training.hydra_errors import hydra_config_errors
+    from scaling.training.prepare import prepare
 
     with hydra_config_errors():
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -309,9 +310,9 @@ def test_world_size_counts_lists_and_refuses_a_trainer_that_disagrees(compose) -
     """`trainer.devices=auto` on a 4-GPU node would train 4x the logged tokens with a 4x batch:
     the run refuses with the count to pass instead, before anything is recorded."""
     from scaling.config import build_run_config
+    from scaling.devices import device_count
     from scaling.errors import ConfigError
-    from scaling.schema import device_count
-    from scaling.training.run import check_world_size
+    from scaling.training.trainer import check_world_size
 
     assert [device_count(d) for d in (2, [0, 1], "0,1", "[0,1,2]", "3", "auto", -1)] == [
         2, 2, 2, 3, 3, None, None,
@@ -327,8 +328,8 @@ def test_world_size_counts_lists_and_refuses_a_trainer_that_disagrees(compose) -
 def test_an_unknown_key_of_a_nested_setting_lists_that_settings_keys(capsys) -> None:
     """`data.dedup_near.thresh` is a typo of `threshold`: the line names the stage's own keys."""
     from scaling.config import structured
+    from scaling.data_config import DataConfig
     from scaling.errors import ConfigError
-    from scaling.schema import DataConfig
 
     with pytest.raises(ConfigError) as exc:
         structured(DataConfig, "data", {"dedup_near": {"thresh": 0.9}})

@@ -11,14 +11,16 @@ from __future__ import annotations
 import pytest
 
 from scaling.analysis.table import compute_spent, read_run_table, write_table
-from scaling.config import build_run_config, run_key
+from scaling.config import build_run_config
 from scaling.errors import ConfigError
+from scaling.identity import run_key
 from scaling.schedule import lr_factor
 from scaling.training import tracking
 from scaling.training.branches import PARENT_TAG, member_keys, point_path, points_folder
 from scaling.training.collect import collect_runs
 from scaling.training.module import LMModule
-from scaling.training.run import checkpoint_dir, prepare, train
+from scaling.training.prepare import prepare
+from scaling.training.run import checkpoint_dir, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

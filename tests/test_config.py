@@ -1,5 +1,5 @@
-"""The run configuration (scaling/config.py): validation, the aspect rule, the horizon, identity,
-and every YAML file shipped in conf/ and sweeps/ composing into a valid run."""
+"""The run configuration (scaling/config.py, run_config.py): validation, the aspect rule, the
+horizon, identity, and every YAML file shipped in conf/ and sweeps/ composing into a valid run."""
 
 from __future__ import annotations
 
@@ -17,11 +17,10 @@ from scaling.config import (
     TrainConfig,
     build_run_config,
     register_configs,
-    run_key,
-    run_name,
     structured,
 )
 from scaling.errors import ConfigError, UserError
+from scaling.identity import run_key, run_name
 from tests.conftest import CONF, SWEEPS
 
 # ---- unknown keys, wrong types, integral floats -----------------------------------------------
@@ -171,7 +170,7 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize(("overrides", "message"), BAD_INPUTS)
 def test_bad_input_is_one_line_before_any_run(compose, overrides, message) -> None:
-    from scaling.training.run import prepare
+    from scaling.training.prepare import prepare
 
     with pytest.raises(UserError, match=message.replace(".", r"\.")) as err:
         prepare(compose(*overrides))
@@ -262,7 +261,7 @@ def test_the_default_run_is_the_documented_one() -> None:
 @pytest.mark.parametrize("preset", _shipped("sweeps"))
 def test_each_sweep_preset_expands_to_valid_runs(preset: str) -> None:
     from scaling.analysis.design.plan import run_problem
-    from scaling.training.sweep import expand_grid
+    from scaling.training.sweep_grid import expand_grid
 
     master = _compose("sweep", [f"sweeps={preset}"], hydra=True)
     jobs = expand_grid(master)
@@ -302,8 +301,8 @@ def test_every_shipped_preset_point_keeps_its_run_key() -> None:
     issue's split; a deliberate identity change rewrites it and says so in the README)."""
     from dataclasses import replace
 
-    from scaling.config import DataIdentity
-    from scaling.training.sweep import expand_grid
+    from scaling.identity import DataIdentity
+    from scaling.training.sweep_grid import expand_grid
 
     fixed = DataIdentity(corpus="c0ffee", tokenizer="byte", split="8x4096")
     recorded = json.loads(PRESET_KEYS.read_text())

@@ -8,16 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.analysis.curves.curve import (
-    PARAMS,
-    CurveOptions,
-    Schedule,
-    curves_from_table,
-    fit_curves,
-    fit_size,
-    run_areas,
-    schedule_areas,
-)
+from scaling.analysis.curves.curve import CurveOptions, curves_from_table, fit_curves, fit_size
+from scaling.analysis.curves.law import PARAMS, Schedule, run_areas, schedule_areas
 from scaling.cli import main
 from scaling.schedule import cooldown_start, lr_factors, warmup_length
 

@@ -13,8 +13,16 @@ import torch
 
 from scaling.config import MAX_EVAL_SEQ_LEN, DataConfig
 from scaling.errors import ConfigError, DataError
+from scaling.sources import files as source_files
+from scaling.sources.markov import (
+    entropy_rate,
+    markov_chain,
+    sample_markov,
+    stationary_distribution,
+)
+from scaling.sources.stdlib import stdlib_files
 from scaling.training import data as D
-from scaling.training.data import Corpus, cache, load_corpus, sources, tokenizer, train_epochs
+from scaling.training.data import Corpus, cache, load_corpus, tokenizer, train_epochs
 from scaling.training.data.batches import TokenBatches, TokenDataModule, val_windows
 
 VAL = 1000  # small validation sets keep the test corpora small: reserve = VAL + 4096
@@ -187,7 +195,7 @@ def test_cached_load_does_not_retokenize(text_file: Path, tmp_path: Path, monkey
         raise AssertionError("re-tokenized a cached corpus")
 
     monkeypatch.setattr(cache, "byte_tokens", boom)
-    monkeypatch.setattr(sources, "read_text", boom)
+    monkeypatch.setattr(source_files, "read_text", boom)
     again = load_corpus(cfg)
     assert (entry / "tokens.bin").stat().st_mtime_ns == mtime
     assert again.corpus_id == first.corpus_id and np.array_equal(again.val, first.val)
@@ -293,11 +301,11 @@ def test_markov_entropy_rate_matches_generated_tokens(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, source="markov", states=16, concentration=0.3, corpus_tokens=400_000)
     corpus = load_corpus(cfg)
     assert corpus.vocab_size == 16 and corpus.tokenizer_id == "markov16"
-    P = D.markov_chain(16, 0.3, 0)
-    pi = D.stationary_distribution(P)
+    P = markov_chain(16, 0.3, 0)
+    pi = stationary_distribution(P)
     assert np.allclose(pi @ P, pi) and np.isclose(pi.sum(), 1)
     h = corpus.entropy_rate
-    assert h == pytest.approx(D.entropy_rate(P)) and 0 < h < np.log(16)
+    assert h == pytest.approx(entropy_rate(P)) and 0 < h < np.log(16)
     assert corpus.describe()["data.entropy_rate"] == h
 
     s = _stream(corpus)
@@ -311,12 +319,12 @@ def test_markov_entropy_rate_matches_generated_tokens(tmp_path: Path) -> None:
 
 
 def test_markov_is_seeded_and_the_knob_controls_entropy(tmp_path: Path) -> None:
-    a = D.sample_markov(D.markov_chain(8, 0.5, 1), 5000, 1)
-    b = D.sample_markov(D.markov_chain(8, 0.5, 1), 5000, 1)
-    c = D.sample_markov(D.markov_chain(8, 0.5, 2), 5000, 2)
+    a = sample_markov(markov_chain(8, 0.5, 1), 5000, 1)
+    b = sample_markov(markov_chain(8, 0.5, 1), 5000, 1)
+    c = sample_markov(markov_chain(8, 0.5, 2), 5000, 2)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
-    low = D.entropy_rate(D.markov_chain(64, 0.05, 0))
-    high = D.entropy_rate(D.markov_chain(64, 5.0, 0))
+    low = entropy_rate(markov_chain(64, 0.05, 0))
+    high = entropy_rate(markov_chain(64, 5.0, 0))
     assert low < high < np.log(64)
 
 
@@ -389,7 +397,7 @@ def test_datamodule_batches(text_file: Path, tmp_path: Path) -> None:
 def test_stdlib_corpus_with_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import scaling.training.data.cache as cache
 
-    files = D.stdlib_files()
+    files = stdlib_files()
     assert len(files) > 500 and not any("site-packages" in str(p) for p in files)
     cfg = _cfg(tmp_path, val_tokens=32768)
     corpus = load_corpus(cfg)

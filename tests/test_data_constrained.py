@@ -113,7 +113,7 @@ def test_recovers_the_decay_constant_within_its_interval() -> None:
 
 
 def test_report_compares_it_and_warns_when_a_law_ignores_repetition() -> None:
-    from scaling.analysis.report.markdown import _repeat_warning
+    from scaling.analysis.report.fit_sections import _repeat_warning
     from scaling.analysis.report.stats import compare_laws, law_comparison
 
     runs = repeated_runs()

@@ -17,21 +17,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.analysis.design.hparams import (
-    fit_hparams,
-    fit_power_law,
-    profile_optimum,
-    rule_document,
-)
+from scaling.analysis.design.hparams import fit_hparams
+from scaling.analysis.design.hparams_file import rule_document
+from scaling.analysis.design.hparams_law import fit_power_law
+from scaling.analysis.design.hparams_optima import profile_optimum
 from scaling.cli import main
-from scaling.config import (
-    DEFAULT_HPARAMS_RULE,
-    HPARAMS_FORMAT,
-    build_run_config,
-    find_hparams_rule,
-    run_key,
-)
+from scaling.config import DEFAULT_HPARAMS_RULE, build_run_config, find_hparams_rule
 from scaling.errors import EXIT_USER_ERROR, ConfigError, DataError
+from scaling.hparams_rule import HPARAMS_FORMAT
+from scaling.identity import run_key
 from tests.conftest import SMALL_TEXT_DIR
 
 # the synthetic truth: lr*(C) = A C^B, batch*(C) = CB C^DB tokens
@@ -312,7 +306,7 @@ def test_an_auto_lr_at_a_batch_far_from_the_rules_warns(tmp_path, capsys) -> Non
 def test_an_auto_run_has_the_key_of_its_numbers_given_explicitly(
     compose, tmp_path, monkeypatch
 ) -> None:
-    from scaling.training.run import prepare
+    from scaling.training.prepare import prepare
 
     rule = _rule(tmp_path / "rule.json")
     text = ["data=text", f"data.path={SMALL_TEXT_DIR}"]
@@ -402,7 +396,8 @@ def test_an_auto_run_trains_with_the_resolved_numbers_and_records_the_rule(
 ) -> None:
     from mlflow import MlflowClient
 
-    from scaling.training.run import prepare, train
+    from scaling.training.prepare import prepare
+    from scaling.training.run import train
 
     rule = _rule(tmp_path / "rule.json")
     prep = prepare(

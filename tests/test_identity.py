@@ -1,8 +1,9 @@
 """Run identity: a run key names the training -- nothing more, nothing less.
 
-Keys of prepared runs (``training.run.prepare``): the canonical training config plus the corpus's
-content identity and the tokenizer's. Every config key is classified below as in the key, out of
-it, or reaching it through the corpus's content; a new key fails the first test until it is.
+Keys of prepared runs (``training.prepare.prepare``): the canonical training config plus the
+corpus's content identity and the tokenizer's. Every config key is classified below as in the key,
+out of it, or reaching it through the corpus's content; a new key fails the first test until it
+is.
 """
 
 from __future__ import annotations
@@ -14,15 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from scaling.config import (
-    GROUPS,
-    TOP_LEVEL_KEYS,
-    DataIdentity,
-    build_run_config,
-    canonical,
-    run_key,
-    run_name,
-)
+from scaling.config import GROUPS, TOP_LEVEL_KEYS, build_run_config
+from scaling.identity import DataIdentity, canonical, run_key, run_name
 from tests.conftest import CONF, TINY, run_module
 
 # ---- a small corpus of our own ----------------------------------------------------------------
@@ -55,7 +49,7 @@ def corpus(tmp_path: Path) -> Path:
 @pytest.fixture
 def key(compose, corpus):  # type: ignore[no-untyped-def]
     """key(*overrides) -> the run key of the prepared TINY run on ``corpus`` with overrides."""
-    from scaling.training.run import prepare
+    from scaling.training.prepare import prepare
 
     def _key(*overrides: str, path: str | Path = corpus) -> str:
         prep = prepare(compose("data=text", f"data.path={path}", *overrides), check_tracking=False)
@@ -236,7 +230,7 @@ def test_tokenizers_are_identified_by_type_and_vocabulary(key) -> None:  # type:
 
 
 def test_a_synthetic_corpus_is_identified_by_its_tokens(compose) -> None:  # type: ignore[no-untyped-def]
-    from scaling.training.run import prepare
+    from scaling.training.prepare import prepare
 
     def markov(*overrides: str) -> str:
         small = ["data=markov", "data.states=16", "data.corpus_tokens=30000"]
@@ -249,7 +243,7 @@ def test_a_synthetic_corpus_is_identified_by_its_tokens(compose) -> None:  # typ
 
 
 def test_the_prepared_identity_names_content_not_place(compose, corpus) -> None:  # type: ignore[no-untyped-def]
-    from scaling.training.run import prepare
+    from scaling.training.prepare import prepare
 
     prep = prepare(compose("data=text", f"data.path={corpus}"), check_tracking=False)
     ident = prep.cfg.data_identity
@@ -289,7 +283,7 @@ def _grid_points(tmp_path: Path, shared_cache: Path, varying: list[list[str]]): 
     from hydra import compose, initialize_config_dir
 
     from scaling.config import register_configs
-    from scaling.training.sweep import validate_grid
+    from scaling.training.sweep_grid import validate_grid
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(corpus_text())
@@ -310,12 +304,8 @@ def _grid_points(tmp_path: Path, shared_cache: Path, varying: list[list[str]]): 
 def test_the_grid_drops_points_with_a_key_it_already_has(
     tmp_path, shared_cache, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    from scaling.training.sweep import (
-        duplicate_of,
-        duplicates_line,
-        plan_table,
-        publish_duplicates,
-    )
+    from scaling.training.sweep_grid import duplicates_line, plan_table
+    from scaling.training.sweep_jobs import duplicate_of, publish_duplicates
 
     varying = [
         ["train.lr=1", "train.log_every=5"],

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from scaling.training import run, tracking
-from scaling.training.run import prepare, train
-from scaling.training.tracking import Lease, key_is_locked, lease_file, orphans
+from scaling.training import leases, run, tracking
+from scaling.training.leases import Lease, key_is_locked, lease_file, orphans
+from scaling.training.prepare import prepare
+from scaling.training.run import train
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def test_a_held_lease_names_its_holder_and_is_gone_once_released(tmp_path, lock)
     with Lease.acquire(lock, "run") as lease:
         assert not lease.waited
         holder = key_is_locked(*where)
-        assert holder == tracking.Holder(socket.gethostname(), os.getpid())
+        assert holder == leases.Holder(socket.gethostname(), os.getpid())
         lease.note("abc123")
         assert key_is_locked(*where).run_id == "abc123"  # type: ignore[union-attr]
         assert Lease.acquire(lock, "run", wait=False) is None  # another descriptor: refused
@@ -65,13 +66,13 @@ def test_a_file_system_without_locks_gives_a_warning_not_a_failure(
     def no_locks(fd: int, op: int) -> None:
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(tracking.fcntl, "flock", no_locks)
+    monkeypatch.setattr(leases.fcntl, "flock", no_locks)
     lease = Lease.acquire(lock, "run")
     assert lease is not None and not lease.locked
     lease.note("abc")
     lease.release()
     assert "run: warning: cannot lock" in capsys.readouterr().err
-    assert tracking.lease_holder(lock) is None
+    assert leases.lease_holder(lock) is None
 
 
 def test_a_run_waits_for_the_holder_then_skips_the_key_it_finished(

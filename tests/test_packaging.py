@@ -1,4 +1,5 @@
-"""A wheel, not only an editable checkout, carries the Hydra configs and presets it needs: the\ncheckout's top-level conf/ and sweeps/ ship inside the package as scaling/conf/."""
+"""A wheel, not only an editable checkout, carries the Hydra configs and presets it needs: the
+checkout's top-level conf/ and sweeps/ ship inside the package as scaling/conf/."""
 
 from __future__ import annotations
 

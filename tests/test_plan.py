@@ -16,23 +16,16 @@ import numpy as np
 import pytest
 import yaml
 
-from scaling.analysis.design.plan import (
-    HOFFMANN_EQ10,
-    PlanOptions,
-    Throughput,
-    bracket_margin,
-    default_prior,
-    guard_problem,
-    plan_ladder,
-    preset_yaml,
-    prior_from_fit,
-    throughput_from_runs,
-    validate_points,
-)
+from scaling.analysis.design.options import PlanOptions
+from scaling.analysis.design.plan import bracket_margin, guard_problem, plan_ladder
+from scaling.analysis.design.preset import preset_yaml, validate_points
+from scaling.analysis.design.prior import HOFFMANN_EQ10, default_prior, prior_from_fit
+from scaling.analysis.design.throughput import Throughput, throughput_from_runs
 from scaling.cli import main
-from scaling.config import DataConfig, GPTConfig, RunConfig, TrainConfig, build_run_config
+from scaling.config import DataConfig, GPTConfig, TrainConfig, build_run_config
 from scaling.counting import count_params
 from scaling.errors import UserError
+from scaling.run_config import RunConfig
 
 # ladders that the default rules afford: the model's aspect rule from 1e15 FLOPs, free widths
 # (and more optimizer steps from a smaller batch) from 3e13
@@ -344,7 +337,7 @@ def _compose_preset(tmp_path: Path, name: str, text: str, picks: Callable) -> tu
     from hydra.core.global_hydra import GlobalHydra
 
     from scaling.config import CONF_DIR, register_configs
-    from scaling.training.sweep import expand_grid
+    from scaling.training.sweep_grid import expand_grid
 
     (tmp_path / "sweeps").mkdir()
     (tmp_path / "sweeps" / f"{name}.yaml").write_text(text)
@@ -469,3 +462,21 @@ def test_a_malformed_option_is_one_line_naming_it(capsys, argv, message) -> None
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("scaling plan: error: ") and message in err
     assert err.rstrip().endswith("(see scaling plan --help)")
+
+
+def test_planning_again_in_the_repository_reuses_its_own_preset_name(monkeypatch, tmp_path):
+    """In a checkout, ./sweeps/ of the repository is also where the shipped presets live: a preset
+    that `scaling plan` wrote there is the user's (planning the same name again replaces it),
+    while a shipped preset's name is still refused."""
+    import scaling.analysis.design.preset as preset
+
+    sweeps = tmp_path / "sweeps"
+    sweeps.mkdir()
+    shipped = (preset.SWEEPS_DIR / "isoflop.yaml").read_text()
+    (sweeps / "isoflop.yaml").write_text(shipped)
+    (sweeps / "mine.yaml").write_text(preset_yaml(plan_ladder(FREE), "mine", "scaling plan"))
+    monkeypatch.setattr(preset, "SWEEPS_DIR", sweeps)
+    assert preset.shipped_presets() == ("isoflop",)
+    preset.check_name("mine")  # no error: the user's own earlier plan
+    with pytest.raises(UserError, match="shipped preset"):
+        preset.check_name("isoflop")

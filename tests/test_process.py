@@ -12,17 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scaling.config import DataConfig, build_run_config, run_key
+from scaling.config import DataConfig, build_run_config
 from scaling.errors import ConfigError
+from scaling.identity import run_key
+from scaling.sources import make_source
+from scaling.sources.sitepackages import sitepackages_files
 from scaling.training.data import load_corpus, process
-from scaling.training.data.process import (
-    holdout_duplicates,
-    load_processed,
-    process_documents,
-    shingle_hashes,
-    signatures_of,
-)
-from scaling.training.data.sources import make_source, sitepackages_files
+from scaling.training.data.minhash import shingle_hashes, signatures_of
+from scaling.training.data.process import load_processed, process_documents
+from scaling.training.data.stages import holdout_duplicates
 
 VAL = 1000  # data.val_tokens: the validation part holds VAL + 4096 tokens
 
@@ -407,7 +405,7 @@ def test_holdout_duplicates_finds_exact_and_near_copies() -> None:
 def test_bad_processing_parameters_are_one_line_before_anything_is_written(
     compose, tmp_path, overrides, pattern
 ) -> None:  # type: ignore[no-untyped-def]
-    from scaling.training.run import prepare
+    from scaling.training.prepare import prepare
 
     cache = tmp_path / "fresh-cache"
     with pytest.raises(ConfigError) as err:
@@ -425,7 +423,8 @@ def test_bad_processing_parameters_are_one_line_before_anything_is_written(
 def test_a_run_logs_its_processing(compose, planted_dir, one_torch_thread) -> None:  # type: ignore[no-untyped-def]
     from mlflow import MlflowClient
 
-    from scaling.training.run import prepare, train
+    from scaling.training.prepare import prepare
+    from scaling.training.run import train
 
     prep = prepare(compose("data=text", f"data.path={planted_dir}", "data.process=[dedup_exact]"))
     result = train(prep)

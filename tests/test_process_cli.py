@@ -12,8 +12,8 @@ from test_process import Planted
 
 from scaling.cli import main
 from scaling.errors import EXIT_USER_ERROR
+from scaling.sources.files import FilesSource
 from scaling.training.data import process
-from scaling.training.data.sources import FilesSource
 from scaling.training.process_corpus import report_table
 
 DEDUP = "data.process=[dedup_exact,dedup_near]"

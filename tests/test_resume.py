@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from scaling.training import run, tracking
+from scaling.training import leases, run, tracking, trainer
 from scaling.training.module import LMModule, eval_steps, rng_state, set_rng_state
-from scaling.training.run import prepare, train
+from scaling.training.prepare import prepare
+from scaling.training.run import train
 from tests.conftest import run_module
 
 # 78 steps of 8 x 32 tokens (TINY), a checkpoint every 10, validation at steps 1 2 3 6 12 22 42 78:
@@ -90,7 +91,7 @@ def test_the_checkpoint_folder_is_per_experiment_and_store(compose, text_data) -
         run.checkpoint_dir(a).name + ".lock"
     )
     # one derivation: the tracking module's function is what the run uses
-    assert run.checkpoint_dir(a) == tracking.checkpoint_folder(
+    assert run.checkpoint_dir(a) == leases.checkpoint_folder(
         a.results_dir, a.tracking.uri, "a", run.run_key(a)
     )
 
@@ -115,7 +116,7 @@ def test_a_run_killed_after_a_checkpoint_resumes_its_own_run_exactly(
     (orphan,) = _runs(prep)
     assert orphan.info.status == "RUNNING"
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
-    assert saved["global_step"] == 20 and saved[run.RUN_ID_KEY] == orphan.info.run_id
+    assert saved["global_step"] == 20 and saved[trainer.RUN_ID_KEY] == orphan.info.run_id
     assert saved["TokenDataModule"]["sequences_seen"] == 20 * 8
     assert "rng" in saved["scaling"]
     logged = sorted(step for step, _ in _history(prep, orphan.info.run_id, "val/loss"))
@@ -147,7 +148,7 @@ def test_an_orphan_killed_before_its_first_checkpoint_is_taken_over(
     monkeypatch.undo()
     (orphan,) = _runs(prep)
     assert orphan.info.status == "RUNNING"
-    assert tracking.orphans(prep.cfg.tracking.uri, prep.cfg.tracking.experiment, [prep.key]) == [
+    assert leases.orphans(prep.cfg.tracking.uri, prep.cfg.tracking.experiment, [prep.key]) == [
         (prep.key, orphan.info.run_id)
     ]
 
@@ -159,7 +160,7 @@ def test_an_orphan_killed_before_its_first_checkpoint_is_taken_over(
     for key in ("val/loss", "train/loss"):
         steps = [s for s, _ in _history(prep, result.run_id, key)]
         assert steps == sorted(set(steps)), f"{key} logged a step twice"
-    assert tracking.orphans(prep.cfg.tracking.uri, prep.cfg.tracking.experiment, [prep.key]) == []
+    assert leases.orphans(prep.cfg.tracking.uri, prep.cfg.tracking.experiment, [prep.key]) == []
 
 
 def test_a_failed_attempt_resumed_from_its_checkpoint_finishes_without_its_old_reason(
@@ -212,7 +213,8 @@ def test_a_failure_during_set_up_leaves_the_run_failed_with_a_reason(
     def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise ValueError("bad param")
 
-    monkeypatch.setattr(run, "run_params", broken)  # after the MLflow run is created
+    # after the MLflow run is created
+    monkeypatch.setattr("scaling.training.record.run_params", broken)
     with pytest.raises(ValueError):
         train(prep)
     (record,) = _runs(prep)

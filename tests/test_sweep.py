@@ -60,7 +60,7 @@ def test_the_grid_expands_as_hydras_basic_sweeper_launches_it() -> None:
     from omegaconf import OmegaConf
 
     from scaling.config import register_configs
-    from scaling.training.sweep import expand_grid
+    from scaling.training.sweep_grid import expand_grid
 
     register_configs()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -303,7 +303,8 @@ def test_the_eta_weighs_runs_by_their_steps_not_only_their_flops() -> None:
     Measured (sweeps=demo, 2-core CPU): at 2e11 FLOPs, 22K params in 5,922 steps took 40.8 s and
     169K params in 772 steps 15.8 s (2.6x). The ETA's weights follow the measurement."""
     from scaling.config import build_run_config
-    from scaling.training.sweep import _planned_seconds, eta_seconds
+    from scaling.training.sweep_grid import _planned_seconds
+    from scaling.training.sweep_jobs import eta_seconds
 
     def run(n_layer: int, d_model: int):
         return build_run_config(
@@ -332,7 +333,7 @@ def test_with_two_workers_the_eta_waits_for_a_finished_job(monkeypatch, capsys) 
 
     import hydra.core.hydra_config as hc
 
-    import scaling.training.sweep as sw
+    import scaling.training.sweep_jobs as sw
 
     monkeypatch.setenv(sw._ENV_TOTAL, "4")
     monkeypatch.setenv(sw._ENV_START, str(time.time() - 600.0))

@@ -104,7 +104,7 @@ def test_a_dead_joblib_worker_loses_nothing_and_the_sweep_exits_1_naming_its_run
     the lost runs are named, the grid finishes, and the exit status says something went wrong."""
     from mlflow import MlflowClient
 
-    from scaling.training.tracking import lease_holder
+    from scaling.training.leases import lease_holder
 
     results = tmp_path / "results"
     argv = [

@@ -107,7 +107,8 @@ def test_collect_curves_gives_one_row_per_validation_point(compose, text_data) -
     from mlflow import MlflowClient
 
     from scaling.training.model import GPT
-    from scaling.training.run import prepare, train
+    from scaling.training.prepare import prepare
+    from scaling.training.run import train
 
     prep = prepare(compose(*text_data, "train.eval_points=5"))
     result = train(prep)
@@ -149,7 +150,8 @@ def test_collect_keeps_one_finished_run_per_key(compose, text_data) -> None:
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
 
-    from scaling.training.run import prepare, train
+    from scaling.training.prepare import prepare
+    from scaling.training.run import train
 
     prep = prepare(compose(*text_data))
     first = train(prep)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from scaling.training.model import GPT
-from scaling.training.run import prepare, train
+from scaling.training.prepare import prepare
+from scaling.training.run import train
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -155,7 +156,7 @@ def test_a_run_killed_after_its_final_checkpoint_finishes_when_rerun(
     """The checkpoint saved after the last step cannot be resumed into (no step is left, and
     Lightning would stop before the final validation): the rerun must start over and finish,
     not fail the same way forever."""
-    from scaling.training import run
+    from scaling.training import run, trainer
 
     prep = prepare(compose(*text_data, "train.tokens=8192", "train.checkpoint_every=8"))
     assert prep.cfg.steps == 32  # a multiple of checkpoint_every: last.ckpt at the final step
@@ -167,7 +168,7 @@ def test_a_run_killed_after_its_final_checkpoint_finishes_when_rerun(
     with pytest.raises(KeyboardInterrupt):
         train(prep)
     ckpt = run.checkpoint_dir(prep.cfg) / "last.ckpt"
-    assert run._resume_step(ckpt) == prep.cfg.steps
+    assert trainer.resume_step(ckpt) == prep.cfg.steps
     monkeypatch.undo()
 
     result = train(prep)

@@ -6,10 +6,10 @@ A warmup-stable-decay run is constant after warmup until its cooldown starts, so
 size that differ only in horizon share everything before their cooldowns (Hägele et al. 2024,
 "Scaling laws and compute-optimal training beyond fixed training durations"). A group trains:
 
-1. **the stable run** (:meth:`RunConfig.stable <scaling.config.RunConfig.stable>`): warmup, then
+1. **the stable run** (:meth:`RunConfig.stable <scaling.run_config.RunConfig.stable>`): warmup, then
    the peak LR up to the last horizon's cooldown start, keeping a checkpoint at every horizon's
    cooldown start (:func:`keep_checkpoints_at`, in :func:`points_folder`);
-2. **one branch per horizon** (:meth:`RunConfig.branches <scaling.config.RunConfig.branches>`):
+2. **one branch per horizon** (:meth:`RunConfig.branches <scaling.run_config.RunConfig.branches>`):
    exactly the plain ``wsd`` run of that horizon with the warmup fixed in steps -- its key is that
    run's key -- started from the stable checkpoint at its cooldown start instead of from step 0.
    It restores weights, optimizer moments, RNG states and data position, so it takes the same
@@ -32,14 +32,17 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from scaling.config import RunConfig, run_key
 from scaling.counting import compute_from, count_params
+from scaling.files import atomic_write
+from scaling.identity import run_key
+from scaling.run_config import RunConfig
 from scaling.training.data import train_epochs
-from scaling.training.tracking import checkpoint_folder
+from scaling.training.leases import checkpoint_folder
+from scaling.training.prepare import PreparedRun
 
 ROLE = "branch.role"
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: the UI nests the branches under the stable run
@@ -75,7 +78,10 @@ def point_path(folder: Path, step: int) -> Path:
 
 def keep_checkpoints_at(steps: tuple[int, ...], folder: Path):  # -> lightning Callback
     """A Lightning checkpoint callback that writes a full checkpoint (what a resume reads) after
-    each optimizer step in ``steps``, atomically (a temporary file renamed into place)."""
+    each optimizer step in ``steps``, atomically (:func:`scaling.files.atomic_write`).
+
+    Every rank calls ``trainer.save_checkpoint`` (it ends in a barrier); under DDP only global
+    rank zero writes the file, so only rank zero moves it into place."""
     from lightning.pytorch.callbacks import Checkpoint
 
     wanted = frozenset(steps)
@@ -92,29 +98,29 @@ def keep_checkpoints_at(steps: tuple[int, ...], folder: Path):  # -> lightning C
             path = point_path(folder, step)
             if path.exists():  # written by an earlier attempt of the stable run
                 return
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             if trainer.is_global_zero:
-                folder.mkdir(parents=True, exist_ok=True)
-            trainer.save_checkpoint(tmp, weights_only=False)
-            if trainer.is_global_zero:
-                os.replace(tmp, path)
+                atomic_write(path, lambda tmp: trainer.save_checkpoint(tmp, weights_only=False))
+            else:  # writes nothing here, but joins rank zero's save
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                trainer.save_checkpoint(tmp, weights_only=False)
 
     return KeepAt()
 
 
-def member(prep: Any, cfg: RunConfig) -> Any:
-    """A member of ``prep``'s group (a :class:`~scaling.training.run.PreparedRun`) as a prepared
-    run of its own: the same corpus, no new checks."""
-    resolved = dict(prep.resolved)
-    resolved["train"] = asdict(cfg.train)
+def member(prep: PreparedRun, cfg: RunConfig) -> PreparedRun:
+    """A member of ``prep``'s group (a :class:`~scaling.training.prepare.PreparedRun`) as a
+    prepared run of its own: the same corpus, no new checks."""
     epochs = train_epochs(prep.corpus, cfg.tokens, cfg.data.allow_repeat)
-    return replace(prep, cfg=cfg, epochs=epochs, resolved=resolved)
+    return replace(prep, cfg=cfg, epochs=epochs)
 
 
-TrainOne = Callable[[Any, bool, Branching], Any]  # training.run.train: (prep, resume, branching)
+# training.run.train: (prep, resume, branching) -> its RunResult
+TrainOne = Callable[[PreparedRun, bool, Branching], Any]
 
 
-def train_group(prep: Any, resume: bool, train: TrainOne, report: Callable[[Any], str]) -> Any:
+def train_group(
+    prep: PreparedRun, resume: bool, train: TrainOne, report: Callable[[Any], str]
+) -> Any:
     """Train a ``train.horizons`` group: the stable run, then every branch, shortest first.
 
     Returns the group's result: FINISHED (SKIPPED when every member already was), its

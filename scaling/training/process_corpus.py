@@ -92,8 +92,8 @@ def process_corpus(
 ) -> ProcessOutcome:
     """Run ``data.process`` over ``data``'s source into the cache, or read the cached entry;
     ``announce`` is told, before the stages run, that they are about to (not when cached)."""
+    from scaling.sources import make_source
     from scaling.training.data.process import cache_entry, load_processed, read_entry
-    from scaling.training.data.sources import make_source
 
     t0 = time.perf_counter()
     source = make_source(data)

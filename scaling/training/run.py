@@ -3,62 +3,47 @@
     python -m scaling.train                                  # the default run
     python -m scaling.train model.n_layer=2 train.flops=3e11 # any Hydra key (docs/ARCHITECTURE.md)
 
-Order of work, so that bad input costs nothing: validate the config, check the tracking store,
-load (or build and cache) the token data and check the horizon against it -- only then create the
-MLflow run and start Lightning.
+A run is first prepared (:mod:`scaling.training.prepare`: config, tracking store and data
+checked, nothing written), then :func:`train` takes the key's lease, opens its MLflow record
+(:mod:`scaling.training.record`), builds the Lightning Trainer (:mod:`scaling.training.trainer`)
+and fits; every way out of it (finished, failed, a signal) is recorded.
+``python -m scaling.train`` is :func:`main`, with :class:`ValidateCallback` checking the config
+before Hydra creates the run's folder.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import shutil
-import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from scaling.config import (
-    CONF_DIR,
-    GROUPS,
-    TOP_LEVEL_KEYS,
-    RunConfig,
-    build_run_config,
-    fields_at,
-    plain_config,
-    register_configs,
-    run_key,
-    run_name,
-    unknown_key_message,
-)
-from scaling.counting import FLOPS_CONVENTIONS, all_conventions, count_params
-from scaling.errors import EXIT_USER_ERROR, ConfigError, exit_on_user_error
+from scaling.config import CONF_DIR, build_run_config, register_configs
+from scaling.counting import FLOPS_CONVENTIONS, count_params
+from scaling.errors import SIGNAL_EXIT, exit_on_user_error
+from scaling.identity import run_key
+from scaling.run_config import RunConfig
 from scaling.training.branches import Branching, keep_checkpoints_at, train_group
-from scaling.training.data import Corpus, load_corpus, train_epochs
-from scaling.training.tracking import (
-    HOLDER_TAG,
-    LEASE_TAG,
-    Lease,
-    RunRecorder,
-    check_reachable,
-    checkpoint_folder,
-    end_run,
-    find_runs,
-    finished_run_id,
-    lease_file,
-    lease_holder,
+from scaling.training.hydra_errors import hydra_config_errors
+from scaling.training.leases import Lease, checkpoint_folder, lease_file
+from scaling.training.prepare import PreparedRun, check_results_dir, prepare
+from scaling.training.record import choose_run, open_record
+from scaling.training.tracking import RunRecorder, check_reachable, finished_run_id
+from scaling.training.trainer import (
+    check_world_size,
+    make_trainer,
+    quiet_libraries,
+    record_checkpoints,
+    resume_from,
+    resume_step,
+    set_threads,
 )
-
-log = logging.getLogger("scaling.train")
 
 
 @dataclass
@@ -78,89 +63,9 @@ class RunResult:
     resumed_from_step: int = 0
 
 
-@dataclass(frozen=True)
-class PreparedRun:
-    """A run whose every input has been checked; nothing has been written yet.
-
-    ``cfg`` carries the loaded corpus's :class:`~scaling.config.DataIdentity`, so :attr:`key`
-    (and :attr:`name`, the checkpoint folder, the MLflow tag) identify the data by content.
-    """
-
-    cfg: RunConfig
-    corpus: Corpus
-    epochs: float
-    resolved: dict[str, Any]
-
-    @property
-    def key(self) -> str:
-        return run_key(self.cfg)
-
-    @property
-    def name(self) -> str:
-        return run_name(self.cfg)
-
-
-def prepare(raw: DictConfig | dict[str, Any], check_tracking: bool = True) -> PreparedRun:
-    """Validate a composed config, the tracking store and the data (raises UserError).
-
-    Nothing is written before every check has passed except the token cache of a valid data
-    config (and its BPE tokenizer): not the tracking store, its folder, a checkpoint or a run.
-    """
-    cfg = build_run_config(raw)
-    check_results_dir(cfg.results_dir)
-    if check_tracking:
-        check_reachable(cfg.tracking.uri, create=False)
-    corpus = load_corpus(cfg.data, seq_len=cfg.model.seq_len)
-    # Again with the corpus's real vocabulary and its content identity, which the key hashes
-    # instead of the data config's text (paths, names, ignored keys).
-    cfg = build_run_config(raw, vocab_size=corpus.vocab_size, data_identity=corpus.identity())
-    epochs = train_epochs(corpus, cfg.tokens, cfg.data.allow_repeat)
-    resolved = plain_config(raw)
-    # train.lr=auto / batch_size=auto: config.yaml records the numbers the run trains with
-    resolved.setdefault("train", {}).update(lr=cfg.train.lr, batch_size=cfg.train.batch_size)
-    return PreparedRun(cfg=cfg, corpus=corpus, epochs=epochs, resolved=resolved)
-
-
-def check_results_dir(path: str) -> None:
-    """``results_dir`` (checkpoints, run tables, Hydra's folders) must be a folder or creatable
-    as one; checked without creating it."""
-    folder = Path(path).expanduser()
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ConfigError(
-            f"results_dir={path} cannot be a folder: {folder} is a file; pass a folder, e.g. "
-            "results_dir=results"
-        )
-
-
-def set_threads(threads: int) -> int:
-    """Torch intra-op threads for this run (0 = every core); returns the number set."""
-    import torch
-
-    n = threads or os.cpu_count() or 1
-    torch.set_num_threads(n)
-    return n
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def checkpoint_dir(cfg: RunConfig) -> Path:
     """The run's checkpoint folder: per key, experiment and store
-    (:func:`scaling.training.tracking.checkpoint_folder`)."""
+    (:func:`scaling.training.leases.checkpoint_folder`)."""
     return checkpoint_folder(
         cfg.results_dir, cfg.tracking.uri, cfg.tracking.experiment, run_key(cfg)
     )
@@ -171,245 +76,19 @@ def lease_path(cfg: RunConfig) -> Path:
     return lease_file(cfg.results_dir, cfg.tracking.uri, cfg.tracking.experiment, run_key(cfg))
 
 
-def run_params(prep: PreparedRun) -> dict[str, Any]:
-    """Everything logged as MLflow params: config, counted params, FLOPs, data identity."""
-    cfg = prep.cfg
-    counts = count_params(cfg.model)
-    params: dict[str, Any] = {
-        **cfg.flat_params(),
-        **counts.as_dict(),
-        **cfg.describe_horizon(),
-        **all_conventions(cfg.model, cfg.tokens),
-    }
-    params.update(prep.corpus.describe())
-    params.update({"data.epochs": round(prep.epochs, 4), "git_commit": git_commit()})
-    return params
-
-
-def _progress_enabled(cfg: RunConfig) -> bool:
-    if cfg.progress == "auto":
-        return sys.stderr.isatty()
-    return cfg.progress == "true"
-
-
-RUN_ID_KEY = "scaling.run_id"  # the MLflow run a checkpoint belongs to
-
-
-def _resume_step(ckpt: Path) -> int:
-    """Optimizer steps already done by a checkpoint (read without unpickling code)."""
-    return _checkpoint_state(ckpt)[0]
-
-
-def _checkpoint_state(ckpt: Path) -> tuple[int, str | None]:
-    """(optimizer steps done, MLflow run id) of a checkpoint, read without unpickling code."""
-    import torch
-
-    state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
-    run_id = state.get(RUN_ID_KEY)
-    return int(state["global_step"]), (str(run_id) if run_id else None)
-
-
-def _resume_from(prep: PreparedRun, ckpt: Path, resume: bool) -> tuple[int, str | None]:
-    """(optimizer steps a readable checkpoint has done, the MLflow run it belongs to): (0, None)
-    without one or for a torn one (deleted); (0, its run) for one at the final step (deleted)."""
-    if not (resume and ckpt.exists()):
-        return 0, None
-    try:
-        start_step, run_id = _checkpoint_state(ckpt)
-    except Exception as err:  # noqa: BLE001 -- a checkpoint torn by a kill: start over
-        print(f"{prep.name}: unreadable checkpoint {ckpt} ({err}); starting over", file=sys.stderr)
-        ckpt.unlink(missing_ok=True)
-        return 0, None
-    if start_step >= prep.cfg.steps:
-        # Saved after the last step, then killed before the final validation was recorded: no
-        # step is left to resume into, and Lightning would end at once without validating.
-        print(
-            f"{prep.name}: checkpoint {ckpt} is at the final step {start_step:,}; the run was "
-            "killed before it was recorded, starting over",
-            file=sys.stderr,
-        )
-        ckpt.unlink(missing_ok=True)
-        return 0, run_id
-    print(
-        f"{prep.name}: resumed from step {start_step:,} of {prep.cfg.steps:,} ({ckpt})",
-        file=sys.stderr,
-        flush=True,
-    )
-    return start_step, run_id
-
-
-def _record_checkpoints():  # -> lightning Callback
-    """A callback that, before each checkpoint is written, flushes the run's buffered metrics to
-    MLflow (a kill after the checkpoint loses no logged point) and stores the run's id in it (a
-    resume reopens that run). ``.recorder`` is set once the MLflow run exists."""
-    from lightning.pytorch.callbacks import Callback as LightningCallback
-
-    class RecordCheckpoints(LightningCallback):
-        recorder: RunRecorder | None = None
-
-        def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:  # type: ignore[no-untyped-def]
-            if self.recorder is not None and self.recorder.run_id is not None:
-                self.recorder.flush()
-                checkpoint[RUN_ID_KEY] = self.recorder.run_id
-
-    return RecordCheckpoints()
-
-
-def make_trainer(
-    cfg: RunConfig, ckpt_dir: Path, extra_callbacks: tuple[Any, ...] = ()
-):  # -> lightning.Trainer
-    """The Lightning Trainer of a run (no Lightning logger: metrics go to MLflow directly).
-
-    Lightning's rejection of a ``trainer.*`` value (an unknown accelerator, no GPU, a bad device
-    count) is a ConfigError line, raised before any MLflow run exists.
-    """
-    import lightning as L
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    callbacks = list(extra_callbacks)
-    if cfg.train.checkpoint_every > 0:
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=ckpt_dir,
-                filename="last",
-                save_top_k=0,
-                save_last=True,
-                every_n_train_steps=cfg.train.checkpoint_every,
-                enable_version_counter=False,
-            )
-        )
-    try:
-        return L.Trainer(
-            max_steps=cfg.steps,
-            accumulate_grad_batches=cfg.accumulate,
-            gradient_clip_val=cfg.train.grad_clip or None,
-            precision=cfg.train.precision,  # type: ignore[arg-type]
-            accelerator=cfg.trainer.accelerator,
-            devices=cfg.trainer.devices,
-            num_nodes=cfg.trainer.num_nodes,
-            strategy=cfg.trainer.strategy,
-            logger=False,
-            callbacks=callbacks,
-            enable_checkpointing=cfg.train.checkpoint_every > 0,
-            enable_progress_bar=_progress_enabled(cfg),
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            limit_val_batches=0,
-            use_distributed_sampler=True,
-            deterministic=False,
-        )
-    except (MisconfigurationException, ValueError, TypeError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        settings = " ".join(f"trainer.{k}={v}" for k, v in asdict(cfg.trainer).items())
-        raise ConfigError(f"Lightning rejects {settings}: {first}") from None
-
-
-def _choose_run(
-    prep: PreparedRun, lease: Lease | None, ckpt_run: str | None, unnamed_checkpoint: bool
-) -> str | None:
-    """The MLflow run this attempt continues, if any (called holding the key's lease).
-
-    The run its checkpoint names, unless FINISHED or gone; else the newest RUNNING run of the key
-    whose process died (an orphan: nobody else holds the key's lease); else, resuming a
-    checkpoint older than run ids in checkpoints (``unnamed_checkpoint``), the newest unfinished
-    run; else none (a new run).
-    Other orphans of the key are closed FAILED, so that no RUNNING run is left behind. A run
-    another live process trains (under another ``results_dir``) is left alone.
-    """
-    cfg = prep.cfg
-    runs = find_runs(cfg.tracking.uri, cfg.tracking.experiment, prep.key)  # newest first
-    open_ids = {r.info.run_id for r in runs if r.info.status != "FINISHED"}
-    ours = str(lease.path.resolve()) if lease is not None else None
-
-    def orphaned(run: Any) -> bool:
-        path = run.data.tags.get(LEASE_TAG)
-        return not path or path == ours or lease_holder(path) is None
-
-    running = [r for r in runs if r.info.status == "RUNNING"]
-    live = [r for r in running if not orphaned(r)]
-    if live:
-        print(
-            f"{prep.name}: warning: run {live[0].info.run_id} of this key is RUNNING under "
-            f"another lease ({live[0].data.tags.get(LEASE_TAG)}); use one results_dir per store",
-            file=sys.stderr,
-            flush=True,
-        )
-    chosen = ckpt_run if ckpt_run in open_ids else None
-    if ckpt_run is not None and chosen is None:
-        print(
-            f"{prep.name}: warning: the checkpoint's run {ckpt_run} is not in "
-            f"{cfg.tracking.uri} (experiment {cfg.tracking.experiment!r}); recording a new run",
-            file=sys.stderr,
-            flush=True,
-        )
-    orphans = [r.info.run_id for r in running if orphaned(r)]
-    if chosen is None and orphans:
-        chosen = orphans[0]
-    if chosen is None and unnamed_checkpoint:
-        chosen = next((r.info.run_id for r in runs if r.info.status != "FINISHED"), None)
-    for run_id in orphans:
-        if run_id != chosen:
-            end_run(
-                cfg.tracking.uri,
-                run_id,
-                "FAILED",
-                "orphaned: its process died; a later attempt at the key "
-                + (f"continued run {chosen}" if chosen else "trained it in a new run"),
-            )
-    return chosen
-
-
-def _open_record(
-    prep: PreparedRun,
-    recorder: RunRecorder,
-    lease: Lease | None,
-    resume_run_id: str | None,
-    branching: Branching | None = None,
-) -> str:
-    """Create the MLflow run (or reopen ``resume_run_id``, the one this attempt continues); log
-    its params, config.yaml and the data-repeat warning. Returns the run id."""
-    import socket
-
-    cfg, key = prep.cfg, prep.key
-    tags = {
-        "mlflow.source.git.commit": git_commit(),
-        HOLDER_TAG: f"{socket.gethostname()}:{os.getpid()}",
-    }
-    if lease is not None:
-        tags[LEASE_TAG] = str(lease.path.resolve())
-    if branching is not None:
-        tags.update(branching.tags)
-    run_id = recorder.start(prep.name, key, tags=tags, resume_run_id=resume_run_id)
-    if lease is not None:
-        lease.note(run_id)
-    recorder.log_params({**run_params(prep), **(branching.params if branching else {})})
-    recorder.log_text(OmegaConf.to_yaml(OmegaConf.create(prep.resolved)), "config.yaml")
-    report = prep.corpus.report_path  # data.process: what each stage removed, and why
-    if report is not None and Path(report).is_file():
-        recorder.log_dict(json.loads(Path(report).read_text()), "data_processing.json")
-    if prep.epochs > 1:
-        msg = (
-            f"train.tokens={cfg.tokens:,} is {prep.epochs:.2f} epochs of the corpus "
-            f"({len(prep.corpus.train):,} training tokens): data repeats"
-        )
-        print(f"warning: {msg}", file=sys.stderr, flush=True)
-        recorder.set_tags({"scaling.warning.epochs": msg})
-    return run_id
-
-
 def train(prep: PreparedRun, resume: bool = True, branching: Branching | None = None) -> RunResult:
     """Train one prepared run, tracked in MLflow; one run per key.
 
-    The process first takes the key's lease (:class:`~scaling.training.tracking.Lease`, waiting
+    The process first takes the key's lease (:class:`~scaling.training.leases.Lease`, waiting
     while another process trains the key), then: a key FINISHED meanwhile is SKIPPED; a run a
     dead process left RUNNING, or the run a checkpoint belongs to, is continued (same MLflow run,
     from the checkpoint if there is one, else from step 0); otherwise a new run is created.
 
     Every exit once the MLflow run exists records it: FINISHED (any old failure reason
-    removed), KILLED for Ctrl-C and SIGTERM (exit as the signalled process would, 130 / 143),
-    FAILED with the reason for any exception (re-raised; the caller decides whether to go on),
-    in set-up, training or the recording of the result alike.
+    removed), KILLED for Ctrl-C and SIGTERM (exit as the signalled process would,
+    :data:`~scaling.errors.SIGNAL_EXIT`), FAILED with the reason for any exception (re-raised;
+    the caller decides whether to go on), in set-up, training or the recording of the result
+    alike.
 
     Under DDP every process runs this; only the Trainer's global zero holds the lease, records
     the MLflow run and deletes the checkpoint once FINISHED.
@@ -422,7 +101,7 @@ def train(prep: PreparedRun, resume: bool = True, branching: Branching | None = 
     started = time.perf_counter()
     set_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    recording = _record_checkpoints()
+    recording = record_checkpoints()
     extra: tuple[Any, ...] = (recording,)
     if branching is not None and branching.points and branching.points_dir is not None:
         extra += (keep_checkpoints_at(branching.points, branching.points_dir),)
@@ -467,9 +146,9 @@ def _train_leased(
             result.reason = f"already FINISHED in MLflow (run {done})"
             result.wall_s = time.perf_counter() - started
             return result
-    start_step, ckpt_run = _resume_from(prep, ckpt, resume)
+    start_step, ckpt_run = resume_from(prep, ckpt, resume)
     if not start_step and branching is not None and branching.start is not None:
-        ckpt, start_step = branching.start, _resume_step(branching.start)  # the stable run's
+        ckpt, start_step = branching.start, resume_step(branching.start)  # the stable run's
     result.resumed_from_step = start_step
     recorder = None
     if trainer.is_global_zero:
@@ -478,8 +157,8 @@ def _train_leased(
     try:
         if recorder is not None:
             unnamed = bool(start_step and not ckpt_run and ckpt.parent == ckpt_dir)
-            resume_id = _choose_run(prep, lease, ckpt_run, unnamed)
-            result.run_id = _open_record(prep, recorder, lease, resume_id, branching)
+            resume_id = choose_run(prep, lease, ckpt_run, unnamed)
+            result.run_id = open_record(prep, recorder, lease, resume_id, branching)
             recording.recorder = recorder
         module = LMModule(
             cfg.model,
@@ -546,7 +225,7 @@ def _train_leased(
         if signal_name == "SIGTERM" or (signal_name == "SIGINT" and trainer.interrupted):
             # exit as a signalled process does (128 + signal number); a KeyboardInterrupt
             # raised outside Lightning's loop (recorded KILLED too) propagates as it is
-            raise SystemExit(INTERRUPT_EXIT[signal_name]) from err
+            raise SystemExit(SIGNAL_EXIT[signal_name]) from err
         raise
     finally:
         result.wall_s = time.perf_counter() - started
@@ -555,27 +234,8 @@ def _train_leased(
     if getattr(trainer, "received_sigterm", False):
         # SIGTERM after Lightning last looked for it (the end of the last epoch), before it gave
         # the handler back: the run is complete and recorded; stop now, as the signal asked
-        raise SystemExit(INTERRUPT_EXIT["SIGTERM"])
+        raise SystemExit(SIGNAL_EXIT["SIGTERM"])
     return result
-
-
-def check_world_size(cfg: RunConfig, trainer_world_size: int) -> None:
-    """The Trainer's count of training processes must be the config's: the global batch is split
-    by it, tokens are counted by it, and it is part of the run key. ``trainer.devices=auto`` or
-    ``-1`` on a multi-GPU node (or a SLURM allocation that disagrees) is refused before anything
-    is recorded, with the count to pass instead."""
-    if trainer_world_size == cfg.trainer.world_size:
-        return
-    nodes = max(1, cfg.trainer.num_nodes)
-    raise ConfigError(
-        f"trainer.devices={cfg.trainer.devices!r} with trainer.num_nodes={nodes} gives "
-        f"{trainer_world_size} training processes here, not {cfg.trainer.world_size}: pass "
-        f"trainer.devices={max(1, trainer_world_size // nodes)} so that the batch split, the "
-        "token count and the run key agree with what trains"
-    )
-
-
-INTERRUPT_EXIT = {"SIGTERM": 143, "SIGINT": 130}
 
 
 def _interruption(err: BaseException, trainer: Any) -> str | None:
@@ -592,6 +252,7 @@ def _interruption(err: BaseException, trainer: Any) -> str | None:
 
 
 def _summary(prep: PreparedRun, result: RunResult, module: Any) -> dict[str, Any]:
+    """The run's ``summary.json`` artifact."""
     counts = count_params(prep.cfg.model)
     return {
         "run_key": result.run_key,
@@ -613,20 +274,8 @@ def _summary(prep: PreparedRun, result: RunResult, module: Any) -> dict[str, Any
     }
 
 
-def quiet_libraries() -> None:
-    """Keep Lightning's banner lines out of a one-line-per-run log."""
-    for name in (
-        "lightning.pytorch.utilities.rank_zero",
-        "lightning.pytorch.accelerators.cuda",
-        "lightning.fabric.utilities.seed",
-        "lightning.fabric.utilities.distributed",
-    ):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-
-
 def report(result: RunResult) -> str:
+    """A run's result in one line."""
     if result.status == "FINISHED":
         tps = f", {result.tokens_per_s:,.0f} tokens/s" if result.tokens_per_s else ""
         return (
@@ -634,6 +283,9 @@ def report(result: RunResult) -> str:
             f"{result.tokens:,} tokens ({result.wall_s:.1f} s{tps}) [run {result.run_id}]"
         )
     return f"{result.run_name}: {result.status} {result.reason or ''}".strip()
+
+
+# ---- python -m scaling.train --------------------------------------------------------------------
 
 
 def _main(cfg: DictConfig) -> None:
@@ -672,57 +324,6 @@ def _validate_config(config: DictConfig) -> None:
     cfg = build_run_config(config)
     check_results_dir(cfg.results_dir)
     check_reachable(cfg.tracking.uri, create=False)
-
-
-@contextmanager
-def hydra_config_errors() -> Iterator[None]:
-    """Hydra's own config errors as one ``error:`` line and exit status 2, like any bad input.
-
-    An unknown key (``model.foo=1``), a missing option (``data=nope``) or an override Hydra cannot
-    parse is rejected while Hydra composes the config, before the task runs; Hydra would print it
-    over several lines and exit 1. With ``HYDRA_FULL_ERROR=1`` it raises instead, and the error is
-    caught here; any other exception propagates with its traceback (exit status 1). A user who
-    set ``HYDRA_FULL_ERROR=1`` keeps Hydra's full traceback for everything.
-    """
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    before = os.environ.get("HYDRA_FULL_ERROR")
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
-        yield
-    except (HydraException, OmegaConfBaseException) as err:
-        if before == "1":
-            raise
-        print(f"error: {hydra_error_line(err)}", file=sys.stderr)
-        raise SystemExit(EXIT_USER_ERROR) from None
-    finally:
-        if before is None:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = before
-
-
-def hydra_error_line(err: BaseException) -> str:
-    """One line for a Hydra composition error: an unknown key names the known ones (as
-    :func:`scaling.config.structured` does), other errors are joined onto one line."""
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
-
-    cause = err.__cause__
-    key = str(getattr(cause, "full_key", "") or "")
-    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and key:
-        group = key.split(".")[0]
-        if group in GROUPS and "." in key:
-            owner, _ = fields_at(GROUPS[group], key.split(".", 1)[1])
-            return unknown_key_message(key, [f.name for f in fields(owner)])
-        if "." not in key:
-            return unknown_key_message(key, [*TOP_LEVEL_KEYS, *GROUPS])
-    text = str(err).split("Config search path:")[0]
-    text = text.replace(":\n\t", ": ").replace("\n\t", ", ")
-    lines = [line.strip().rstrip(".") for line in text.splitlines() if line.strip()]
-    if cause is not None and str(cause).strip():
-        lines.append(str(cause).strip().splitlines()[0].rstrip("."))
-    return "; ".join(lines) or type(err).__name__
 
 
 def main() -> None:

@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from scaling.analysis.design.plan import PlanOptions, Shape, shapes
+from scaling.analysis.design.options import PlanOptions
+from scaling.analysis.design.shapes import Shape, shapes
 from scaling.analysis.fitting.results import FitResult, load_fit
 from scaling.analysis.prediction.health import problem_line
 from scaling.analysis.prediction.predict import Prediction, Predictor
@@ -141,8 +142,10 @@ def _compose(overrides: Sequence[str], base: Any = None) -> Any:
 
 def _train(overrides: Sequence[str], base: Any = None) -> tuple[Any, float, str | None, str]:
     """Train one run from overrides; ``(cfg, measured val/loss, run id, run name)``."""
-    from scaling.training.run import prepare, quiet_libraries, train
+    from scaling.training.prepare import prepare
+    from scaling.training.run import train
     from scaling.training.tracking import ensure_experiment, mlflow_client
+    from scaling.training.trainer import quiet_libraries
 
     quiet_libraries()  # the verification's own line, not Lightning's banners
     prep = prepare(_compose(overrides, base))

@@ -1,7 +1,7 @@
 """A curves table in, ``curve_fit.json`` and ``curve_fit.png`` out: ``scaling fit --law curve``.
 
 :func:`fit_curves_to_dir` reads a curves table (``scaling collect --curves``), fits the loss-curve
-law of :mod:`..curves.curve` per model size, scores every run's final loss (predicted by
+law of :mod:`.curve` per model size, scores every run's final loss (predicted by
 its size's law, the run itself included in the fit) and predicts the final loss of requested
 horizons, then writes both files into ``out`` through a temporary folder beside it, so a failed
 fit leaves nothing half-written.  :func:`summary` is the text ``scaling fit`` prints.
@@ -19,17 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scaling.analysis.curves.curve import (
-    CITATION,
-    EQUATION,
-    PARAMS,
-    CurveFit,
-    CurveOptions,
-    CurvePrediction,
-    fit_curves,
-    resolve_schedule,
-    used_mask,
-)
+from scaling.analysis.curves.curve import CurveFit, CurveOptions, fit_curves
+from scaling.analysis.curves.law import CITATION, EQUATION, PARAMS
+from scaling.analysis.curves.size_fit import used_mask
+from scaling.analysis.curves.size_law import CurvePrediction, resolve_schedule
 from scaling.analysis.outdir import staged_dir
 from scaling.analysis.table import read_run_table
 from scaling.errors import DataError, UserError

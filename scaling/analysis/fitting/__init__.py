@@ -2,6 +2,7 @@
 
 - :mod:`.laws`: every registered law (Chinchilla, Kaplan forms, data-constrained) in log space,
   with what it is: its terms, its allocation, whether it joins model selection.
+- :mod:`.log_models`: the laws' log-space models and their Jacobians.
 - :mod:`.optimize`: the summed Huber objective of log residuals, batched multi-start L-BFGS.
 - :mod:`.bootstrap`: resample weights, the refit process pool, percentile intervals.
 - :mod:`.approach3`: a law fitted to every run (approach 3, Kaplan), with its bootstrap.

@@ -9,7 +9,8 @@ law the optimum is closed form (Hoffmann et al. 2022, eq. 4 / App. D.3):
 
 For the Kaplan joint law without ``E`` it is closed form too (``N^(p+1) = p N_c^p C / (6 D_c)``,
 ``p = alpha_N/alpha_D``); other laws of (N, D) use a numeric argmin of ``L(N, C/6N)`` over
-``log N`` (a dense grid refined by a parabola through the three best points).
+``log N`` (a dense grid refined by a parabola through the three best points).  Which one a law
+takes is its own :attr:`~scaling.analysis.fitting.laws.Law.allocation`.
 
 Every function works elementwise on arrays of parameter samples, which is how bootstrap
 intervals of an allocation are computed.
@@ -24,16 +25,13 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from scaling.analysis.fitting.laws import get_law
+from scaling.analysis.fitting.laws import Allocation, get_law
 from scaling.counting import FLOPS_PER_PARAM_TOKEN, tokens_from_compute
 from scaling.errors import UserError
 
 Array = np.ndarray
 
 TOKENS_PER_PARAM_RANGE = (1.0, 1000.0)  # outside this the allocation is flagged as extreme
-# Laws that are Chinchilla's on fresh data (one epoch): the data-constrained law of Muennighoff
-# et al. 2023 only differs for repeated tokens, and an allocation plans fresh data.
-FRESH_DATA_CHINCHILLA = ("chinchilla", "data_constrained")
 
 
 def chinchilla_exponents(params: Mapping[str, Any]) -> tuple[Any, Any, Any]:
@@ -60,10 +58,11 @@ def kaplan_exponents(params: Mapping[str, Any]) -> tuple[Any, Any]:
 
 def allocation_constants(law_name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """Closed-form allocation of a law: ``a``, ``b`` (and ``G`` for Chinchilla); ``{}`` if none."""
-    if law_name in FRESH_DATA_CHINCHILLA:
+    form = get_law(law_name).allocation
+    if form is Allocation.CHINCHILLA:
         a, b, G = chinchilla_exponents(params)
         return {"a": a, "b": b, "G": G}
-    if law_name == "kaplan":
+    if form is Allocation.KAPLAN:
         a, b = kaplan_exponents(params)
         return {"a": a, "b": b}
     return {}
@@ -117,12 +116,12 @@ def optimal_allocation(
     law_name: str, params: Mapping[str, Any], C: Array | float
 ) -> tuple[Array, Array]:
     """``(N_opt, D_opt)`` for a law of (N, D) with natural-scale ``params`` (floats or arrays)."""
-    if law_name in FRESH_DATA_CHINCHILLA:
-        return chinchilla_optimal(params, C)
-    if law_name == "kaplan":
-        return kaplan_optimal(params, C)
     law = get_law(law_name)
-    if law.inputs != ("N", "D"):
+    if law.allocation is Allocation.CHINCHILLA:
+        return chinchilla_optimal(params, C)
+    if law.allocation is Allocation.KAPLAN:
+        return kaplan_optimal(params, C)
+    if law.allocation is Allocation.NONE:
         raise UserError(f"law {law_name!r} is not a law of (N, D); it has no allocation")
     scalar = all(np.ndim(params[k]) == 0 for k in law.param_names)
     theta = law.from_params_array(params)

@@ -26,7 +26,7 @@ the held-out runs.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -45,9 +45,15 @@ from scaling.analysis.fitting.allocation import (
     optimal_allocation,
 )
 from scaling.analysis.fitting.bootstrap import BOOTSTRAP_CHUNK, resample_weights, run_chunks
-from scaling.analysis.fitting.laws import Law, get_law
+from scaling.analysis.fitting.laws import NEGLIGIBLE_TERM, Law, get_law
 from scaling.analysis.fitting.noise import replicate_groups
-from scaling.analysis.fitting.optimize import batched_lbfgs, make_objective, minimise_law
+from scaling.analysis.fitting.optimize import (
+    TIGHT_STOP,
+    BatchResult,
+    batched_lbfgs,
+    make_objective,
+    minimise_law,
+)
 from scaling.analysis.fitting.results import Bootstrap, Convergence, FitOptions, FitResult
 from scaling.counting import compute_from
 from scaling.errors import DataError
@@ -233,20 +239,12 @@ def _law_warnings(
             + ", ".join(conv.on_bounds)
             + " (the law may be degenerate for this data, e.g. no visible curvature)"
         )
-    if law.name in ("chinchilla", "data_constrained"):
-        terms = {
-            "A/N^alpha": params["A"] * N ** -params["alpha"],
-            "B/D^beta": params["B"] * D ** -params["beta"],
-            "E": np.full(N.shape, params["E"]),
-        }
-        total = sum(terms.values())
-        for name, term in terms.items():
-            share = float(np.max(term / total))
-            if share < 1e-4:
-                out.append(
-                    f"the {name} term is below {share:.1e} of the loss at every run: its "
-                    "parameters are not identified by this data (degenerate fit)"
-                )
+    for name, share in law.term_shares(params, N, D).items():
+        if share < NEGLIGIBLE_TERM:
+            out.append(
+                f"the {name} term is below {share:.1e} of the loss at every run: its "
+                "parameters are not identified by this data (degenerate fit)"
+            )
     if "N" in law.inputs and "D" in law.inputs:
         for c in (C.min(), C.max()):
             n_opt, d_opt = optimal_allocation(law.name, params, np.array([c]))
@@ -258,6 +256,18 @@ def _law_warnings(
     return out
 
 
+def _tight_lbfgs(
+    fg: Callable[[Array, Array], tuple[Array, Array]],
+    x0: Array,
+    lower: Array,
+    upper: Array,
+    rows: Array,
+) -> BatchResult:
+    """:func:`batched_lbfgs` run to :data:`TIGHT_STOP`, as a refit needs (bootstrap resamples,
+    the last stage of a cold refit)."""
+    return batched_lbfgs(fg, x0, lower, upper, rows=rows, **TIGHT_STOP)
+
+
 def _bootstrap_chunk(args: tuple) -> tuple[Array, Array]:
     """Refit one chunk of resamples; top-level so worker processes can run it."""
     law_name, X, log_loss, W, starts, delta = args
@@ -267,7 +277,7 @@ def _bootstrap_chunk(args: tuple) -> tuple[Array, Array]:
     fg = make_objective(law, X, log_loss, delta, weights=W)
     x0 = np.tile(starts, (R, 1))
     rows = np.repeat(np.arange(R), K)
-    res = batched_lbfgs(fg, x0, lower, upper, rows=rows, maxiter=1000, gtol=1e-9, ftol=1e-13)
+    res = _tight_lbfgs(fg, x0, lower, upper, rows)
     f = res.f.reshape(R, K)
     best = np.argmin(np.where(np.isfinite(f), f, np.inf), axis=1)
     theta = res.x.reshape(R, K, -1)[np.arange(R), best]
@@ -413,9 +423,7 @@ def refit_subsets(
     x0 = explore.x.reshape(R, K, -1)[np.arange(R)[:, None], best].reshape(-1, len(lower))
     # Refine: each subset's best few points, to tight tolerances, in one batch.
     m = best.shape[1]
-    refine = batched_lbfgs(
-        fg, x0, lower, upper, rows=np.repeat(np.arange(R), m), gtol=1e-9, ftol=1e-13, maxiter=1000
-    )
+    refine = _tight_lbfgs(fg, x0, lower, upper, np.repeat(np.arange(R), m))
     f2 = np.where(np.isfinite(refine.f), refine.f, np.inf).reshape(R, m)
     x2 = refine.x.reshape(R, m, -1)
     for r, i in enumerate(rows_of):

@@ -24,8 +24,13 @@ from typing import Any
 import numpy as np
 
 from scaling.analysis.fitting.allocation import extreme_allocation_warning
-from scaling.analysis.fitting.laws import get_law
-from scaling.analysis.fitting.optimize import batched_lbfgs, make_objective, minimise_law
+from scaling.analysis.fitting.laws import frontier_law, get_law
+from scaling.analysis.fitting.optimize import (
+    TIGHT_STOP,
+    batched_lbfgs,
+    make_objective,
+    minimise_law,
+)
 from scaling.analysis.fitting.results import (
     Bootstrap,
     Convergence,
@@ -196,7 +201,7 @@ def frontier_samples(
         fg = make_objective(law, law.design(C=np.array(cs)), Y, FRONTIER_HUBER_DELTA)
         x0 = np.tile(start, (len(members), 1))
         rows = np.arange(len(members))
-        batch = batched_lbfgs(fg, x0, lower, upper, rows=rows, gtol=1e-9, ftol=1e-13, maxiter=1000)
+        batch = batched_lbfgs(fg, x0, lower, upper, rows=rows, **TIGHT_STOP)
         ok = np.isin(batch.status, (0, 1)) & np.isfinite(batch.f)
         thetas[np.array(members)[ok]] = batch.x[ok]
     out: dict[str, list[float | None]] = {k: [] for k in law.param_names}
@@ -211,15 +216,14 @@ def fit_loss_frontier(Cs: Array, Ls: Array, options: FitOptions) -> dict[str, An
     """``L_opt(C) = E + (C_c/C)^alpha_C`` through the compute-optimal losses (Kaplan eq. 1.3)."""
     if Cs.size < 2 or np.unique(Cs).size < 2:
         return None
-    name = "kaplan_c_e" if Cs.size >= 5 else "kaplan_c"
-    law = get_law(name)
+    law = frontier_law(irreducible=Cs.size >= 5)
     X = law.design(C=Cs)
     opts = replace(
         options, grid_stride=1, polish=3, extra_starts=(), huber_delta=FRONTIER_HUBER_DELTA
     )
     theta, objective, conv, _ = minimise_law(law, X, np.log(Ls), opts)
     return {
-        "law": name,
+        "law": law.name,
         "equation": law.equation,
         "params": law.to_params(theta),
         "objective": objective,

@@ -4,7 +4,8 @@ Every law is fitted in *log space*: the optimiser works on a parameter vector ``
 as they are, scale constants as their logarithms) and the law returns ``log L`` together with its
 Jacobian with respect to ``theta``, vectorised over a batch of parameter vectors.  This is what
 makes the multi-start fit in :mod:`..fitting.optimize` fast (all starts move in one numpy
-call) and numerically safe (log-sum-exp instead of sums of huge powers).
+call) and numerically safe (log-sum-exp instead of sums of huge powers); the models themselves
+are in :mod:`.log_models`.
 
 Registered laws (``LAWS[name]``):
 
@@ -31,23 +32,40 @@ Each Kaplan form also exists with an irreducible term, ``<name>_e``: ``L = E + (
 tokens, so ``U_D = D / epochs`` and ``R_D = epochs - 1``) as a third design row ``log
 max(epochs, 1)``.  Without it (a prediction for a new run, an allocation) the row is 0: one epoch,
 no repetition, where the law *is* Chinchilla's.  It stays a law of (N, D) everywhere else.
+
+**What a law is, beyond its equation.**  The rest of the analysis asks the law, never its name:
+:attr:`Law.allocation` (how its compute-optimal ``(N, D)`` is found), :attr:`Law.additive` (a sum
+of terms whose shares of the loss can be checked, :meth:`Law.term_shares`), :attr:`Law.compared`
+(it joins the report's held-out comparison of laws, :func:`compared_laws`),
+:attr:`Law.models_repetition` (it has a term for repeated data) and :attr:`Law.frontier` (it is
+fitted to the compute-efficient frontier, :func:`frontier_law`).
 """
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from scaling.analysis.fitting import log_models as lm
+from scaling.analysis.fitting.log_models import LogModel, VjpModel
+
 Array = np.ndarray
 
-# A log-space model: (theta (S, P), X (K, n)) -> (log L (S, n), d log L / d theta (S, n, P)).
-LogModel = Callable[[Array, Array], tuple[Array, Array]]
-# The same model in vector-Jacobian form: (theta, X) -> (log L, vjp) with vjp(v (S, n)) =
-# sum_n v * d log L / d theta, shape (S, P).  Avoids materialising the (S, n, P) Jacobian.
-VjpModel = Callable[[Array, Array], tuple[Array, Callable[[Array], Array]]]
+# An additive term below this share of the loss at every run is not identified by the runs.
+NEGLIGIBLE_TERM = 1e-4
+
+
+class Allocation(enum.Enum):
+    """How :mod:`.allocation` finds a law's compute-optimal ``(N, D)`` at a budget ``C = 6ND``."""
+
+    CHINCHILLA = "chinchilla"  # closed form of Hoffmann et al. 2022, eq. 4 (parameters A, B, ...)
+    KAPLAN = "kaplan"  # closed form of the Kaplan joint law: N^(p+1) = p N_c^p C / (6 D_c)
+    NUMERIC = "numeric"  # argmin over log N of L(N, C/6N)
+    NONE = "none"  # not a law of (N, D): no allocation
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,37 @@ class Law:
     vjp_model: VjpModel | None = field(default=None, compare=False)
     # Inputs read when given, else neutral (``epochs``: 1); each adds one design row after inputs.
     optional_inputs: tuple[str, ...] = ()
+    allocation: Allocation = Allocation.NONE
+    # L = E + A/N^alpha + B/D^beta (parameters named so): its terms' shares can be checked.
+    additive: bool = False
+    compared: bool = False  # joins the report's held-out comparison of laws of (N, D)
+
+    @property
+    def closed_form_allocation(self) -> bool:
+        """Whether the allocation is closed form, so works elementwise on samples and budgets."""
+        return self.allocation in (Allocation.CHINCHILLA, Allocation.KAPLAN)
+
+    @property
+    def models_repetition(self) -> bool:
+        """Whether the law has a term for repeated data (it reads ``epochs``)."""
+        return "epochs" in self.optional_inputs
+
+    def term_shares(
+        self, params: Mapping[str, float], N: Array | float, D: Array | float
+    ) -> dict[str, float]:
+        """The largest share of the loss each additive term takes over the runs ``(N, D)``
+        (``A/N^alpha``, ``B/D^beta``, ``E``); ``{}`` for a law that is not :attr:`additive`.  A
+        term below :data:`NEGLIGIBLE_TERM` at every run has parameters the runs do not identify."""
+        if not self.additive:
+            return {}
+        N = np.asarray(N, dtype=float)
+        terms = {
+            "A/N^alpha": params["A"] * N ** -params["alpha"],
+            "B/D^beta": params["B"] * np.asarray(D, dtype=float) ** -params["beta"],
+            "E": np.full(np.shape(N), params["E"]),
+        }
+        total = sum(terms.values())
+        return {name: float(np.max(term / total)) for name, term in terms.items()}
 
     def log_model_vjp(self, theta: Array, X: Array) -> tuple[Array, Callable[[Array], Array]]:
         """``log L`` and its vector-Jacobian product (fast path for the objective's gradient)."""
@@ -187,169 +236,6 @@ def log_epochs(epochs: Array | float | None, shape: tuple[int, ...]) -> Array:
     return np.log(np.maximum(e, 1.0))
 
 
-def _softmax_terms(terms: list[Array]) -> tuple[Array, list[Array]]:
-    """log(sum exp(terms)) and the weights exp(term - lse), all broadcast to one shape."""
-    m = terms[0]
-    for t in terms[1:]:
-        m = np.maximum(m, t)
-    exps = [np.exp(t - m) for t in terms]
-    total = exps[0]
-    for e in exps[1:]:
-        total = total + e
-    lse = m + np.log(total)
-    return lse, [e / total for e in exps]
-
-
-def _chinchilla(theta: Array, X: Array) -> tuple[Array, Array]:
-    """``log L = LSE(a - alpha log N, b - beta log D, e)`` (Besiroglu et al. 2024, eq. 3)."""
-    a, b, e, alpha, beta = (theta[:, i : i + 1] for i in range(5))
-    x, y = X[0][None, :], X[1][None, :]
-    lse, (w1, w2, w3) = _softmax_terms([a - alpha * x, b - beta * y, e + 0.0 * x])
-    jac = np.stack([w1, w2, w3, -w1 * x, -w2 * y], axis=-1)
-    return lse, jac
-
-
-def _natural_sum(
-    a: Array, e: Array, alpha: Array, x: Array, t2: Array
-) -> tuple[Array, Array, Array, Array, Array]:
-    """``log(A N^-alpha + T2 + E)`` per sample and point, in natural space.
-
-    ``t2`` holds the exponent of the data term (``b - beta log D``, or of ``D'``), (S, n); it is
-    exponentiated in place.  Returns ``(f, t1, t2, E, total)`` for the vjp.
-    """
-    t1 = np.multiply.outer(-alpha, x)
-    t1 += a[:, None]
-    np.exp(t1, out=t1)
-    np.exp(t2, out=t2)
-    E = np.exp(e)
-    total = t1 + t2
-    total += E[:, None]
-    return np.log(total), t1, t2, E, total
-
-
-def _shared_grad(
-    v: Array, parts: tuple[Array, Array, Array, Array, Array], x: Array, n_params: int
-) -> tuple[Array, Array]:
-    """Gradient rows of ``a, b, e, alpha`` (columns 0-3 of (S, n_params)) and the data term's
-    weights ``w2``, from which each law fills its own remaining columns."""
-    _, t1, t2, E, total = parts
-    w = v / total
-    g = np.empty((v.shape[0], n_params))
-    w1, w2 = w * t1, w * t2
-    g[:, 0] = w1.sum(axis=1)
-    g[:, 1] = w2.sum(axis=1)
-    g[:, 2] = w.sum(axis=1) * E
-    g[:, 3] = -(w1 @ x)
-    return g, w2
-
-
-def _chinchilla_vjp(theta: Array, X: Array) -> tuple[Array, Callable[[Array], Array]]:
-    """:func:`_chinchilla` evaluated in natural space, ``L = E + A N^-alpha + B D^-beta``.
-
-    No overflow is possible inside the bounds of :data:`CHINCHILLA` (each term <= e^80) and the
-    sum is never 0 (E >= e^-12), so the log-sum-exp shift is unnecessary; this costs two ``exp``
-    and one ``log`` per point, the minimum.
-    """
-    a, b, e, alpha, beta = theta.T
-    x, y = X[0], X[1]
-    t2 = np.multiply.outer(-beta, y)
-    t2 += b[:, None]
-    parts = _natural_sum(a, e, alpha, x, t2)
-
-    def vjp(v: Array) -> Array:
-        g, w2 = _shared_grad(v, parts, x, 5)
-        g[:, 4] = -(w2 @ y)
-        return g
-
-    return parts[0], vjp
-
-
-def _effective_log_data(y: Array, X: Array, r: Array) -> tuple[Array, Array]:
-    """``log D'`` of Muennighoff et al. 2023 (eq. 5, data term) and its derivative in ``r``.
-
-    ``D' = U_D (1 + R*_D (1 - exp(-R_D / R*_D)))`` with ``U_D = D / epochs``, ``R_D = epochs - 1``
-    and ``R*_D = exp(r)``; ``y = log D`` (n,), the epochs row ``z = log max(epochs, 1)`` is
-    ``X[2]`` (absent: 0, where ``D' = D``), ``r`` is (S, 1).  Returns two (S, n) arrays.
-    """
-    if X.shape[0] < 3 or not np.any(X[2]):
-        shape = (r.shape[0], y.shape[0])
-        return np.broadcast_to(y, shape).copy(), np.zeros(shape)
-    z = X[2]
-    rs = np.exp(r)  # R*_D, (S, 1)
-    u = np.expm1(z)[None, :] / rs  # R_D / R*_D
-    gain = -np.expm1(-u)  # 1 - exp(-u)
-    g = 1.0 + rs * gain  # D' / U_D
-    log_dp = (y - z)[None, :] + np.log(g)
-    # d g / d r = R*_D d g / d R*_D = R*_D (1 - exp(-u) (1 + u))
-    dlog_dp = rs * (gain - u * np.exp(-u)) / g
-    return log_dp, dlog_dp
-
-
-def _data_constrained(theta: Array, X: Array) -> tuple[Array, Array]:
-    """``log L = LSE(a - alpha log N, b - beta log D', e)`` with ``theta = (a, b, e, alpha, beta,
-    log R*_D)``: :func:`_chinchilla` with the effective data of :func:`_effective_log_data`."""
-    a, b, e, alpha, beta, r = (theta[:, i : i + 1] for i in range(6))
-    x = X[0][None, :]
-    log_dp, dlog_dp = _effective_log_data(X[1], X, r)
-    lse, (w1, w2, w3) = _softmax_terms([a - alpha * x, b - beta * log_dp, e + 0.0 * x])
-    jac = np.stack([w1, w2, w3, -w1 * x, -w2 * log_dp, -w2 * beta * dlog_dp], axis=-1)
-    return lse, jac
-
-
-def _data_constrained_vjp(theta: Array, X: Array) -> tuple[Array, Callable[[Array], Array]]:
-    """:func:`_data_constrained` in natural space, as :func:`_chinchilla_vjp` (``D' >= U_D >= 1``
-    token keeps every term inside the bounds finite)."""
-    a, b, e, alpha, beta, r = theta.T
-    x = X[0]
-    log_dp, dlog_dp = _effective_log_data(X[1], X, r[:, None])
-    t2 = -beta[:, None] * log_dp
-    t2 += b[:, None]
-    parts = _natural_sum(a, e, alpha, x, t2)
-
-    def vjp(v: Array) -> Array:
-        g, w2 = _shared_grad(v, parts, x, 6)
-        g[:, 4] = -np.einsum("sn,sn->s", w2, log_dp)
-        g[:, 5] = -beta * np.einsum("sn,sn->s", w2, dlog_dp)
-        return g
-
-    return parts[0], vjp
-
-
-def _power(theta: Array, X: Array) -> tuple[Array, Array]:
-    """``log L = alpha (log c - log x)``, i.e. ``L = (c/x)^alpha`` with theta = (alpha, log c)."""
-    alpha, log_c = theta[:, 0:1], theta[:, 1:2]
-    diff = log_c - X[0][None, :]
-    jac = np.stack([diff, np.broadcast_to(alpha, diff.shape)], axis=-1)
-    return alpha * diff, jac
-
-
-def _kaplan_joint(theta: Array, X: Array) -> tuple[Array, Array]:
-    """Kaplan eq. 1.5 in log space.
-
-    ``log L = alpha_D LSE((alpha_N/alpha_D)(log N_c - log N), log D_c - log D)``.
-    """
-    alpha_n, log_nc, alpha_d, log_dc = (theta[:, i : i + 1] for i in range(4))
-    x, y = X[0][None, :], X[1][None, :]
-    safe_d = np.where(np.abs(alpha_d) < 1e-12, 1e-12, alpha_d)
-    ratio = alpha_n / safe_d
-    dn = log_nc - x
-    lse, (w1, w2) = _softmax_terms([ratio * dn, log_dc - y])
-    jac = np.stack([w1 * dn, w1 * alpha_n, lse - w1 * dn * ratio, alpha_d * w2], axis=-1)
-    return alpha_d * lse, jac
-
-
-def _with_irreducible(base: LogModel) -> LogModel:
-    """``log L = LSE(log L_base, e)``: the base law plus an irreducible term ``E = exp(e)``."""
-
-    def model(theta: Array, X: Array) -> tuple[Array, Array]:
-        f, jac = base(theta[:, :-1], X)
-        e = theta[:, -1:]
-        lse, (v1, v2) = _softmax_terms([f, e + 0.0 * f])
-        return lse, np.concatenate([v1[..., None] * jac, v2[..., None]], axis=-1)
-
-    return model
-
-
 _EXP_GRID = (0.0, 0.5, 1.0, 1.5, 2.0)
 _LOG_GRID = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
 _E_GRID = (-1.0, -0.5, 0.0, 0.5, 1.0)
@@ -373,7 +259,7 @@ def _kaplan_single(name: str, var: str, eq: str, irreducible: bool) -> Law:
         param_names=param_names,
         theta_names=theta_names,
         log_theta=(False, True) + ((True,) if irreducible else ()),
-        log_model=_with_irreducible(_power) if irreducible else _power,
+        log_model=lm.with_irreducible(lm.power) if irreducible else lm.power,
         lower=(0.0, -50.0) + ((_E_BOUNDS[0],) if irreducible else ()),
         upper=(5.0, 200.0) + ((_E_BOUNDS[1],) if irreducible else ()),
         grid=(_K_EXP_GRID, _K_LOG_GRID) + ((_K_E_GRID,) if irreducible else ()),
@@ -394,13 +280,15 @@ def _kaplan_joint_law(irreducible: bool) -> Law:
         param_names=("alpha_N", "N_c", "alpha_D", "D_c") + extra,
         theta_names=("alpha_N", "log_N_c", "alpha_D", "log_D_c") + (("e",) if irreducible else ()),
         log_theta=(False, True, False, True) + ((True,) if irreducible else ()),
-        log_model=_with_irreducible(_kaplan_joint) if irreducible else _kaplan_joint,
+        log_model=lm.with_irreducible(lm.kaplan_joint) if irreducible else lm.kaplan_joint,
         lower=(0.0, -50.0, 1e-3, -50.0) + ((_E_BOUNDS[0],) if irreducible else ()),
         upper=(5.0, 200.0, 5.0, 200.0) + ((_E_BOUNDS[1],) if irreducible else ()),
         grid=(_K_EXP_GRID, _K_LOG_GRID, _K_EXP_GRID, _K_LOG_GRID)
         + ((_K_E_GRID,) if irreducible else ()),
         irreducible=irreducible,
         citation="Kaplan et al. 2020, eq. 1.5",
+        allocation=Allocation.NUMERIC if irreducible else Allocation.KAPLAN,
+        compared=True,
     )
 
 
@@ -411,14 +299,17 @@ CHINCHILLA = Law(
     param_names=("A", "B", "E", "alpha", "beta"),
     theta_names=("a", "b", "e", "alpha", "beta"),
     log_theta=(True, True, True, False, False),
-    log_model=_chinchilla,
-    vjp_model=_chinchilla_vjp,
+    log_model=lm.chinchilla,
+    vjp_model=lm.chinchilla_vjp,
     lower=(-20.0, -20.0, _E_BOUNDS[0], 0.0, 0.0),
     upper=(80.0, 80.0, _E_BOUNDS[1], 5.0, 5.0),
     # The published grid (Hoffmann et al. 2022 App. D.2; Besiroglu et al. 2024): 6*6*5*5*5 = 4500.
     grid=(_LOG_GRID, _LOG_GRID, _E_GRID, _EXP_GRID, _EXP_GRID),
     irreducible=True,
     citation="Hoffmann et al. 2022, eq. 2; fitted as in Besiroglu et al. 2024",
+    allocation=Allocation.CHINCHILLA,
+    additive=True,
+    compared=True,
 )
 
 
@@ -434,13 +325,17 @@ DATA_CONSTRAINED = Law(
     param_names=("A", "B", "E", "alpha", "beta", "R_D_star"),
     theta_names=("a", "b", "e", "alpha", "beta", "log_R_D_star"),
     log_theta=(True, True, True, False, False, True),
-    log_model=_data_constrained,
-    vjp_model=_data_constrained_vjp,
+    log_model=lm.data_constrained,
+    vjp_model=lm.data_constrained_vjp,
     lower=(-20.0, -20.0, _E_BOUNDS[0], 0.0, 0.0, math.log(1e-2)),
     upper=(80.0, 80.0, _E_BOUNDS[1], 5.0, 5.0, math.log(1e4)),
     grid=(_LOG_GRID, _LOG_GRID, (-1.0, 0.0, 1.0), (0.25, 0.75, 1.5), (0.25, 0.75, 1.5), _R_GRID),
     irreducible=True,
     citation="Muennighoff et al. 2023, eq. 5 (data term; N' = N); fitted as Chinchilla",
+    # An allocation plans fresh data (one epoch), where the law is Chinchilla's.
+    allocation=Allocation.CHINCHILLA,
+    additive=True,
+    compared=True,
 )
 
 
@@ -463,3 +358,28 @@ def get_law(name: str) -> Law:
         return LAWS[name]
     except KeyError:
         raise KeyError(f"unknown law {name!r}; known laws: {', '.join(LAWS)}") from None
+
+
+def compared_laws(repeated_data: bool) -> tuple[str, ...]:
+    """The laws the report's held-out comparison refits, in registry order; a law with a term for
+    repeated data only when some run repeats its data (``repeated_data``)."""
+    return tuple(
+        name
+        for name, law in LAWS.items()
+        if law.compared and (repeated_data or not law.models_repetition)
+    )
+
+
+def repetition_laws() -> tuple[str, ...]:
+    """The laws with a term for repeated data (:attr:`Law.models_repetition`)."""
+    return tuple(name for name, law in LAWS.items() if law.models_repetition)
+
+
+def frontier_law(irreducible: bool) -> Law:
+    """The law of the loss frontier ``L_opt(C)`` through compute-optimal points, with or without
+    an irreducible term."""
+    return next(
+        law
+        for law in LAWS.values()
+        if law.frontier and law.inputs == ("C",) and law.irreducible == irreducible
+    )

@@ -9,8 +9,9 @@ taste:
 * fewer than :data:`RUNS_PER_PARAMETER` runs per free parameter (approach 3), or fewer than two
   budgets with an interior IsoFLOP minimum, or a minimum at the edge of its budget's sizes
   (approach 2);
-* a term of the law is below :data:`NEGLIGIBLE_TERM` of the loss at every run (its parameters
-  are not identified);
+* a term of the law is below
+  :data:`~scaling.analysis.fitting.laws.NEGLIGIBLE_TERM` of the loss at every run (its
+  parameters are not identified);
 * a bootstrap interval so wide the parameter is not determined: a scale parameter spanning more
   than :data:`MAX_SCALE_DECADES` decades, an allocation exponent wider than
   :data:`MAX_EXPONENT_WIDTH`, or more than :data:`MAX_FAILED_SHARE` of the refits failing;
@@ -26,11 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from scaling.analysis.fitting.laws import get_law
+from scaling.analysis.fitting.laws import NEGLIGIBLE_TERM, get_law
 from scaling.analysis.fitting.results import FitResult
 
 RUNS_PER_PARAMETER = 2
-NEGLIGIBLE_TERM = 1e-4
 MAX_SCALE_DECADES = 3.0
 MAX_EXPONENT_WIDTH = 0.3
 MAX_FAILED_SHARE = 0.2
@@ -128,20 +128,13 @@ def _intervals(result: FitResult) -> list[str]:
 
 
 def _negligible_terms(result: FitResult, N: np.ndarray, D: np.ndarray) -> list[str]:
-    if result.approach != 3 or result.law not in ("chinchilla", "data_constrained"):
+    if result.approach != 3:
         return []
-    p = result.params
-    terms = {
-        "A/N^alpha": p["A"] * np.asarray(N, dtype=float) ** -p["alpha"],
-        "B/D^beta": p["B"] * np.asarray(D, dtype=float) ** -p["beta"],
-        "E": np.full(np.shape(N), p["E"]),
-    }
-    total = sum(terms.values())
     return [
         f"the {name} term is below {NEGLIGIBLE_TERM:g} of the loss at every run: its "
         "parameters are not identified by these runs"
-        for name, term in terms.items()
-        if float(np.max(term / total)) < NEGLIGIBLE_TERM
+        for name, share in get_law(result.law).term_shares(result.params, N, D).items()
+        if share < NEGLIGIBLE_TERM
     ]
 
 

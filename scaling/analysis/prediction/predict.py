@@ -355,7 +355,7 @@ class Predictor:
         unreachable = None
         warnings: list[str] = []
         samples = self._sample_params()
-        if samples is not None and self.law_name in ("chinchilla", "kaplan", "data_constrained"):
+        if samples is not None and self.law.closed_form_allocation:
             n = len(next(iter(samples.values())))
             cs = np.array(
                 [self._min_compute(target, {k: v[i] for k, v in samples.items()}) for i in range(n)]

@@ -5,7 +5,10 @@
   budgets whole, predict the larger), the exponent shift between N and C conventions, the budgets
   of the allocation table.
 - :mod:`.plots`: the figures (matplotlib, Agg).
-- :mod:`.markdown`: the document, :func:`scaling.analysis.report.markdown.write_report`.
+- :mod:`.markdown`: the document, :func:`scaling.analysis.report.markdown.write_report`, and its
+  verifications table; its sections are in :mod:`.fit_sections` (health, data, law, allocation,
+  warnings), :mod:`.heldout_sections` (law comparison, backtest, exponent shift) and
+  :mod:`.method`, their cells and tables in :mod:`.cells`.
 
 This package module imports nothing, so the command line can read the defaults below without
 loading matplotlib.

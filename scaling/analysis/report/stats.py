@@ -13,8 +13,9 @@ Nothing here lets a held-out run leak into the fit that predicts it:
 
 Functions:
 
-* :func:`law_comparison`: per law of (N, D) (:func:`compare_laws`: ``data_constrained`` too when
-  some run repeats its data), the leave-top-budgets-out error (fit all but the
+* :func:`law_comparison`: per law of (N, D) (:func:`compare_laws`: the laws marked
+  :attr:`~..fitting.laws.Law.compared`, one with a repetition term only when some run repeats its
+  data), the leave-top-budgets-out error (fit all but the
   ``k`` largest budgets, predict their runs; ``k`` = 1 and 2 where enough budgets remain) and the
   k-fold (over runs) cross-validated error; :func:`select_law` names the law with the least
   leave-top-out error, the one aimed at extrapolation.
@@ -37,7 +38,7 @@ from scaling.analysis.columns import columns, epochs, predict_table
 from scaling.analysis.fitting.approach3 import fitted_rows, refit_subsets, thinned_starts
 from scaling.analysis.fitting.fit import fit
 from scaling.analysis.fitting.isoflop import PLANNED, budget_labels
-from scaling.analysis.fitting.laws import get_law
+from scaling.analysis.fitting.laws import CHINCHILLA, compared_laws, get_law
 from scaling.analysis.fitting.results import FitResult
 from scaling.analysis.prediction.predict import Predictor
 from scaling.analysis.table import TOTAL_PARAMS
@@ -46,8 +47,6 @@ from scaling.errors import UserError
 
 Array = np.ndarray
 
-COMPARE_LAWS = ("chinchilla", "kaplan", "kaplan_e")
-REPEAT_LAW = "data_constrained"  # compared as well when some run has epochs > 1
 CV_FOLDS = 5
 LEAVE_TOP = (1, 2)  # leave the k largest budgets out
 _ROUNDING = 1 + 1e-9  # a budget's C (a geometric mean) may exceed the threshold by rounding only
@@ -93,9 +92,9 @@ def repeats(runs: pd.DataFrame) -> float | None:
 
 
 def compare_laws(runs: pd.DataFrame) -> tuple[str, ...]:
-    """The laws :func:`law_comparison` refits: :data:`COMPARE_LAWS`, and :data:`REPEAT_LAW` when
-    some run of ``runs`` repeats its data."""
-    return COMPARE_LAWS + ((REPEAT_LAW,) if repeats(runs) is not None else ())
+    """The laws :func:`law_comparison` refits (:func:`~..fitting.laws.compared_laws`): a law with
+    a repetition term only when some run of ``runs`` repeats its data."""
+    return compared_laws(repeated_data=repeats(runs) is not None)
 
 
 def _rel(pred: Array, loss: Array) -> Array:
@@ -388,7 +387,7 @@ def exponent_shift(runs: pd.DataFrame, result: FitResult) -> dict:
     range of that convention.  Rows whose columns are missing are listed in ``skipped``.
     """
     own = result.approach == 3 and get_law(result.law).inputs == ("N", "D")
-    law_name = result.law if own else "chinchilla"
+    law_name = result.law if own else CHINCHILLA.name
     fit_n = (result.conventions or {}).get("params", "params")
     D = runs["tokens"].to_numpy(dtype=float)
     loss = runs["loss"].to_numpy(dtype=float)

@@ -7,16 +7,16 @@ seed, the model or ``seq_len``, so final losses of a sweep are comparable.
 
 One job per module, in the order data flows:
 
-- :mod:`.sources`: where the text comes from (``data.source``: stdlib, sitepackages, text, hf,
-  markov).
-- :mod:`.process`: ``data.process``, between source and tokenizer: exact and near (MinHash LSH)
-  dedup, length and quality filters, cached under ``<cache_dir>/processed/`` with a report.
-- :mod:`.markov`: the synthetic chain and its exact entropy rate.
+- :mod:`scaling.sources` (in the core): where the text comes from (``data.source``: stdlib,
+  sitepackages, text, hf, markov), a module per source.
+- :mod:`.process`: ``data.process``, between source and tokenizer: the stages of :mod:`.stages`
+  (exact and near dedup, length and quality filters; MinHash signatures from :mod:`.minhash`)
+  run in order, cached under ``<cache_dir>/processed/`` with a report.
 - :mod:`.tokenizer`: documents -> token ids (``byte`` or ``bpe``).
 - :mod:`.cache`: tokenize once into ``<cache_dir>/tokens/``, split (a processed corpus's split
   with no training duplicate of a validation document), load as a :class:`Corpus`.
 - :mod:`.batches`: seeded, resumable training windows and the fixed validation windows.
-- :mod:`.files`: atomic writes and content hashes shared by the cache and the tokenizer.
+- :mod:`.files`: content hashes shared by the cache, the processing and the tokenizer.
 
 This package imports numpy and tokenizers, not torch: the sweep driver validates a grid and builds
 the token cache without loading the training libraries. The torch side, :mod:`.batches`
@@ -31,19 +31,12 @@ from scaling.training.data.cache import (
     split_tokens,
     train_epochs,
 )
-from scaling.training.data.markov import (
-    entropy_rate,
-    markov_chain,
-    sample_markov,
-    stationary_distribution,
-)
 from scaling.training.data.process import (
     Processed,
     ProcessedSource,
     load_processed,
     process_documents,
 )
-from scaling.training.data.sources import sitepackages_files, stdlib_files
 from scaling.training.data.tokenizer import load_tokenizer, train_bpe
 
 __all__ = [
@@ -52,17 +45,11 @@ __all__ = [
     "Corpus",
     "Processed",
     "ProcessedSource",
-    "entropy_rate",
     "load_corpus",
     "load_tokenizer",
     "load_processed",
-    "markov_chain",
     "process_documents",
-    "sample_markov",
-    "sitepackages_files",
     "split_tokens",
-    "stationary_distribution",
-    "stdlib_files",
     "train_bpe",
     "train_epochs",
 ]

@@ -30,19 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from scaling.config import MAX_EVAL_SEQ_LEN, DataConfig, DataIdentity
+from scaling.config import MAX_EVAL_SEQ_LEN, DataConfig
 from scaling.errors import ConfigError, DataError
 from scaling.files import atomic_write_bytes, atomic_write_text
+from scaling.identity import DataIdentity
+from scaling.sources import make_source
+from scaling.sources.base import Source
 from scaling.training.data.files import has_typed_keys, hash_bytes, hash_json
-from scaling.training.data.markov import entropy_rate, markov_chain, sample_markov
-from scaling.training.data.process import (
-    DEDUP_STAGES,
-    EXAMPLE_CHARS,
-    EXAMPLES,
-    ProcessedSource,
-    holdout_duplicates,
-)
-from scaling.training.data.sources import Source, make_source
+from scaling.training.data.process import EXAMPLE_CHARS, EXAMPLES, ProcessedSource
+from scaling.training.data.stages import DEDUP_STAGES, holdout_duplicates
 from scaling.training.data.tokenizer import (
     bpe_doc_tokens,
     bpe_tokens,
@@ -123,17 +119,12 @@ def load_corpus(cfg: DataConfig, seq_len: int | None = None) -> Corpus:
     source = make_source(cfg)
     if cfg.process:
         source = ProcessedSource(cfg, source)
-    if cfg.source == "markov":
-        tok_spec = f"markov{cfg.states}"  # the tokens are the chain's states
-    elif cfg.tokenizer == "bpe":
-        tok_spec = f"bpe{cfg.vocab_size}"
-    else:
-        tok_spec = "byte"
+    tok_spec = cfg.tokenizer_spec
     key = hash_json([CACHE_FORMAT, source.fingerprint(), tok_spec, cfg.val_reserve])[:12]
     entry = Path(cfg.cache_dir).expanduser() / "tokens" / f"{source.label}-{tok_spec}-{key}"
 
     meta = read_meta(entry)
-    if meta is not None and cfg.source != "markov" and cfg.tokenizer == "bpe":
+    if meta is not None and cfg.trains_bpe:
         if meta.get("vocab_learned") != cfg.vocab_size:  # cached before BPE's size was checked
             meta = None
     if meta is None:
@@ -195,12 +186,13 @@ def build_entry(
     if isinstance(source, ProcessedSource):
         return build_processed_entry(cfg, source, entry, seq_len)
     extra: dict[str, Any] = {}
-    if cfg.source == "markov":
-        P = markov_chain(cfg.states, cfg.concentration, cfg.markov_seed)
-        ids = sample_markov(P, cfg.corpus_tokens, cfg.markov_seed).astype(token_dtype(cfg.states))
+    own_vocab = cfg.source_vocab
+    if own_vocab is not None:  # the source makes its token ids itself (markov: it samples them)
+        own_ids, facts = source.tokens()
+        ids = own_ids.astype(token_dtype(own_vocab))
         corpus_id = f"{source.label}-{hash_bytes(ids.tobytes())[:12]}"
-        tokenizer_id, vocab_size = f"markov{cfg.states}", cfg.states
-        extra["entropy_rate"] = entropy_rate(P)
+        tokenizer_id, vocab_size = cfg.tokenizer_spec, own_vocab
+        extra.update(facts)
     elif cfg.tokenizer == "byte":
         ids, content_hash = byte_tokens(source)
         corpus_id, tokenizer_id, vocab_size = f"{source.label}-{content_hash[:12]}", "byte", 256

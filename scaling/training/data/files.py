@@ -1,12 +1,11 @@
-"""Helpers of the token cache: content hashes, progress bars (its files are written through
-:mod:`scaling.files`, whole or not at all)."""
+"""Helpers of the token cache: content hashes and the check of a cache entry's meta (its files
+are written through :mod:`scaling.files`, whole or not at all)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -16,20 +15,6 @@ def hash_json(obj: Any) -> str:
 
 def hash_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def safe_name(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).strip("._")
-    return cleaned[:40] or "corpus"
-
-
-def progress(it: Iterable[Any], **kwargs: Any) -> Iterable[Any]:
-    """A tqdm bar on an interactive terminal, the bare iterable otherwise."""
-    if not sys.stderr.isatty():
-        return it
-    from tqdm.auto import tqdm
-
-    return tqdm(it, leave=False, **kwargs)
 
 
 def has_typed_keys(meta: object, keys: Mapping[str, type]) -> bool:

@@ -19,8 +19,9 @@ import numpy as np
 from scaling.config import DataConfig
 from scaling.errors import ConfigError
 from scaling.files import atomic_write_text
-from scaling.training.data.files import hash_bytes, progress
-from scaling.training.data.sources import Source
+from scaling.sources.base import Source
+from scaling.sources.files import progress
+from scaling.training.data.files import hash_bytes
 
 log = logging.getLogger(__name__)
 

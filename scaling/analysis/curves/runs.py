@@ -1,0 +1,232 @@
+"""A curves table (``scaling collect --curves``) read into runs, each with its LR schedule.
+
+Every run's schedule is rebuilt from its own config columns (``train.schedule``,
+``train.warmup``, ``train.warmup_steps``, ``train.cooldown``, ``train.min_lr_ratio``,
+``train.lr``) from step 0; its step ``s`` is ``tokens / (train.batch_size * model.seq_len)`` and
+its horizon ``final_tokens``, else ``train.tokens``, else its last logged step.  A
+``branch_role`` of ``stable`` / ``branch`` marks a WSD cooldown branch and the constant-LR run
+it starts from: a branch without ``train.warmup_steps`` takes its stable run's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaling.analysis.curves.law import TRAIN_DEFAULTS, CurveOptions, Schedule, run_areas
+from scaling.errors import DataError, UserError
+
+Array = np.ndarray
+
+# run-table columns of the schedule: (field of Schedule, its columns in order of preference)
+_SCHEDULE_COLUMNS = {
+    "schedule": ("train.schedule",),
+    "warmup": ("train.warmup",),
+    "warmup_steps": ("train.warmup_steps",),
+    "cooldown": ("train.cooldown",),
+    "min_lr_ratio": ("train.min_lr_ratio",),
+    "lr": ("train.lr", "lr"),
+}
+_BATCH_COLUMNS = ("train.batch_size", "batch_size")
+_SEQ_COLUMNS = ("model.seq_len", "seq_len")
+_TOTAL_COLUMNS = ("final_tokens", "train.tokens")  # a run's planned horizon, in tokens
+# columns that differ between seed replicates only by `seed` (plus the schedule's)
+_REPLICATE_PREFIXES = ("model.", "train.", "data.")
+
+
+@dataclass(frozen=True)
+class RunCurve:
+    """One run's logged curve with its schedule: steps (optimizer steps done at each
+    validation) and losses, in step order."""
+
+    run_id: str
+    params: float
+    schedule: Schedule
+    tokens_per_step: int
+    total_steps: int
+    steps: Array = field(compare=False, repr=False)
+    loss: Array = field(compare=False, repr=False)
+    role: str | None = None
+    seed: Any = None
+    config: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def final_step(self) -> int:
+        return int(self.steps[-1])
+
+    @property
+    def final_loss(self) -> float:
+        return float(self.loss[-1])
+
+    @property
+    def final_tokens(self) -> int:
+        """Tokens seen at the last logged point."""
+        return self.final_step * self.tokens_per_step
+
+    def areas(self, options: CurveOptions, lam: float | None = None) -> tuple[Array, Array]:
+        """``S1``, ``S2`` at this run's logged steps."""
+        lam = float(options.lam) if lam is None else lam
+        S1, S2 = run_areas(self.schedule, self.total_steps, lam, options.warmup_as_peak)
+        return S1[self.steps], S2[self.steps]
+
+
+def _first(df: pd.DataFrame, names: Iterable[str]) -> str | None:
+    return next((c for c in names if c in df.columns), None)
+
+
+def _number(value: Any) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return x
+
+
+def _run_schedule(rows: pd.DataFrame, cols: Mapping[str, str | None], run_id: str) -> Schedule:
+    row = rows.iloc[0]
+    values: dict[str, Any] = {}
+    for key, col in cols.items():
+        raw = row[col] if col is not None else None
+        if key == "schedule":
+            values[key] = str(raw).strip()
+            continue
+        x = _number(raw)
+        if key == "lr" and not math.isfinite(x):
+            raise DataError(f"run {run_id}: no peak learning rate ({col}={raw!r})")
+        if key == "warmup_steps":
+            values[key] = None if not math.isfinite(x) else int(round(x))
+        else:
+            values[key] = x if math.isfinite(x) else TRAIN_DEFAULTS[key]
+    try:
+        return Schedule(**values)
+    except UserError as err:
+        raise DataError(f"run {run_id}: {err}") from None
+
+
+def curves_from_table(
+    df: pd.DataFrame,
+    options: CurveOptions | None = None,
+    *,
+    need_curves: bool = True,
+    warnings: list[str] | None = None,
+) -> list[RunCurve]:
+    """The runs of a curves table (``scaling collect --curves``), each with its schedule (what
+    was assumed is appended to ``warnings``); raises :class:`DataError` with one line for a
+    table the law cannot use (with ``need_curves``, also for a table whose every run has one
+    row: nothing to fit).  ``options`` is accepted for symmetry; reading needs none."""
+    missing = [c for c in ("run_id", "params", "tokens", "loss") if c not in df.columns]
+    if missing:
+        raise DataError(f"--law curve needs column(s) {', '.join(missing)} of a curves table")
+    needed = {
+        "train.lr (or lr)": _first(df, _SCHEDULE_COLUMNS["lr"]),
+        "train.batch_size (or batch_size)": _first(df, _BATCH_COLUMNS),
+        "model.seq_len (or seq_len)": _first(df, _SEQ_COLUMNS),
+        "train.schedule": _first(df, _SCHEDULE_COLUMNS["schedule"]),
+    }
+    absent = [name for name, col in needed.items() if col is None]
+    if absent:
+        raise DataError(
+            f"--law curve needs column(s) {', '.join(absent)} to rebuild each run's LR "
+            "schedule (a table from `scaling collect --curves` has them)"
+        )
+    warnings = [] if warnings is None else warnings
+    cols = {key: _first(df, names) for key, names in _SCHEDULE_COLUMNS.items()}
+    for key in ("warmup", "cooldown", "min_lr_ratio"):
+        if cols[key] is None:
+            warnings.append(
+                f"no column train.{key}: assumed the default {TRAIN_DEFAULTS[key]:g} for every run"
+            )
+    batch_col, seq_col = (
+        needed["train.batch_size (or batch_size)"],
+        needed["model.seq_len (or seq_len)"],
+    )
+    total_col = _first(df, _TOTAL_COLUMNS)
+    config_cols = sorted(c for c in df.columns if c.startswith(_REPLICATE_PREFIXES) and c != "seed")
+    runs: list[RunCurve] = []
+    counts = df.groupby("run_id", sort=False).size()
+    if need_curves and counts.max() < 2:
+        raise DataError(
+            "--law curve needs loss curves: every run has one row; collect them with "
+            "`scaling collect --curves --out FILE`"
+        )
+    for run_id, rows in df.groupby("run_id", sort=False):
+        rows = rows.sort_values("tokens", kind="stable")
+        run_id = str(run_id)
+        schedule = _run_schedule(rows, cols, run_id)
+        batch, seq = _number(rows[batch_col].iloc[0]), _number(rows[seq_col].iloc[0])
+        if not (batch > 0 and seq > 0):
+            raise DataError(
+                f"run {run_id}: {batch_col}={rows[batch_col].iloc[0]!r} and "
+                f"{seq_col}={rows[seq_col].iloc[0]!r} must be positive numbers"
+            )
+        tps = int(round(batch * seq))
+        tokens = rows["tokens"].to_numpy(dtype=float)
+        steps = np.rint(tokens / tps).astype(int)
+        total = math.nan
+        if total_col is not None:
+            total = (
+                _number(rows[total_col].dropna().iloc[0])
+                if rows[total_col].notna().any()
+                else math.nan
+            )
+        total_steps = int(total // tps) if math.isfinite(total) and total > 0 else int(steps.max())
+        if steps.max() > total_steps:
+            warnings.append(
+                f"run {run_id}: logged up to step {steps.max()}, beyond its planned "
+                f"{total_steps}; its horizon taken as the last logged step"
+            )
+            total_steps = int(steps.max())
+        role = None
+        if "branch_role" in rows.columns:
+            value = rows["branch_role"].iloc[0]
+            role = str(value).strip() if isinstance(value, str) and value.strip() else None
+        seed = rows["seed"].iloc[0] if "seed" in rows.columns else None
+        config = tuple((c, str(rows[c].iloc[0])) for c in config_cols)
+        runs.append(
+            RunCurve(
+                run_id=run_id,
+                params=float(rows["params"].iloc[0]),
+                schedule=schedule,
+                tokens_per_step=tps,
+                total_steps=total_steps,
+                steps=steps,
+                loss=rows["loss"].to_numpy(dtype=float),
+                role=role,
+                seed=None if seed is None or pd.isna(seed) else seed,
+                config=config,
+            )
+        )
+    return _branch_warmups(runs, warnings)
+
+
+def _branch_warmups(runs: list[RunCurve], warnings: list[str]) -> list[RunCurve]:
+    """A branch logged without ``train.warmup_steps`` takes its stable run's (same size): every
+    branch's schedule is the stable run's up to its cooldown start."""
+    stable = {
+        r.params: r.schedule.warmup_steps
+        for r in runs
+        if r.role == "stable" and r.schedule.warmup_steps is not None
+    }
+    out = []
+    for r in runs:
+        if r.role == "branch" and r.schedule.warmup_steps is None and r.params in stable:
+            warnings.append(
+                f"run {r.run_id}: a branch without train.warmup_steps: took its stable run's "
+                f"({stable[r.params]} steps)"
+            )
+            r = replace(r, schedule=replace(r.schedule, warmup_steps=stable[r.params]))
+        out.append(r)
+    return out
+
+
+def group_sizes(runs: Sequence[RunCurve]) -> list[list[RunCurve]]:
+    """Runs grouped by ``params``, smallest size first."""
+    by: dict[float, list[RunCurve]] = {}
+    for r in runs:
+        by.setdefault(r.params, []).append(r)
+    return [by[k] for k in sorted(by)]

@@ -1,0 +1,222 @@
+"""A sweep's jobs: what each one runs (:func:`run_point`), and what the driver tells them.
+
+The driver and the jobs share no memory (joblib, submitit and SLURM run jobs in other
+processes), so the driver hands them what they need through the environment their workers
+inherit (:func:`publish`): which grid points are duplicates of another point's run, the planned
+seconds of each job (the ETA's weights), the count of jobs and when the sweep started. Each job
+prints its place in the grid with the elapsed time and an ETA (:func:`_progress_line`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import asdict
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from scaling.errors import UserError
+from scaling.training.sweep_grid import GridPoint
+
+_ENV_TOTAL = "SCALING_SWEEP_TOTAL"
+_ENV_SINCE = "SCALING_SWEEP_SINCE"  # start of the first pass, kept across a relaunch
+_ENV_FLOPS = "SCALING_SWEEP_FLOPS"  # planned seconds still to train, by job (the ETA's weights)
+_ENV_START = "SCALING_SWEEP_START"
+_ENV_DUPLICATES = "SCALING_SWEEP_DUPLICATES"  # {job number: [key, name, owner job]}, JSON
+
+
+# ---- the driver's side ------------------------------------------------------------------------
+
+
+def publish(points: list[GridPoint], n_jobs: int) -> None:
+    """Everything the ``n_jobs`` jobs of a validated grid need from the driver: its duplicates,
+    each job's planned work, the count of jobs (duplicates included) and the time now."""
+    publish_duplicates(points)  # their jobs return SKIPPED at once
+    publish_work(points, n_jobs)
+    os.environ[_ENV_TOTAL] = str(n_jobs)  # job numbers count duplicates too
+    os.environ[_ENV_START] = str(time.time())
+
+
+def sweep_started_ms() -> int:
+    """When the sweep's first pass started (ms since the epoch): now, unless a relaunch after a
+    dead worker kept it (:func:`keep_started_ms`)."""
+    return int(os.environ.get(_ENV_SINCE) or time.time() * 1000)
+
+
+def keep_started_ms(started_ms: int) -> None:
+    """Keep the first pass's start for the second pass (its summary counts runs since then)."""
+    os.environ[_ENV_SINCE] = str(started_ms)
+
+
+def publish_duplicates(points: list[GridPoint]) -> None:
+    """Tell every job which grid points are duplicates, through the environment the launchers'
+    workers inherit (joblib, submitit, SLURM): Hydra's sweeper launches every point of the
+    product and cannot be told to leave one out, so a duplicate's job returns SKIPPED at once
+    (:func:`duplicate_of`)."""
+    table = {str(j): [p.key, p.name, p.job] for p in points for j in p.duplicate_jobs}
+    if table:
+        os.environ[_ENV_DUPLICATES] = json.dumps(table)
+    else:
+        os.environ.pop(_ENV_DUPLICATES, None)
+
+
+def publish_work(points: list[GridPoint], n_jobs: int) -> None:
+    """The planned seconds each job will train, by job number, for the ETA: 0 for a duplicate
+    or a point already FINISHED in MLflow (skipped in about a second)."""
+    from scaling.training.tracking import finished_keys
+
+    done = {store: finished_keys(*store) for store in {(p.uri, p.experiment) for p in points}}
+    work = [0.0] * n_jobs
+    for p in points:
+        if p.job < n_jobs and not set(p.members or (p.key,)) <= done[(p.uri, p.experiment)]:
+            work[p.job] = p.seconds
+    os.environ[_ENV_FLOPS] = json.dumps(work)
+
+
+# ---- the job's side (runs in the launcher's process) -------------------------------------------
+
+
+def duplicate_of(job: int | None = None) -> tuple[str, str, int] | None:
+    """``(key, run name, job number)`` of the point that trains this job's run when this job
+    (``hydra.job.num`` unless given) is a duplicate grid point, else None."""
+    raw = os.environ.get(_ENV_DUPLICATES)
+    if not raw:
+        return None
+    if job is None:
+        try:
+            from hydra.core.hydra_config import HydraConfig
+
+            job = int(HydraConfig.get().job.num)
+        except (ImportError, ValueError, AttributeError, TypeError):
+            return None
+    entry = json.loads(raw).get(str(job))
+    return (str(entry[0]), str(entry[1]), int(entry[2])) if entry else None
+
+
+def eta_seconds(elapsed: float, work: list[float], done_jobs: int) -> float | None:
+    """Time left if the remaining work trains at the rate the finished jobs' did (work: each
+    job's planned seconds, so a run of 10x the steps and FLOPs takes about 10x as long, whatever
+    the count of runs); None before any work is done."""
+    done = sum(work[:done_jobs])
+    if done <= 0 or elapsed <= 0:
+        return None
+    return elapsed * sum(work[done_jobs:]) / done
+
+
+def _local_workers() -> int | None:
+    """How many jobs this machine's launcher runs at once (joblib, submitit_local); None for a
+    sequential launcher or one whose jobs run elsewhere (SLURM)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+    except (ImportError, ValueError):
+        return None
+    cores = os.cpu_count() or 1
+    target = str(hc.launcher.get("_target_", ""))
+    if "Joblib" in target:
+        n_jobs = int(hc.launcher.get("n_jobs") or -1)
+        return max(1, cores if n_jobs < 1 else n_jobs)
+    if "Submitit" in target and "Local" in target:
+        return max(1, int(hc.sweeper.get("max_batch_size") or cores))
+    return None
+
+
+def _threads_for_launcher(threads: int) -> int:
+    """Never oversubscribe: parallel workers x threads <= cores (``threads``, unless set)."""
+    if threads:
+        return threads
+    workers = _local_workers()
+    if workers is None:
+        return 0
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def run_point(cfg: DictConfig) -> dict[str, Any]:
+    """One grid point. Never raises for a failed run: the sweep goes on."""
+    from scaling.training.prepare import prepare
+    from scaling.training.run import RunResult, report, train
+    from scaling.training.tracking import finished_run_id
+    from scaling.training.trainer import quiet_libraries
+
+    quiet_libraries()
+    started = time.perf_counter()
+    duplicate = duplicate_of()  # this job's run is another grid point's: never trained twice
+    if duplicate is not None:
+        key, name, owner = duplicate
+        reason = f"duplicate of grid point {owner + 1} (the same run key {key})"
+        print(f"{name}: {reason}, skipped", flush=True)
+        return asdict(
+            RunResult(
+                run_key=key,
+                run_name=name,
+                status="SKIPPED",
+                reason=reason,
+                wall_s=time.perf_counter() - started,
+            )
+        )
+    threads = _threads_for_launcher(int(cfg.get("threads", 0)))
+    if threads:
+        cfg = OmegaConf.merge(cfg, {"threads": threads})
+    try:
+        prep = prepare(cfg)
+    except UserError as err:  # validated by the driver; only a changed environment gets here
+        print(f"error: {err}", file=sys.stderr)
+        return {"status": "FAILED", "reason": str(err)}
+    _progress_line(cfg, prep.name)
+    c = prep.cfg
+    done = finished_run_id(c.tracking.uri, c.tracking.experiment, prep.key)
+    if done is not None:
+        result = RunResult(
+            run_key=prep.key,
+            run_name=prep.name,
+            status="SKIPPED",
+            run_id=done,
+            wall_s=time.perf_counter() - started,
+        )
+        print(f"{prep.name}: already FINISHED in MLflow (run {done}), skipped", flush=True)
+        return asdict(result)
+    try:
+        result = train(prep)
+    except Exception as err:  # noqa: BLE001 -- isolate the failure, keep the sweep going
+        print(f"{prep.name}: FAILED {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+        if not isinstance(err, UserError) and os.environ.get("SCALING_DEBUG"):
+            traceback.print_exc()
+        return {
+            "run_key": prep.key,
+            "run_name": prep.name,
+            "status": "FAILED",
+            "reason": f"{type(err).__name__}: {err}",
+        }
+    print(report(result), flush=True)
+    return asdict(result)
+
+
+def _progress_line(cfg: DictConfig, name: str) -> None:
+    """``[run k/n] name``, with the elapsed time and an ETA once a job is done, on stderr."""
+    total = int(os.environ.get(_ENV_TOTAL, "0") or 0)
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        num = int(HydraConfig.get().job.num)
+    except (ImportError, ValueError, AttributeError, TypeError):
+        return
+    if not total:
+        return
+    msg = f"[run {num + 1}/{total}] {name}"
+    start = float(os.environ.get(_ENV_START, "0") or 0)
+    # jobs before this one have started; with parallel workers the last (workers - 1) of them
+    # may still be training, so only the ones before those count as done (a pessimistic ETA)
+    done = num - ((_local_workers() or 1) - 1)
+    if start and done > 0:
+        elapsed = time.time() - start
+        work = json.loads(os.environ.get(_ENV_FLOPS) or "[]")
+        eta = eta_seconds(elapsed, work, done) if len(work) == total else None
+        if eta is None:  # no FLOPs known yet: by the count of runs
+            eta = elapsed / done * (total - done)
+        msg += f" -- elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min"
+    print(msg, file=sys.stderr, flush=True)
