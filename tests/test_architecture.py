@@ -196,3 +196,28 @@ def test_no_module_is_a_warehouse() -> None:
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert not long, ", ".join(f"{name}: {n} lines" for name, n in sorted(long.items()))
+
+
+DOC = (PACKAGE.parent / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+
+
+def test_the_documents_picture_names_the_core_this_test_enforces() -> None:
+    """The PURE CORE box of docs/ARCHITECTURE.md lists exactly the core modules (and core
+    packages) that the layer rules above treat as core."""
+    box = DOC[DOC.index("PURE CORE") : DOC.index("(no torch", DOC.index("PURE CORE"))]
+    named = {w.strip("/") for w in box.replace("PURE CORE", "").replace("·", " ").split()}
+    core = {n.removeprefix("scaling.") for n in CORE if n != "scaling"}
+    core |= {p.removeprefix("scaling.") for p in CORE_PACKAGES}
+    assert named == core
+
+
+def test_the_document_lists_every_training_module_that_reads_the_analysis_stack() -> None:
+    """The training stack's rule in docs/ARCHITECTURE.md names the places it imports the
+    analysis stack; a new one must be added there (and justified) first."""
+    rule = DOC[DOC.index("- The **training stack**") : DOC.index("- The **entry points**")]
+    readers = {
+        src.rsplit(".", 1)[-1]
+        for src, targets in GRAPH.items()
+        if layer(src) == "training" and any(layer(t) == "analysis" for t in targets)
+    }
+    assert readers and all(f"`{name}`" in rule for name in readers), sorted(readers)

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 from synthetic_runs import grid_runs
 
+from scaling.analysis.design.shapes import nearest_shape
 from scaling.cli import main
-from scaling.training.verify import Verification, allocation_verdict, nearest_shape
+from scaling.training.verify import Verification, allocation_verdict
 from tests.conftest import SMALL_TEXT_DIR, TINY
 
 

@@ -27,8 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from scaling.analysis.design.options import PlanOptions
-from scaling.analysis.design.shapes import Shape, shapes
+from scaling.analysis.design.shapes import Shape, nearest_shape
 from scaling.analysis.fitting.results import FitResult, load_fit
 from scaling.analysis.prediction.health import problem_line
 from scaling.analysis.prediction.predict import Prediction, Predictor
@@ -90,21 +89,6 @@ class Verification:
         doc["loss_ci"] = list(self.loss_ci) if self.loss_ci else None
         doc["loss_pi"] = list(self.loss_pi) if self.loss_pi else None
         return {**doc, "error_pct": self.error_pct, "inside": self.inside}
-
-
-def nearest_shape(
-    params: float,
-    seq_len: int,
-    vocab_size: int,
-    family: str = "aspect",
-    head_dim: int = PlanOptions.head_dim,
-) -> Shape:
-    """The valid model shape whose parameter count is nearest ``params`` in log space."""
-    opts = PlanOptions(
-        target_flops=1.0, seq_len=seq_len, vocab_size=vocab_size, shapes=family, head_dim=head_dim
-    )
-    candidates = shapes(opts, max_params=params * 4)
-    return min(candidates, key=lambda s: abs(math.log(s.params / params)))
 
 
 def predicted_for(predictor: Predictor, flops: float, shape: Shape, tokens: int) -> Prediction:

@@ -111,3 +111,26 @@ def shapes(opts: ShapeOptions, max_params: float) -> tuple[Shape, ...]:
         n_max *= 2
     n_max = min(n_max, _MAX_LAYERS)
     return _family(opts.shapes, opts.seq_len, opts.vocab_size, n_max, opts.head_dim)
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """A shape family and the model keys that size its shapes (a :class:`ShapeOptions`)."""
+
+    shapes: str
+    seq_len: int
+    vocab_size: int
+    head_dim: int = GPTConfig.head_dim
+
+
+def nearest_shape(
+    params: float,
+    seq_len: int,
+    vocab_size: int,
+    family: str = "aspect",
+    head_dim: int = GPTConfig.head_dim,
+) -> Shape:
+    """The valid model shape whose parameter count is nearest ``params`` in log space (what
+    ``scaling verify`` trains for a predicted size)."""
+    candidates = shapes(Catalogue(family, seq_len, vocab_size, head_dim), max_params=params * 4)
+    return min(candidates, key=lambda s: abs(math.log(s.params / params)))
