@@ -48,3 +48,13 @@ def test_approach3_report(tmp_path) -> None:
     for png in ("loss_vs_compute.png", "allocation.png", "residuals.png", "bootstrap.png"):
         assert f"]({png})" in text
     _check(text, tmp_path)
+
+
+def test_a_law_of_model_size_alone_gets_a_report_without_a_compute_frontier(tmp_path) -> None:
+    """Kaplan's L(N) has no compute-optimal frontier to draw or predict: the report is written
+    (it crashed in the loss-vs-compute plot) and the law's own section is there."""
+    runs = grid_runs(law="kaplan_n", params={"alpha_N": 0.076, "N_c": 8.8e13}, n=40, seed=2)
+    result = fit_law(runs, "kaplan_n", FitOptions(grid_stride=60, bootstrap=10, workers=1))
+    text = write_report(result, runs, tmp_path).read_text()
+    assert "## Fitted law" in text and "`alpha_N`" in text
+    _check(text, tmp_path)

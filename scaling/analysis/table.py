@@ -24,6 +24,7 @@ import pandas as pd
 
 from scaling.counting import FLOPS_CONVENTIONS, compute_from, convention_slug
 from scaling.errors import ConfigError, DataError, UserError
+from scaling.files import atomic_write
 
 REQUIRED = ("params", "tokens", "loss")
 NUMERIC = ("params", "tokens", "loss", "flops")
@@ -314,23 +315,20 @@ def table_conventions(df: pd.DataFrame, params_column: str = "params") -> dict[s
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write ``df`` as CSV or Parquet, chosen by the extension of ``path`` (atomic rename)."""
+    """Write ``df`` as CSV or Parquet, chosen by the extension of ``path``, whole or not at all
+    (two sweeps ending at once each leave one complete table)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise UserError(f"{path}: unknown table extension {suffix!r}; use .csv or .parquet")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+
+    def write(tmp: Path) -> None:
         if suffix == ".csv":
             df.to_csv(tmp, index=False)
-        else:
-            try:
-                df.to_parquet(tmp, index=False)
-            except ImportError as err:
-                raise UserError(f"writing Parquet needs pyarrow ({err}); use a .csv path") from None
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+            return
+        try:
+            df.to_parquet(tmp, index=False)
+        except ImportError as err:
+            raise UserError(f"writing Parquet needs pyarrow ({err}); use a .csv path") from None
+
+    return atomic_write(path, write)

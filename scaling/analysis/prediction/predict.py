@@ -300,6 +300,8 @@ class Predictor:
             value = self.frontier_loss(C)
             return math.nan if value is None else value
         if not self.has_allocation:
+            if self.law.inputs != ("C",):
+                return math.nan  # a law of N or of D alone has no compute-optimal frontier
             return float(self.law.predict(params or self.params, C=C))
         p = params or self.params
         N, D = optimal_allocation(self.law_name, p, C)
