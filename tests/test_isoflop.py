@@ -7,9 +7,12 @@ the delta method, ``b = 1 - a``, the running median before the envelope, and the
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import binom
 from synthetic_runs import CHINCHILLA_TRUE, curve_runs, isoflop_runs
 
 import scaling.analysis.fitting.isoflop as iso
@@ -143,14 +146,35 @@ def test_the_weighted_fit_down_weights_a_noisy_vertex() -> None:
     unweighted = fit_power_law(Cs, Ns).exponent
     assert abs(unweighted - A_TRUE) > 0.01  # the biased vertex pulls an unweighted fit off
     assert abs(result.allocation["a"] - A_TRUE) < 0.3 * abs(unweighted - A_TRUE)
-    expected = fit_power_law(Cs, Ns, 1 / np.square(se)).exponent
-    assert result.allocation["a"] == pytest.approx(expected)
+    # by hand with numpy: each budget's parabola, its vertex and the delta-method variance of the
+    # vertex from the coefficients' covariance s^2 (X'X)^-1, s^2 = RSS / (n - 3); then the least
+    # squares line of ln N* on ln C, each vertex weighted by 1 / variance
+    log_c, vertex, variance = [], [], []
+    for c, budget in runs.groupby("flops"):
+        u, loss = np.log(budget["params"].to_numpy()), budget["loss"].to_numpy()
+        (q2, q1, q0), cov = np.polyfit(u, loss, 2, cov="unscaled")
+        rss = np.sum((loss - (q2 * u**2 + q1 * u + q0)) ** 2)
+        grad = np.array([q1 / (2 * q2**2), -1 / (2 * q2), 0.0])  # of -q1 / (2 q2)
+        log_c.append(np.log(c))
+        vertex.append(-q1 / (2 * q2))
+        variance.append(grad @ cov @ grad * rss / (u.size - 3))
+    variance = np.array(variance)
+    assert variance.min() > 0.01 * np.median(variance)  # no variance floor applies here
+    np.testing.assert_allclose(np.log(Ns), vertex, rtol=1e-9)
+    np.testing.assert_allclose(se, np.sqrt(variance), rtol=1e-6)
+    by_hand = np.polyfit(log_c, vertex, 1, w=1 / np.sqrt(variance))[0]  # w multiplies residuals
+    assert result.allocation["a"] == pytest.approx(by_hand, rel=1e-9)
 
 
 def test_weighted_power_law_by_hand() -> None:
     C = np.array([1e18, 1e19, 1e20])
     y = np.array([1e8, 1e8 * 10**0.5, 1e10])  # the first two lie on a slope of 0.5
     assert fit_power_law(C, y, np.array([1.0, 1.0, 0.0])).exponent == pytest.approx(0.5)
+    # ln C = 0, 1, 2 and ln y = 0, 2, 2 weighted 1, 1, 2: weighted means 5/4 and 3/2, slope
+    # sum w dx dz / sum w dx^2 = (15/8 - 1/8 + 3/4) / (25/16 + 1/16 + 9/8) = 10/11 (unweighted: 1)
+    C, y = np.exp([0.0, 1.0, 2.0]), np.exp([0.0, 2.0, 2.0])
+    assert fit_power_law(C, y, np.array([1.0, 1.0, 2.0])).exponent == pytest.approx(10 / 11)
+    assert fit_power_law(C, y).exponent == pytest.approx(1.0)
     assert fit_power_law(C, y).exponent == pytest.approx(np.polyfit(np.log(C), np.log(y), 1)[0])
 
 
@@ -179,16 +203,17 @@ def test_envelope_is_taken_over_smoothed_curves() -> None:
     assert result.allocation["a"] == pytest.approx(fit_envelope(curves).allocation["a"], abs=1e-3)
 
 
-def test_the_loss_predicted_beyond_the_ladder_carries_the_frontiers_uncertainty() -> None:
-    """Approach 2's loss at 10x the largest budget: the interval of the expected loss comes from
-    the frontier refitted on every resample (before, it was missing and a new run's interval held
-    the run-to-run noise only). On IsoFLOP profiles that are parabolas in ln N around minima on a
-    known power law, its width matches the estimate's real spread over 40 noisy tables, and it
-    covers the true loss about as often as it says (90%; a residual bootstrap of 6 runs per budget
-    runs a little short)."""
+BEYOND_TRIALS = 80  # noisy tables (about 9 s in all: 200 resamples each)
+BEYOND_LEVEL = 0.9
+
+
+@lru_cache(maxsize=1)
+def _beyond_the_ladder() -> tuple[float, tuple[tuple[float, float, float], ...]]:
+    """Approach 2's expected loss at 10x the largest budget on BEYOND_TRIALS noisy tables: the
+    true loss and each table's (estimate, interval low, interval high). IsoFLOP profiles are
+    parabolas in ln N around minima on a known power law, 1% noise, 6 sizes a budget."""
     alpha_c, c_c, k_n, a = 0.05, 1e30, 0.1, 0.5
     budgets, target = (1e17, 3e17, 1e18), 1e19
-    truth = (c_c / target) ** alpha_c
 
     def table(seed: int) -> pd.DataFrame:
         rng = np.random.default_rng(seed)
@@ -203,18 +228,40 @@ def test_the_loss_predicted_beyond_the_ladder_carries_the_frontiers_uncertainty(
 
     from scaling.analysis.prediction.predict import Predictor
 
-    points, halves, hits = [], [], 0
-    for seed in range(40):
-        result = fit_isoflop(table(seed), FitOptions(bootstrap=200, seed=seed, level=0.9))
-        p = Predictor(result).at_budget(target)
-        assert p.loss_ci is not None and p.loss_ci[0] < p.loss < p.loss_ci[1]
-        points.append(p.loss)
-        halves.append((p.loss_ci[1] - p.loss_ci[0]) / 2)
-        hits += p.loss_ci[0] <= truth <= p.loss_ci[1]
+    out = []
+    for seed in range(BEYOND_TRIALS):
+        options = FitOptions(bootstrap=200, seed=seed, level=BEYOND_LEVEL)
+        p = Predictor(fit_isoflop(table(seed), options)).at_budget(target)
+        assert p.loss_ci is not None
+        out.append((p.loss, *p.loss_ci))
+    return (c_c / target) ** alpha_c, tuple(out)
+
+
+def test_the_loss_predicted_beyond_the_ladder_carries_the_frontiers_uncertainty() -> None:
+    """The interval of the expected loss at 10x the largest budget comes from the frontier
+    refitted on every resample (before, it was missing and a new run's interval held the
+    run-to-run noise only): its width matches the estimate's real spread over the noisy tables."""
+    truth, trials = _beyond_the_ladder()
+    points = np.array([t[0] for t in trials])
+    assert all(lo < p < hi for p, lo, hi in trials)
+    halves = np.array([(hi - lo) / 2 for _, lo, hi in trials])
     spread = 1.645 * np.std(points)  # the 90% half-width the estimate really has
     assert 0.6 < np.mean(halves) / spread < 1.4
     assert abs(np.mean(points) / truth - 1) < 0.01  # no bias from the resampling
-    assert hits >= 28  # of 40 (measured: 81 of 100 with 400 resamples)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 21: the 90% interval beyond the ladder covers the true loss in 60 of 80 "
+    "tables (a residual bootstrap of 6 runs a budget and 3 budgets runs short)",
+)
+def test_the_90_percent_interval_beyond_the_ladder_covers_the_true_loss_90_percent() -> None:
+    """Each table's interval covers the true loss or not: with a 90% interval the hits are
+    Binomial(n, 0.9), and a correct interval falls below its 1st percentile in at most 1% of
+    seed sets; fewer hits say the interval is too narrow."""
+    truth, trials = _beyond_the_ladder()
+    hits = sum(lo <= truth <= hi for _, lo, hi in trials)
+    assert hits >= binom.ppf(0.01, len(trials), BEYOND_LEVEL)  # 65 of 80
 
 
 def test_approach1_uncertainty_is_labelled_a_subsample() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from synthetic_runs import grid_runs
@@ -36,14 +38,51 @@ def test_the_allocation_verdict_compares_the_optimum_with_its_neighbours_beyond_
     assert "beat the predicted optimum" in allocation_verdict(beaten, sigma_log=0.01)
 
 
-def test_the_snapped_shape_is_the_valid_model_nearest_the_predicted_size() -> None:
-    from scaling.counting import count_params
+def _hand_counted(n_layer: int, d_model: int, seq_len: int = 128, vocab: int = 256) -> int:
+    """Parameters of the default GPT, counted from scaling/training/model.py by hand: per block
+    c_attn 3d^2 + 3d, c_proj d^2 + d, MLP c_fc 4d^2 + 4d and c_proj 4d^2 + d, two LayerNorms 4d
+    (12d^2 + 13d); a final LayerNorm 2d; wte vocab*d (lm_head tied to it) and wpe seq_len*d."""
+    d = d_model
+    return n_layer * (12 * d * d + 13 * d) + 2 * d + vocab * d + seq_len * d
 
-    for target in (9e3, 4e4, 2.5e5):
-        shape = nearest_shape(target, seq_len=128, vocab_size=256)
-        assert shape.params == count_params(shape.model).total
-        others = [nearest_shape(target * f, 128, 256).params for f in (0.5, 2.0)]
-        assert all(abs(shape.params / target - 1) <= abs(p / target - 1) + 1 for p in others)
+
+def _hand_family(family: str) -> list[tuple[int, int, int]]:
+    """(params, n_layer, d_model) of every shape up to 64 layers, by the rule the shapes module
+    documents: aspect 16, head_dim 16; ``aspect``: d_model = 16 n_layer; ``free``: d_model any
+    multiple of 16 within a factor of two of 16 n_layer."""
+    out = []
+    for n_layer in range(1, 65):
+        if family == "aspect":
+            widths = [16 * n_layer]
+        else:
+            widths = list(range(16 * max(1, math.ceil(8 * n_layer / 16)), 32 * n_layer + 1, 16))
+        out += [(_hand_counted(n_layer, d), n_layer, d) for d in widths]
+    return sorted(out)
+
+
+def test_the_snapped_shape_is_the_valid_model_nearest_the_predicted_size() -> None:
+    assert _hand_counted(4, 64) == 224_640  # the default model (tests/test_architecture.py)
+    for family in ("aspect", "free"):
+        catalogue = _hand_family(family)
+        sizes = [p for p, _, _ in catalogue]
+        assert len(set(sizes)) == len(sizes)  # no two shapes tie
+        targets = [9e3, 4e4, 2.5e5]
+        # just either side of the geometric midpoint of two neighbours: the nearest in log space,
+        # not in parameters (the arithmetic midpoint lies above), nor the next one up
+        for i in (0, 2, 4, 9, 20):
+            mid = math.sqrt(sizes[i] * sizes[i + 1])
+            targets += [mid * 0.999, mid * 1.001]
+        for target in targets:
+            distance = [abs(math.log(p / target)) for p in sizes]
+            best = int(np.argmin(distance))
+            params, n_layer, d_model = catalogue[best]
+            shape = nearest_shape(target, seq_len=128, vocab_size=256, family=family)
+            assert (shape.params, shape.n_layer, shape.d_model) == (params, n_layer, d_model)
+            assert shape.n_head == d_model // 16
+            # it beats the shapes one step smaller and one step larger
+            assert all(distance[best] < distance[j] for j in (best - 1, best + 1) if j >= 0)
+    # a 250K prediction trains the 225K default model, not the 420K one above it
+    assert nearest_shape(2.5e5, 128, 256).params == 224_640
 
 
 def test_a_verification_after_the_fit_enters_its_report_once(tmp_path) -> None:
