@@ -179,7 +179,7 @@ def test_fit_defaults_are_the_documented_ones() -> None:
     args = build_parser().parse_args(["fit", "runs.csv"])
     assert (args.bootstrap, args.seed, args.level, args.workers) == (1000, 0, 0.95, None)
     assert (args.huber_delta, args.grid_stride, args.isoflop_tolerance) == (1e-3, 1, 0.05)
-    assert (args.law, args.approach, args.backtest_quantile) == ("chinchilla", 3, 0.75)
+    assert (args.law, args.approach, args.backtest_holdout) == ("chinchilla", 3, None)
     collect = build_parser().parse_args(["collect", "--out", "runs.csv"])
     assert collect.tracking_uri == "sqlite:///results/mlflow.db"
     assert collect.experiment == "scaling"

@@ -151,10 +151,11 @@ def test_health_flags_too_few_runs_and_bounds() -> None:
 
 def test_health_flags_a_backtest_that_missed() -> None:
     healthy = fit(grid_runs(n=80, noise=0.003, seed=2), options=QUICK)
-    missed = {"threshold": 1e19, "mean_abs_rel": 0.12, "max_abs_rel": 0.2}
+    missed = {"test_budgets": [1e19], "mean_abs_rel": 0.12, "max_abs_rel": 0.2}
     verdict = assess(healthy, backtest=missed)
     assert not verdict["ok"] and "12.0%" in verdict["problems"][0]
-    assert assess(healthy, backtest={"threshold": 1e19, "error": "too few runs"})["ok"] is False
+    skipped = assess(healthy, backtest={"not_backtested": "1 budget left; add 1 more budget"})
+    assert skipped["problems"] == ["not backtested: 1 budget left; add 1 more budget"]
 
 
 def test_predict_refuses_an_unhealthy_fit_with_exit_status_3(tmp_path, capsys) -> None:

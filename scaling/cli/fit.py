@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from scaling.analysis.report import HOLDOUT_MANY
 from scaling.cli.common import Commands, positive_int
 from scaling.errors import UserError
 
@@ -23,6 +24,8 @@ examples:
 The run table needs columns params, tokens, loss (optional flops; default 6*params*tokens).
 Approach 1 needs a curves table: run_id, params, tokens, loss, one row per logged point.
 """
+
+HOLDOUT_HELP = f"default: the top one, the top two from {HOLDOUT_MANY} budgets on"
 
 # Options of `scaling fit` that set a field of FitOptions of the same name, with its default:
 # (field, type, metavar, help).
@@ -48,6 +51,11 @@ FIT_OPTIONS = (
         "DECADES",
         "runs within this many decades of compute share a budget (default: %(default)s)",
     ),
+    ("backtest_holdout", int, "K", f"the backtest holds out the top K budgets ({HOLDOUT_HELP})"),
+)
+REPLACED = (
+    "--backtest-quantile was replaced by --backtest-holdout K (the backtest holds out the top K "
+    f"budgets by compute; {HOLDOUT_HELP}): drop it or pass --backtest-holdout"
 )
 
 # Options of `scaling fit --law curve` only (their dests default to None).
@@ -66,7 +74,6 @@ def add_fit(commands: Commands) -> None:
     """The parser of ``scaling fit``."""
     from scaling.analysis.fitting.laws import CHINCHILLA, LAWS
     from scaling.analysis.fitting.results import CLI_BOOTSTRAP, FitOptions
-    from scaling.analysis.report import BACKTEST_QUANTILE
 
     defaults = FitOptions()
     p = commands.add_parser(
@@ -110,13 +117,7 @@ def add_fit(commands: Commands) -> None:
         default="params",
         help="column with the parameter count, e.g. params_nonembed (default: params)",
     )
-    p.add_argument(
-        "--backtest-quantile",
-        type=float,
-        default=BACKTEST_QUANTILE,
-        help="backtest fits runs below this compute quantile, predicts the rest "
-        "(default: %(default)s)",
-    )
+    p.add_argument("--backtest-quantile", help=argparse.SUPPRESS)  # replaced: exits 2
     p.add_argument(
         "--out",
         type=Path,
@@ -175,14 +176,20 @@ def _validate_fit_args(args: argparse.Namespace) -> None:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     if not args.isoflop_tolerance > 0:
         raise UserError("--isoflop-tolerance must be positive")
-    if not 0 < args.backtest_quantile < 1:
-        raise UserError("--backtest-quantile must be in (0, 1)")
+    _validate_holdout(args)
     from scaling.analysis.fitting.laws import CHINCHILLA
 
     if args.approach != 3 and args.law != CHINCHILLA.name:  # --law left at its default
         raise UserError(
             f"--law {args.law} applies to approach 3; approaches 1 and 2 fit power laws in C"
         )
+
+
+def _validate_holdout(args: argparse.Namespace) -> None:
+    if args.backtest_quantile is not None:
+        raise UserError(REPLACED)
+    if args.backtest_holdout is not None and args.backtest_holdout < 1:
+        raise UserError(f"--backtest-holdout must be >= 1, got {args.backtest_holdout}")
 
 
 def _out_dir(args: argparse.Namespace) -> Path:
@@ -212,7 +219,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
         options=FitOptions(bootstrap=args.bootstrap, **chosen),
         params_column=args.params_column,
         report=not args.no_report,
-        backtest_quantile=args.backtest_quantile,
     )
     for w in output.result.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -311,27 +317,39 @@ def _fit_summary(doc: dict[str, Any]) -> str:
 
 def add_report(commands: Commands) -> None:
     """The parser of ``scaling report``."""
-    from scaling.analysis.report import BACKTEST_QUANTILE
-
     p = commands.add_parser(
         "report",
         help="re-render report.md and plots from an existing fit directory",
         description="Re-render DIR/report.md and DIR/*.png from DIR/fit.json and DIR/runs.csv.",
     )
     p.add_argument("dir", type=Path, metavar="DIR", help="directory written by `scaling fit`")
-    p.add_argument("--backtest-quantile", type=float, default=BACKTEST_QUANTILE)
+    p.add_argument(
+        "--backtest-holdout",
+        type=int,
+        metavar="K",
+        help="hold out the top K budgets in the report's backtest (default: the fit's own "
+        f"--backtest-holdout, else {HOLDOUT_HELP.removeprefix('default: ')}); fit.json's "
+        "health keeps the fit's backtest",
+    )
+    p.add_argument("--backtest-quantile", help=argparse.SUPPRESS)  # replaced: exits 2
     p.set_defaults(handler=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """``scaling report DIR``: re-render report.md and plots from DIR/fit.json + DIR/runs.csv;
     the report's files are replaced whole, the folder's other files are kept."""
+    from dataclasses import replace
+
     from scaling.analysis.fitting.results import load_fit
     from scaling.analysis.outdir import staged_dir
     from scaling.analysis.report.markdown import write_report
     from scaling.analysis.table import read_run_table
 
+    _validate_holdout(args)
     result = load_fit(args.dir / "fit.json")
+    if args.backtest_holdout is not None:
+        options = replace(result.options, backtest_holdout=args.backtest_holdout)
+        result = replace(result, options=options)
     runs_path = args.dir / "runs.csv"
     runs = read_run_table(runs_path, curves=result.approach == 1)
     with staged_dir(args.dir) as (stage, _):
@@ -340,7 +358,6 @@ def cmd_report(args: argparse.Namespace) -> int:
             runs,
             stage,
             source=str((result.data or {}).get("path", runs_path)),
-            backtest_quantile=args.backtest_quantile,
             history=args.dir / "verifications.csv",
         )
     print(f"wrote {args.dir / 'report.md'}", file=sys.stderr)

@@ -17,7 +17,6 @@ from scaling.analysis.fitting.fit import fit
 from scaling.analysis.fitting.results import FitOptions, FitResult, save_fit
 from scaling.analysis.outdir import staged_dir
 from scaling.analysis.prediction.health import assess
-from scaling.analysis.report import BACKTEST_QUANTILE
 from scaling.analysis.report.stats import backtest, final_rows
 from scaling.analysis.table import read_run_table, write_table
 
@@ -40,7 +39,6 @@ def fit_to_dir(
     options: FitOptions | None = None,
     params_column: str = "params",
     report: bool = True,
-    backtest_quantile: float = BACKTEST_QUANTILE,
 ) -> FitOutput:
     """Fit the run table at ``table`` and write the results into ``out`` (raises UserError)."""
     runs = read_run_table(table, params_column, curves=approach == 1)
@@ -49,7 +47,7 @@ def fit_to_dir(
     # which N and C the fit used: the estimator's own record, else the table's (one per fit)
     used = {**conventions(runs), **(result.conventions or {})}
     result = replace(result, data=source, conventions=used)
-    bt = backtest(runs, result, backtest_quantile) if result.approach in (2, 3) else None
+    bt = backtest(runs, result)  # the top budgets held out (FitOptions.backtest_holdout)
     N, D, _, _ = columns(final_rows(runs, result.approach))
     result = replace(result, health=assess(result, backtest=bt, N=N, D=D))
     with staged_dir(out) as (stage, written):
@@ -63,7 +61,6 @@ def fit_to_dir(
                 runs,
                 stage,
                 source=str(table),
-                backtest_quantile=backtest_quantile,
                 backtest_result=bt,
                 history=out / "verifications.csv",
             )

@@ -40,6 +40,8 @@ class FitOptions:
     grid_stride: int = 1  # use every k-th start of the law's grid (1 = the full published grid)
     polish: int = 8  # distinct optima polished with scipy L-BFGS-B
     isoflop_tolerance: float = 0.05  # decades of C within which runs share a budget
+    # top budgets the backtest holds out (None: the rule of analysis.report.stats.holdout)
+    backtest_holdout: int | None = None
     extra_starts: tuple[tuple[float, ...], ...] = ()
     use_grid: bool = True  # False: start only from extra_starts (warm refits)
 

@@ -15,8 +15,10 @@ taste:
 * a bootstrap interval so wide the parameter is not determined: a scale parameter spanning more
   than :data:`MAX_SCALE_DECADES` decades, an allocation exponent wider than
   :data:`MAX_EXPONENT_WIDTH`, or more than :data:`MAX_FAILED_SHARE` of the refits failing;
-* a backtest (fit the small budgets, predict the large) whose mean relative error of the loss
-  exceeds :data:`MAX_BACKTEST_ERROR`, or that could not be fitted.
+* a backtest (hold out the top budgets whole, fit the rest, predict the held-out ones:
+  :func:`scaling.analysis.report.stats.backtest`) whose mean relative error of the loss exceeds
+  :data:`MAX_BACKTEST_ERROR`, or none at all: "not backtested: <why>; <what to add>" (fewer
+  than two budgets left to fit, a failed refit, nothing held out to predict).
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ def assess(
     """The health verdict of ``result``: ``{"ok": bool, "problems": [one line each]}``.
 
     ``backtest`` (:func:`scaling.analysis.report.stats.backtest`) and the fitted runs' ``N``,
-    ``D`` add the checks that need them.
+    ``D`` add the checks that need them (without ``backtest`` the backtest is not checked:
+    ``scaling fit`` always passes one for approaches 2 and 3).
     """
     problems = _convergence(result) + _support(result) + _intervals(result)
     if N is not None and D is not None:
@@ -139,18 +142,14 @@ def _negligible_terms(result: FitResult, N: np.ndarray, D: np.ndarray) -> list[s
 
 
 def _backtest(bt: Mapping[str, Any]) -> list[str]:
-    if "error" in bt:
-        return [f"the backtest could not be fitted ({bt['error']})"]
+    if "not_backtested" in bt:
+        return [f"not backtested: {bt['not_backtested']}"]
     err = bt.get("mean_abs_rel")
     if err is not None and math.isfinite(err) and err > MAX_BACKTEST_ERROR:
-        train, test = bt.get("train_budgets") or [], bt.get("test_budgets") or []
-        split = (
-            f"fit budgets up to C = {max(train):.3g}, predict {', '.join(f'{c:.3g}' for c in test)}"
-            if train and test
-            else f"fit C <= {bt['threshold']:.3g}, predict above"
-        )
+        test = ", ".join(f"{c:.3g}" for c in bt.get("test_budgets") or [])
         return [
-            f"the backtest ({split}) missed the held-out losses by {100 * err:.1f}% on average "
+            f"the backtest ({bt.get('held_out', 'held out the top budgets')}: C = {test}) "
+            f"missed the held-out losses by {100 * err:.1f}% on average "
             f"(limit {100 * MAX_BACKTEST_ERROR:g}%)"
         ]
     return []

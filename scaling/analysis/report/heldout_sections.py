@@ -88,33 +88,33 @@ def comparison_section(final: pd.DataFrame, result: FitResult) -> list[str]:
     return [text]
 
 
-def backtest_section(
-    runs: pd.DataFrame, result: FitResult, quantile: float, bt: dict | None = None
-) -> list[str]:
-    bt = bt if bt is not None else backtest(runs, result, quantile)
+def backtest_section(runs: pd.DataFrame, result: FitResult, bt: dict | None = None) -> list[str]:
+    bt = bt if bt is not None else backtest(runs, result)
     if bt is None:
         return []
     train_b, test_b = bt["train_budgets"], bt["test_budgets"]
+    if "not_backtested" in bt:
+        return [
+            f"## Backtest\n\n**Not backtested**: {bt['not_backtested']}. Budgets are "
+            f"{bt['grouped_by']}; the hold-out: {bt['held_out']}.\n"
+        ]
     starts = (
         f" The refit started cold from a thinned grid of {bt['starts']} of the law's starts, "
         "not from the fit to all runs."
         if "starts" in bt
         else ""
     )
-    fitted = f"; C = {sci(min(train_b))} … {sci(max(train_b))}" if train_b else ""
+    fitted = f" (C = {sci(min(train_b))} … {sci(max(train_b))})" if train_b else ""
     shown = (
         ", ".join(sci(c) for c in test_b)
         if len(test_b) <= 6
         else f"{sci(test_b[0])} … {sci(test_b[-1])}"
     )
     head = (
-        f"## Backtest\n\nBudgets ({bt['grouped_by']}) up to the {quantile:.0%} compute "
-        f"quantile of the runs ({bt['threshold']:.4g} FLOPs{fitted}) were fitted and the "
-        f"{len(test_b)} larger budget(s), C = {shown}, held out whole: no budget is on both "
-        f"sides.{starts}\n\n"
+        f"## Backtest\n\nBudgets are {bt['grouped_by']}. The backtest {bt['held_out']}: "
+        f"C = {shown}, held out whole; the other budgets{fitted} were fitted and predict "
+        f"them. No budget is on both sides.{starts}\n\n"
     )
-    if "error" in bt:
-        return [head + f"The backtest fit failed: {bt['error']}\n"]
     if result.approach == 3:
         tab = bt["table"].tail(15)
         brow = [

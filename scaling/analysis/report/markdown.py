@@ -16,7 +16,6 @@ import pandas as pd
 
 from scaling.analysis.fitting.results import FitResult
 from scaling.analysis.prediction.predict import Predictor
-from scaling.analysis.report import BACKTEST_QUANTILE
 from scaling.analysis.report.cells import interval, md_table, sci
 from scaling.analysis.report.fit_sections import (
     allocation_section,
@@ -49,7 +48,6 @@ def write_report(
     out_dir: Path,
     *,
     source: str = "runs.csv",
-    backtest_quantile: float = BACKTEST_QUANTILE,
     backtest_result: dict | None = None,
     history: Path | None = None,
 ) -> Path:
@@ -72,7 +70,7 @@ def write_report(
     if result.exponents:
         parts += allocation_section(result, p)
     parts += comparison_section(final, result)
-    parts += backtest_section(runs, result, backtest_quantile, backtest_result)
+    parts += backtest_section(runs, result, backtest_result)
     parts += shift_section(final, result)
     parts += _verification_section(history)
     parts.append(warnings_section(result))

@@ -70,8 +70,9 @@ def method_text(result: FitResult) -> str:
         "budget (runs sharing `planned_flops`, else runs within "
         f"{result.options.isoflop_tolerance:g} decades of compute) is held out whole: the law "
         "comparison's leave-top-budgets-out refits leave out every run of the largest "
-        "budgets, and the backtest fits the budgets up to a compute quantile and predicts "
-        "the larger ones. The comparison's cross-validation leaves out a fold of runs. Every "
+        "budgets, and the backtest holds out the top budgets by rank of compute (the Backtest "
+        "section says which), fits the rest and predicts them. The comparison's "
+        "cross-validation leaves out a fold of runs. Every "
         "refit of a law starts cold from a thinned grid of that law's starts, never from the "
         "optima of the fit to all runs."
     )

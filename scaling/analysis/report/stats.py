@@ -19,7 +19,8 @@ Functions:
   ``k`` largest budgets, predict their runs; ``k`` = 1 and 2 where enough budgets remain) and the
   k-fold (over runs) cross-validated error; :func:`select_law` names the law with the least
   leave-top-out error, the one aimed at extrapolation.
-* :func:`backtest`: fit the budgets up to a compute threshold, predict the larger budgets.
+* :func:`holdout` and :func:`backtest`: hold out the top budgets by rank of compute (the top
+  one, the top two from 5 budgets on), fit the rest, predict the held-out ones.
 * :func:`exponent_shift`: the allocation exponents ``a`` and ``b`` under total vs non-embedding N
   and under ``C = 6ND`` vs ``C = 6ND + attention``.
 * :func:`budget_grid`: the budgets of the allocation table.
@@ -41,6 +42,7 @@ from scaling.analysis.fitting.isoflop import PLANNED, budget_labels
 from scaling.analysis.fitting.laws import CHINCHILLA, compared_laws, get_law
 from scaling.analysis.fitting.results import FitResult
 from scaling.analysis.prediction.predict import Predictor
+from scaling.analysis.report import HOLDOUT_MANY
 from scaling.analysis.table import TOTAL_PARAMS
 from scaling.counting import FLOPS_PER_PARAM_TOKEN
 from scaling.errors import UserError
@@ -49,7 +51,9 @@ Array = np.ndarray
 
 CV_FOLDS = 5
 LEAVE_TOP = (1, 2)  # leave the k largest budgets out
-_ROUNDING = 1 + 1e-9  # a budget's C (a geometric mean) may exceed the threshold by rounding only
+LEFT_TO_FIT = 2  # budgets a backtest needs left to fit
+BUDGET_RUNS = 3  # runs of an IsoFLOP budget (a parabola): most budgets with fewer, no budgets
+GRID_SHARE = 0.25  # share of computes approach 3's backtest holds out of a table without budgets
 SHIFT_POINTS = 9  # budgets over the fitted compute range at which N_opt(C) is solved
 SHIFT_GRID = 2001  # points of the log N grid N_opt is searched on (then refined by a parabola)
 SHIFT_SPAN = math.log(1e3)  # that grid reaches this far (e-folds) beyond the table's sizes
@@ -189,52 +193,100 @@ def select_law(rows: list[dict]) -> dict | None:
     return min(scored, key=lambda r: r["extrapolation"]) if scored else None
 
 
-def backtest(runs: pd.DataFrame, result: FitResult, quantile: float) -> dict | None:
-    """Fit on the budgets whose compute is at most the ``quantile`` of the runs' compute and
-    predict the runs (approach 3) or the IsoFLOP minima (approach 2) of the larger budgets.
+def _budgets(n: int) -> str:
+    return f"{n} budget{'' if n == 1 else 's'}"
 
-    Returns ``threshold``, ``n_train``, ``n_test``, ``mean_abs_rel``, ``max_abs_rel`` (or
-    ``threshold`` and ``error`` when the refit failed), the budgets on each side, how budgets
-    were formed, and the table of predictions; ``None`` when nothing is left to predict.
+
+def holdout(runs: pd.DataFrame, result: FitResult) -> tuple[Array, dict]:
+    """Which runs the backtest of ``result`` holds out: whole budgets, by rank of compute.
+
+    ``FitOptions.backtest_holdout`` top budgets when set, else the top one, and the top two from
+    :data:`HOLDOUT_MANY` budgets on.  For approach 3, a table whose budgets are not IsoFLOP
+    budgets (most hold fewer than :data:`BUDGET_RUNS` runs: a grid where each run has its own
+    compute) has each compute for a budget (a run and its seed replicates), and the default
+    holds out the top :data:`GRID_SHARE` of them, at least one.  Returns the held-out mask over
+    ``runs`` and the record: ``held_out`` (a sentence: what and why), ``grouped_by``,
+    ``train_budgets``, ``test_budgets`` and, when fewer than :data:`LEFT_TO_FIT` budgets would
+    be left to fit, ``not_backtested`` ("why; what to add").
     """
-    final = final_rows(runs, result.approach)
-    threshold = float(np.quantile(columns(final)[2], quantile))
-    if result.approach == 3:
-        return _backtest_law(final, result, threshold)
-    if result.approach == 2:
-        return _backtest_isoflop(final, result, threshold)
-    return None
-
-
-def _split(runs: pd.DataFrame, result: FitResult, threshold: float) -> tuple[Array, Array, dict]:
     labels, budget_c, how = budgets(runs, result.options.isoflop_tolerance)
-    train_b = budget_c <= threshold * _ROUNDING
-    train = train_b[labels]
-    info = {
-        "threshold": threshold,
+    chosen = result.options.backtest_holdout
+    if result.approach == 3 and np.median(np.bincount(labels)) < BUDGET_RUNS:
+        how = (
+            f"each compute a budget of its own (a run and its seed replicates): most budgets of "
+            f"{how} hold fewer than {BUDGET_RUNS} runs"
+        )
+        budget_c, labels = np.unique(columns(runs)[2], return_inverse=True)
+        default = max(1, math.ceil(GRID_SHARE * len(budget_c)))
+        rule = f"the default here: the top {GRID_SHARE:.0%} of them, at least one"
+    else:
+        default = 2 if len(budget_c) >= HOLDOUT_MANY else 1
+        rule = f"the default: the top one, the top two from {HOLDOUT_MANY} budgets on"
+    n = len(budget_c)
+    k = default if chosen is None else int(chosen)
+    if chosen is not None:
+        rule = f"--backtest-holdout {chosen}"
+    held_b = np.zeros(n, dtype=bool)
+    held_b[np.argsort(budget_c)[::-1][:k]] = True
+    info: dict = {
+        "holdout": k,
+        "n_budgets": n,
+        "held_out": f"held out the top {min(k, n)} of {_budgets(n)} by compute ({rule})",
         "grouped_by": how,
-        "train_budgets": [float(c) for c in np.sort(budget_c[train_b])],
-        "test_budgets": [float(c) for c in np.sort(budget_c[~train_b])],
+        "train_budgets": [float(c) for c in np.sort(budget_c[~held_b])],
+        "test_budgets": [float(c) for c in np.sort(budget_c[held_b])],
     }
-    return train, ~train, info
+    if n - k < LEFT_TO_FIT:
+        need = LEFT_TO_FIT + k - n
+        info["not_backtested"] = (
+            f"{_budgets(n)} ({how}): holding out the top {k} leaves {max(n - k, 0)} to fit and "
+            f"a backtest needs {LEFT_TO_FIT}; add {need} more budget{'s' if need > 1 else ''}"
+        )
+        if chosen is not None and n > LEFT_TO_FIT:
+            info["not_backtested"] += f", or pass --backtest-holdout {n - LEFT_TO_FIT}"
+    return held_b[labels], info
 
 
-def _backtest_law(runs: pd.DataFrame, result: FitResult, threshold: float) -> dict | None:
-    train, test, info = _split(runs, result, threshold)
-    if not test.any():
+def backtest(runs: pd.DataFrame, result: FitResult) -> dict | None:
+    """Fit on the budgets that :func:`holdout` keeps and predict the runs (approach 3) or the
+    IsoFLOP minima (approach 2) of the budgets it holds out.
+
+    Returns :func:`holdout`'s record with ``n_train``, ``n_test``, ``mean_abs_rel``,
+    ``max_abs_rel`` and the table of predictions, or with ``not_backtested`` ("why; what to
+    add") when too few budgets are left to fit, the refit failed or nothing held out can be
+    predicted; ``None`` for approach 1 (no backtest).
+    """
+    if result.approach not in (2, 3):
         return None
+    final = final_rows(runs, result.approach)
+    test, info = holdout(final, result)
+    if "not_backtested" in info:
+        return info
+    if result.approach == 3:
+        return _backtest_law(final, result, ~test, info)
+    return _backtest_isoflop(final, result, ~test, info)
+
+
+def _backtest_law(runs: pd.DataFrame, result: FitResult, train: Array, info: dict) -> dict:
     law = get_law(result.law)
     got = refit_subsets(runs, result.law, train[None, :], result.options)[0]
     info["starts"] = len(thinned_starts(law))
+    left = f"the {int(train.sum())} run(s) of the {len(info['train_budgets'])} budget(s) left"
     if got is None:
         return {
             **info,
-            "error": f"{int(train.sum())} run(s) in {len(info['train_budgets'])} budget(s) "
-            f"cannot fit law {result.law!r}",
+            "not_backtested": f"law {result.law!r} could not be fitted to {left}; add runs to "
+            "those budgets or budgets below the held-out ones",
         }
-    held = runs[test]
+    held = runs[~train]
     if law.inputs != ("N", "D"):  # a law of converged runs predicts the frontier of the test set
         held = held.iloc[fitted_rows(law, *columns(held))]
+    if held.empty:
+        return {
+            **info,
+            "not_backtested": f"the held-out budgets have no run on the frontier law "
+            f"{result.law!r} predicts; add runs at the largest budgets",
+        }
     N, D, C, loss = columns(held)
     pred = predict_table(law, got[0], held)
     rel = _rel(pred, loss)
@@ -258,15 +310,29 @@ def _backtest_law(runs: pd.DataFrame, result: FitResult, threshold: float) -> di
     }
 
 
-def _backtest_isoflop(runs: pd.DataFrame, result: FitResult, threshold: float) -> dict | None:
-    train, _, info = _split(runs, result, threshold)
-    test = [m for m in result.isoflop if m.used and m.flops > threshold * _ROUNDING]
+def _backtest_isoflop(runs: pd.DataFrame, result: FitResult, train: Array, info: dict) -> dict:
+    # a used minimum is held out when its budget (the nearest in log C) is
+    logc = np.log(info["train_budgets"] + info["test_budgets"])
+    n_train = len(info["train_budgets"])
+    test = [
+        m
+        for m in result.isoflop
+        if m.used and int(np.argmin(np.abs(logc - math.log(m.flops)))) >= n_train
+    ]
     if not test:
-        return None
+        return {
+            **info,
+            "not_backtested": "no held-out budget has an interior IsoFLOP minimum to predict; "
+            "add sizes around the minima of the largest budgets",
+        }
     try:
         f = fit(runs[train], approach=2, options=replace(result.options, bootstrap=0))
     except UserError as err:
-        return {**info, "error": str(err)}
+        return {
+            **info,
+            "not_backtested": f"the IsoFLOP fit of the {n_train} budget(s) left failed "
+            f"({err}); add budgets, or sizes around their minima",
+        }
     # the budgets the refit actually saw (its vertices), for the record
     info["train_budgets"] = [float(m.flops) for m in f.isoflop if m.used]
     p = Predictor(f)
