@@ -222,3 +222,49 @@ def test_seed_replicates_do_not_narrow_the_interval_as_if_they_were_new_settings
     # resampled as independent rows, the copies would shrink it by about sqrt(3)
     rows = width(tripled.drop(columns="seed"))
     assert rows < 0.75 * one
+
+
+def _ladder(noise: float) -> pd.DataFrame:
+    from synthetic_runs import isoflop_runs
+
+    return isoflop_runs(budgets=(1e17, 3e17, 1e18), sizes_per_budget=5, noise=noise, seed=1)
+
+
+def test_the_width_gates_judge_the_same_fit_the_same_whatever_level_it_reports() -> None:
+    """A refit at --level 0.8 must not pass what a 0.95 fit refuses: the gates read the
+    bootstrap samples at one fixed level."""
+    from scaling.analysis.prediction.health import MAX_EXPONENT_WIDTH
+
+    runs = _ladder(noise=0.02)
+    verdicts = {}
+    for level in (0.8, 0.95, 0.99):
+        result = fit(runs, approach=2, options=FitOptions(bootstrap=200, seed=0, level=level))
+        verdicts[level] = [p for p in assess(result)["problems"] if "not determined" in p]
+    a = result.bootstrap.samples["a"]
+    a = a[np.isfinite(a)]
+
+    def width(level: float) -> float:
+        lo, hi = np.percentile(a, [50 - 50 * level, 50 + 50 * level])
+        return float(hi - lo)
+
+    # the case that split the verdicts: a's 95% interval is wider than the gate, its 90% narrower
+    assert width(0.95) > MAX_EXPONENT_WIDTH > width(0.9)
+    assert verdicts[0.8] == verdicts[0.95] == verdicts[0.99] == []
+
+
+def test_an_undetermined_allocation_exponent_is_one_problem_not_four() -> None:
+    """b = 1 - a and D_coef = 1 / (6 N_coef) are derived from a and N_coef; N_coef at C = 1 trades
+    off against a across tens of decades: only a (and the size at the data's centre) are judged."""
+    result = fit(_ladder(noise=0.03), approach=2, options=FitOptions(bootstrap=200, seed=0))
+    undetermined = [p for p in assess(result)["problems"] if "not determined" in p]
+    assert len(undetermined) == 1 and undetermined[0].startswith("exponent a "), undetermined
+
+
+def test_a_frontier_that_did_not_converge_is_a_problem() -> None:
+    """Approaches 1 and 2 predict losses through the frontier: its fit's convergence is gated."""
+    from dataclasses import replace
+
+    result = fit(_ladder(noise=0.005), approach=2, options=FitOptions(bootstrap=50, seed=0))
+    assert assess(result)["ok"], assess(result)["problems"]
+    stalled = replace(result, frontier={**result.frontier, "converged": False})
+    assert any("frontier's fit did not converge" in p for p in assess(stalled)["problems"])

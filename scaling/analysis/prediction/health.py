@@ -13,8 +13,15 @@ taste:
   :data:`~scaling.analysis.fitting.laws.NEGLIGIBLE_TERM` of the loss at every run (its
   parameters are not identified);
 * a bootstrap interval so wide the parameter is not determined: a scale parameter spanning more
-  than :data:`MAX_SCALE_DECADES` decades, an allocation exponent wider than
-  :data:`MAX_EXPONENT_WIDTH`, or more than :data:`MAX_FAILED_SHARE` of the refits failing;
+  than :data:`MAX_SCALE_DECADES` decades, an exponent wider than :data:`MAX_EXPONENT_WIDTH`, or
+  more than :data:`MAX_FAILED_SHARE` of the refits failing. The widths are read at
+  :data:`GATE_LEVEL` from the bootstrap samples, whatever ``--level`` the fit reports, so a refit
+  at another level passes what this one passes. Each cause is said once: the fitted parameters
+  are judged (approach 3: the law's own; approaches 1 and 2: ``a`` and the compute-optimal size at
+  the geometric centre of the fitted compute, not ``N_coef`` at C = 1, which trades off against
+  ``a`` across tens of decades), never the quantities derived from them (``b = 1 − a``,
+  ``D_coef = 1 / (6 N_coef)``, approach 3's ``a``, ``b``, ``G``);
+* the loss frontier's own fit (approaches 1 and 2) did not converge;
 * a backtest (hold out the top budgets whole, fit the rest, predict the held-out ones:
   :func:`scaling.analysis.report.stats.backtest`) whose mean relative error of the loss exceeds
   :data:`MAX_BACKTEST_ERROR`, or none at all: "not backtested: <why>; <what to add>" (fewer
@@ -29,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from scaling.analysis.fitting.bootstrap import percentile_interval
 from scaling.analysis.fitting.laws import NEGLIGIBLE_TERM, get_law
 from scaling.analysis.fitting.results import FitResult
 
@@ -37,7 +45,9 @@ MAX_SCALE_DECADES = 3.0
 MAX_EXPONENT_WIDTH = 0.3
 MAX_FAILED_SHARE = 0.2
 MAX_BACKTEST_ERROR = 0.05
-_EXPONENTS = ("a", "b", "alpha", "beta", "alpha_N", "alpha_D", "alpha_C")
+GATE_LEVEL = 0.9  # the interval level the width gates read, whatever level a fit reports
+_EXPONENTS = ("a", "alpha", "beta", "alpha_N", "alpha_D", "alpha_C")
+CENTRE_SIZE = "N_opt at the centre"  # approaches 1-2: the size gated instead of N_coef
 
 
 def assess(
@@ -66,6 +76,8 @@ def _convergence(result: FitResult) -> list[str]:
     out = []
     if not conv.converged:
         out.append(f"the optimiser did not converge ({conv.message})")
+    if result.frontier is not None and not result.frontier.get("converged", True):
+        out.append("the loss frontier's fit did not converge: its predicted losses are not fitted")
     if conv.on_bounds:
         out.append(
             f"parameter(s) {', '.join(conv.on_bounds)} on a bound of the search box: the law "
@@ -87,9 +99,6 @@ def _support(result: FitResult) -> list[str]:
     if result.approach != 2:
         return []
     out = []
-    used = [m for m in result.isoflop if m.used]
-    if len(used) < 2:
-        out.append(f"{len(used)} budget(s) with an interior IsoFLOP minimum; at least 2 needed")
     for m in result.isoflop:
         if m.at_edge or not m.used:
             lo, hi = m.params_range
@@ -103,6 +112,20 @@ def _support(result: FitResult) -> list[str]:
     return out
 
 
+def gated_samples(result: FitResult) -> dict[str, np.ndarray]:
+    """The bootstrap samples of the quantities the width gates judge: the fitted parameters, not
+    what is derived from them (module docstring)."""
+    samples = result.bootstrap.samples if result.bootstrap is not None else {}
+    if result.approach == 3:
+        return {k: np.asarray(samples[k]) for k in get_law(result.law).param_names if k in samples}
+    out = {k: np.asarray(samples[k]) for k in ("a",) if k in samples}
+    if "a" in samples and "N_coef" in samples and result.ranges.get("C"):
+        lo, hi = result.ranges["C"]
+        centre = math.sqrt(lo * hi)
+        out[CENTRE_SIZE] = np.asarray(samples["N_coef"]) * centre ** np.asarray(samples["a"])
+    return out
+
+
 def _intervals(result: FitResult) -> list[str]:
     boot = result.bootstrap
     if boot is None:
@@ -113,18 +136,25 @@ def _intervals(result: FitResult) -> list[str]:
             f"{boot.n_failed} of {boot.n_resamples} bootstrap refits failed: the fit is "
             "unstable under resampling"
         )
-    for name, (lo, hi) in result.ci.items():
-        if not (math.isfinite(lo) and math.isfinite(hi)):
+    for name, values in gated_samples(result).items():
+        interval = percentile_interval(values, GATE_LEVEL, min_values=2)
+        if interval is None:
             continue
+        lo, hi = interval
         if name in _EXPONENTS:
             if hi - lo > MAX_EXPONENT_WIDTH:
                 out.append(
-                    f"exponent {name} is not determined: its {boot.level:.0%} interval is "
+                    f"exponent {name} is not determined: its {GATE_LEVEL:.0%} interval is "
                     f"[{lo:.3g}, {hi:.3g}]"
                 )
         elif lo > 0 and math.log10(hi / lo) > MAX_SCALE_DECADES:
+            what = (
+                "the compute-optimal size at the data's centre"
+                if name == CENTRE_SIZE
+                else f"parameter {name}"
+            )
             out.append(
-                f"parameter {name} is not determined: its {boot.level:.0%} interval "
+                f"{what} is not determined: its {GATE_LEVEL:.0%} interval "
                 f"[{lo:.3g}, {hi:.3g}] spans {math.log10(hi / lo):.0f} decades"
             )
     return out
