@@ -92,9 +92,12 @@ class Verification:
 
 
 def predicted_for(predictor: Predictor, flops: float, shape: Shape, tokens: int) -> Prediction:
-    """The fit's prediction for the run that will train: the law at that shape and tokens
-    (approach 3), else the compute-optimal loss frontier at the budget."""
-    if predictor.approach == 3 and predictor.law.inputs == ("N", "D"):
+    """The fit's prediction for the run that will train, at its own shape and tokens: the law
+    there (approach 3), the frontier plus the IsoFLOP parabola's cost of the snapped size's
+    distance from the optimum (approach 2); else the compute-optimal loss frontier."""
+    if (predictor.approach == 3 and predictor.law.inputs == ("N", "D")) or (
+        predictor.approach == 2 and predictor.curvature(flops) is not None
+    ):
         return predictor.at_size(float(shape.params), float(tokens))
     return predictor.at_budget(flops)
 

@@ -212,9 +212,11 @@ class Predictor:
             return None
         return float(get_law(fr["law"]).predict(fr["params"], C=C))
 
-    def frontier_loss_samples(self, C: float) -> Array | None:
+    def frontier_loss_samples(self, C: float, aligned: bool = False) -> Array | None:
         """The loss frontier at ``C`` under each resample's refit (approaches 1 and 2; None
-        without resampled frontiers, as in a fit.json written before they were recorded)."""
+        without resampled frontiers, as in a fit.json written before they were recorded).
+        ``aligned``: one value per resample, NaN where it failed, in the order of the
+        allocation's samples (the same resamples), instead of the finite values only."""
         fr = self.result.frontier
         if not fr or not fr.get("samples"):
             return None
@@ -227,7 +229,28 @@ class Predictor:
         theta = law.from_params_array({k: v[ok] for k, v in cols.items()})
         with np.errstate(over="ignore", invalid="ignore"):
             f, _ = law.log_model(theta, law.design(C=np.array([float(C)])))
-        return np.exp(f[:, 0])
+        if not aligned:
+            return np.exp(f[:, 0])
+        out = np.full(ok.size, np.nan)
+        out[ok] = np.exp(f[:, 0])
+        return out
+
+    def curvature(self, C: float) -> float | None:
+        """Approach 2: ``c2`` of the IsoFLOP parabola at budget ``C`` (loss per ``(ln N)²``), a
+        power law of C through the used budgets' curvatures (least squares in logs; the one
+        budget's own with one). The loss of a size off the optimum is ``L_opt(C) + c2 (ln N −
+        ln N_opt)²``. None without an approach-2 fit's convex parabolas."""
+        pts = [
+            (m.flops, m.coeffs[0])
+            for m in self.result.isoflop
+            if m.used and math.isfinite(m.coeffs[0]) and m.coeffs[0] > 0
+        ]
+        if self.approach != 2 or not pts:
+            return None
+        if len(pts) == 1:
+            return float(pts[0][1])
+        slope, icept = np.polyfit(np.log([c for c, _ in pts]), np.log([q for _, q in pts]), 1)
+        return float(np.exp(icept + slope * math.log(C)))
 
     # -- public API ----------------------------------------------------------------------------
     @_quiet
@@ -273,10 +296,12 @@ class Predictor:
         """Loss of a model with ``N`` parameters trained on ``D`` tokens, with its interval."""
         _check_positive("--params", N)
         _check_positive("--tokens", D)
+        if self.approach == 2:
+            return self._off_optimum(N, D)
         if self.approach != 3:
             raise UserError(
-                f"an approach-{self.approach} fit has no law L(N, D); refit with --approach 3 "
-                "to predict the loss of a given size"
+                f"an approach-{self.approach} fit has no law L(N, D); refit with --approach 2 "
+                "or 3 to predict the loss of a given size"
             )
         C = compute_from(N, D)
         given = {"N": N, "D": D, "C": C}
@@ -289,6 +314,33 @@ class Predictor:
             f, _ = self.law.log_model(theta, self.law.design(**kwargs))
             Ls = np.exp(f[:, 0])
             loss_ci = self._interval(Ls)
+        return self._prediction(
+            C, params=N, tokens=D, loss=loss, loss_ci=loss_ci, loss_pi=self._loss_pi(loss, Ls)
+        )
+
+    def _off_optimum(self, N: float, D: float) -> Prediction:
+        """Approach 2 at a given size: the frontier at its budget plus the IsoFLOP parabola's
+        penalty for being off the optimum, ``c2 (ln N − ln N_opt)²``. Each resample pairs its
+        own frontier with its own N_opt, so the interval holds the allocation's uncertainty
+        (the curvature is the point estimate's)."""
+        C = compute_from(N, D)
+        c2 = self.curvature(C)
+        n_opt, _, l_opt = self.optimal(C)
+        if c2 is None or l_opt is None:
+            raise UserError(
+                "this approach-2 fit has no IsoFLOP curvature or loss frontier to predict a "
+                "given size from; refit it with this version, or with --approach 3"
+            )
+        loss = l_opt + c2 * math.log(N / n_opt) ** 2
+        Ls = None
+        frontier = self.frontier_loss_samples(C, aligned=True)
+        if frontier is not None and {"a", "N_coef"} <= set(self.samples):
+            n_opts = np.asarray(self.samples["N_coef"]) * C ** np.asarray(self.samples["a"])
+            if n_opts.size == frontier.size:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    Ls = frontier + c2 * np.log(N / n_opts) ** 2
+                Ls = Ls[np.isfinite(Ls)]
+        loss_ci = self._interval(Ls) if Ls is not None and Ls.size >= 2 else None
         return self._prediction(
             C, params=N, tokens=D, loss=loss, loss_ci=loss_ci, loss_pi=self._loss_pi(loss, Ls)
         )
