@@ -7,6 +7,7 @@ the delta method, ``b = 1 - a``, the running median before the envelope, and the
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
@@ -207,11 +208,12 @@ BEYOND_TRIALS = 80  # noisy tables (about 9 s in all: 200 resamples each)
 BEYOND_LEVEL = 0.9
 
 
-@lru_cache(maxsize=1)
-def _beyond_the_ladder() -> tuple[float, tuple[tuple[float, float, float], ...]]:
+@lru_cache(maxsize=2)
+def _beyond_the_ladder(misfit: bool = True) -> tuple[float, tuple[tuple[float, float, float], ...]]:
     """Approach 2's expected loss at 10x the largest budget on BEYOND_TRIALS noisy tables: the
     true loss and each table's (estimate, interval low, interval high). IsoFLOP profiles are
-    parabolas in ln N around minima on a known power law, 1% noise, 6 sizes a budget."""
+    parabolas in ln N around minima on a known power law, 1% noise, 6 sizes a budget. Without
+    ``misfit`` the interval is the bootstrap's alone (the frontier's form error left out)."""
     alpha_c, c_c, k_n, a = 0.05, 1e30, 0.1, 0.5
     budgets, target = (1e17, 3e17, 1e18), 1e19
 
@@ -231,7 +233,11 @@ def _beyond_the_ladder() -> tuple[float, tuple[tuple[float, float, float], ...]]
     out = []
     for seed in range(BEYOND_TRIALS):
         options = FitOptions(bootstrap=200, seed=seed, level=BEYOND_LEVEL)
-        p = Predictor(fit_isoflop(table(seed), options)).at_budget(target)
+        result = fit_isoflop(table(seed), options)
+        if not misfit:
+            frontier = {k: v for k, v in result.frontier.items() if k != "misfit"}
+            result = replace(result, frontier=frontier)
+        p = Predictor(result).at_budget(target)
         assert p.loss_ci is not None
         out.append((p.loss, *p.loss_ci))
     return (c_c / target) ** alpha_c, tuple(out)
@@ -240,8 +246,9 @@ def _beyond_the_ladder() -> tuple[float, tuple[tuple[float, float, float], ...]]
 def test_the_loss_predicted_beyond_the_ladder_carries_the_frontiers_uncertainty() -> None:
     """The interval of the expected loss at 10x the largest budget comes from the frontier
     refitted on every resample (before, it was missing and a new run's interval held the
-    run-to-run noise only): its width matches the estimate's real spread over the noisy tables."""
-    truth, trials = _beyond_the_ladder()
+    run-to-run noise only): its width matches the estimate's real spread over the noisy tables.
+    The frontier's form error, which widens it beyond the data, is left out (test_misfit.py)."""
+    truth, trials = _beyond_the_ladder(misfit=False)
     points = np.array([t[0] for t in trials])
     assert all(lo < p < hi for p, lo, hi in trials)
     halves = np.array([(hi - lo) / 2 for _, lo, hi in trials])
@@ -250,11 +257,6 @@ def test_the_loss_predicted_beyond_the_ladder_carries_the_frontiers_uncertainty(
     assert abs(np.mean(points) / truth - 1) < 0.01  # no bias from the resampling
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 21: the 90% interval beyond the ladder covers the true loss in 60 of 80 "
-    "tables (a residual bootstrap of 6 runs a budget and 3 budgets runs short)",
-)
 def test_the_90_percent_interval_beyond_the_ladder_covers_the_true_loss_90_percent() -> None:
     """Each table's interval covers the true loss or not: with a 90% interval the hits are
     Binomial(n, 0.9), and a correct interval falls below its 1st percentile in at most 1% of

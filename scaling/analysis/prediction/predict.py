@@ -7,7 +7,9 @@ Intervals come from pushing each bootstrap replicate of the parameters through t
 computation and taking percentiles.  Two intervals of the loss are given, named for what they
 cover: ``loss_ci``, a confidence interval of the *expected* loss (the fitted mean curve), and
 ``loss_pi``, a prediction interval for the loss of *one new run*, which adds the run-to-run noise
-recorded in the fit (:mod:`scaling.analysis.fitting.noise`).
+recorded in the fit (:mod:`scaling.analysis.fitting.noise`). Approach 2 beyond its largest
+budget also draws the loss frontier's form error onto each resample of the frontier
+(:mod:`scaling.analysis.fitting.misfit`), so both intervals hold the doubt about the form.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from scipy.optimize import brentq
 from scaling.analysis.fitting.allocation import optimal_allocation
 from scaling.analysis.fitting.bootstrap import percentile_interval
 from scaling.analysis.fitting.laws import get_law
+from scaling.analysis.fitting.misfit import model_error_sd, model_errors
 from scaling.analysis.fitting.noise import Noise, prediction_interval
 from scaling.analysis.fitting.results import FitResult
 from scaling.analysis.prediction.health import assess
@@ -235,6 +238,14 @@ class Predictor:
         out[ok] = np.exp(f[:, 0])
         return out
 
+    def _form_error(self, C: float, n: int) -> Array:
+        """Factors ``exp(e)`` of the frontier's form error at ``C`` (:mod:`..fitting.misfit`),
+        ``(n, draws)`` for ``n`` resamples: all 1 inside the fitted budgets and without a
+        recorded misfit."""
+        fr = self.result.frontier or {}
+        sd = model_error_sd(fr.get("misfit"), fr.get("points", {}).get("flops", [C]), C)
+        return np.exp(model_errors(n, sd, self.result.options.seed))
+
     def curvature(self, C: float) -> float | None:
         """Approach 2: ``c2`` of the IsoFLOP parabola at budget ``C`` (loss per ``(ln N)²``), a
         power law of C through the used budgets' curvatures (least squares in logs; the one
@@ -279,6 +290,7 @@ class Predictor:
                 params_ci, tokens_ci = self._interval(Ns), self._interval(Ds)
             Ls = self.frontier_loss_samples(C)
             if Ls is not None:
+                Ls = (Ls[:, None] * self._form_error(C, Ls.size)).ravel()
                 loss_ci = self._interval(Ls)
         return self._prediction(
             C,
@@ -338,7 +350,8 @@ class Predictor:
             n_opts = np.asarray(self.samples["N_coef"]) * C ** np.asarray(self.samples["a"])
             if n_opts.size == frontier.size:
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    Ls = frontier + c2 * np.log(N / n_opts) ** 2
+                    penalty = c2 * np.log(N / n_opts) ** 2
+                    Ls = frontier[:, None] * self._form_error(C, frontier.size) + penalty[:, None]
                 Ls = Ls[np.isfinite(Ls)]
         loss_ci = self._interval(Ls) if Ls is not None and Ls.size >= 2 else None
         return self._prediction(
