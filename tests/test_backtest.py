@@ -105,7 +105,8 @@ def test_backtest_holdout_chooses_the_count_and_the_quantile_flag_is_refused(
     argv = ["fit", str(table), "--approach", "2", "--out", str(out), *FAST]
     assert main([*argv, "--backtest-holdout", "3"]) == 0
     doc = json.loads((out / "fit.json").read_text())
-    assert doc["options"]["backtest_holdout"] == 3 and doc["health"]["ok"]
+    assert doc["options"]["backtest_holdout"] == 3
+    assert not any("not backtested" in p for p in doc["health"]["problems"])
     text = (out / "report.md").read_text()
     assert "held out the top 3 of 6 budgets by compute (--backtest-holdout 3)" in text
     assert "3 budgets fitted" in text and "3 IsoFLOP minima predicted" in text
@@ -122,3 +123,20 @@ def test_backtest_holdout_chooses_the_count_and_the_quantile_flag_is_refused(
         err = capsys.readouterr().err.strip()
         assert exc.value.code == 2 and "\n" not in err
         assert "--backtest-quantile was replaced by --backtest-holdout K" in err
+
+
+def test_the_backtest_is_held_to_the_goal_at_its_own_distance_plus_the_runs_noise() -> None:
+    """The product's goal is 1.5% at 10x beyond the data: a backtest 10x out may miss by 1.5%,
+    one 3.16x out by 0.75%, each plus two sigma of the run noise (hand-computed)."""
+    from scaling.analysis.prediction.health import _backtest, backtest_limit
+
+    ten = {"train_budgets": [1e17, 3e17], "test_budgets": [3e18], "mean_abs_rel": 0.02}
+    assert backtest_limit(ten, {"sigma_log": 0.0}) == pytest.approx(0.015)
+    assert backtest_limit(ten, {"sigma_log": 0.005}) == pytest.approx(0.025)
+    half = {**ten, "test_budgets": [3e17 * 10**0.5]}
+    assert backtest_limit(half, None) == pytest.approx(0.0075)
+    # two held out: their geometric mean's distance, 3x and 9x -> 5.2x
+    two = {**ten, "test_budgets": [9e17, 2.7e18]}
+    assert backtest_limit(two, {"sigma_log": 0}) == pytest.approx(0.015 * np.log10(27**0.5))
+    assert _backtest(ten, {"sigma_log": 0.0})[0].startswith("the backtest (")
+    assert _backtest(ten, {"sigma_log": 0.005}) == []

@@ -72,25 +72,16 @@ def test_fit_then_predict_json_round_trip(fitted, capsys) -> None:
         == 0
     )
     assert json.loads(capsys.readouterr().out)["flops"] == pytest.approx(1e21, rel=1e-5)
-    assert (
-        main(
-            [
-                "predict",
-                "--fit",
-                str(out / "fit.json"),
-                "--gpu-hours",
-                "1e6",
-                "--peak-flops",
-                "1e15",
-                "--mfu",
-                "0.5",
-            ]
-        )
-        == 0
-    )
+    gpu = ["predict", "--fit", str(out / "fit.json"), "--gpu-hours", "1e6", "--peak-flops", "1e15"]
+    gpu += ["--mfu", "0.5"]
+    with pytest.raises(SystemExit) as exc:  # 1.8e24 is far beyond the fitted C: refused
+        main(gpu)
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 3 and "\n" not in err and "is 284x beyond the largest fitted" in err
+    assert main([*gpu, "--allow-unhealthy"]) == 0
     text = capsys.readouterr()
     assert "compute: 1.8e+24 FLOPs" in text.out  # 1e6 h x 3600 s x 1e15 FLOP/s x 0.5
-    assert "params" in text.out and "warning" in text.err  # 1.8e24 is far beyond the fitted C
+    assert "params" in text.out and "warning: unsupported: the budget asked" in text.err
 
 
 def test_fit_json_flag_then_report_subcommand(tmp_path, capsys) -> None:
@@ -106,7 +97,11 @@ def test_fit_json_flag_then_report_subcommand(tmp_path, capsys) -> None:
     text = (out / "report.md").read_text()
     assert "IsoFLOP budgets" in text and "](isoflop.png)" in text and "## Backtest" in text
     assert (out / "isoflop.png").stat().st_size > 5000
-    assert main(["predict", "--fit", str(out), "--flops", "1e19", "--json"]) == 0
+    # the backtest of the 3 lowest budgets' power law misses this law's irreducible term by
+    # more than the 1.5% goal allows at its distance: unhealthy, predicted only when allowed
+    assert (
+        main(["predict", "--fit", str(out), "--flops", "1e19", "--json", "--allow-unhealthy"]) == 0
+    )
     assert "params" in json.loads(capsys.readouterr().out)
 
 

@@ -239,7 +239,7 @@ def test_the_width_gates_judge_the_same_fit_the_same_whatever_level_it_reports()
     verdicts = {}
     for level in (0.8, 0.95, 0.99):
         result = fit(runs, approach=2, options=FitOptions(bootstrap=200, seed=0, level=level))
-        verdicts[level] = [p for p in assess(result)["problems"] if "not determined" in p]
+        verdicts[level] = [p for p in assess(result)["warnings"] if "not determined" in p]
     a = result.bootstrap.samples["a"]
     a = a[np.isfinite(a)]
 
@@ -254,9 +254,10 @@ def test_the_width_gates_judge_the_same_fit_the_same_whatever_level_it_reports()
 
 def test_an_undetermined_allocation_exponent_is_one_problem_not_four() -> None:
     """b = 1 - a and D_coef = 1 / (6 N_coef) are derived from a and N_coef; N_coef at C = 1 trades
-    off against a across tens of decades: only a (and the size at the data's centre) are judged."""
+    off against a across tens of decades: only a (and the size at the data's centre) are judged,
+    as warnings that the question weighs."""
     result = fit(_ladder(noise=0.03), approach=2, options=FitOptions(bootstrap=200, seed=0))
-    undetermined = [p for p in assess(result)["problems"] if "not determined" in p]
+    undetermined = [p for p in assess(result)["warnings"] if "not determined" in p]
     assert len(undetermined) == 1 and undetermined[0].startswith("exponent a "), undetermined
 
 

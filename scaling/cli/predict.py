@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from scaling.cli.common import Commands, number
@@ -24,9 +25,16 @@ two intervals of the loss, at the fit's level (--level of `scaling fit`):
   prediction interval       where the loss of one new run will land: the CI plus the
                             run-to-run noise (from seed replicates, else the fit's residuals)
 
+the question is judged where it is asked: refused when the budget (approach 3: also the size
+or the token count) lies more than 10x beyond the largest fitted, when the new run's 90%
+prediction interval is wider than +-10% of the loss, or when a budget's compute-optimal size
+has a 90% interval wider than 4x (the 0.5x-2x bracket). A parameter the runs do not pin is a
+warning, not a refusal, when the question does not need it.
+
 exit status: 0 a prediction, 2 a bad input, 3 the fit is unhealthy (fit.json's `health`
 lists why: too few runs, parameters on a bound, IsoFLOP minima at the edge, a failed
-backtest...); --allow-unhealthy predicts anyway and prints the problems as warnings.
+backtest...) or does not support the question; --allow-unhealthy predicts anyway and prints
+the problems as warnings (and in --json's "warnings", each starting "unsupported:").
 """
 
 # The number options of `scaling predict`, with their help. A negative value reaches the
@@ -69,6 +77,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from scaling.analysis.fitting.results import load_fit
     from scaling.analysis.prediction.health import problem_line
     from scaling.analysis.prediction.predict import Predictor, gpu_hours_to_flops
+    from scaling.analysis.prediction.question import judge
     from scaling.numbers import fmt_g
 
     modes = [
@@ -104,6 +113,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if None in (args.gpu_hours, args.peak_flops, args.mfu):
             raise UserError("--gpu-hours needs --peak-flops (FLOP/s) and --mfu (0..1)")
         pred = predictor.at_budget(gpu_hours_to_flops(args.gpu_hours, args.peak_flops, args.mfu))
+    allocation = args.flops is not None or args.gpu_hours is not None
+    notes = judge(predictor, pred, args.fit, args.allow_unhealthy, allocation=allocation)
+    pred = replace(pred, warnings=(*pred.warnings, *notes))
     for w in pred.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if args.json:

@@ -18,7 +18,8 @@ examples:
   scaling verify --fit analysis/ladder/fit.json --flops 3e13 --json tracking.experiment=ladder-v
 
 exit status: 0 verified (whatever the error: the line says how far off the prediction was),
-2 a bad input, 3 the fit is unhealthy (as `scaling predict`).
+2 a bad input, 3 the fit is unhealthy or does not support the budget asked (as `scaling
+predict`: too far beyond the data, or too wide an interval there).
 """
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -31,6 +32,7 @@ from scaling.analysis.design.shapes import Shape, nearest_shape
 from scaling.analysis.fitting.results import FitResult, load_fit
 from scaling.analysis.prediction.health import problem_line
 from scaling.analysis.prediction.predict import Prediction, Predictor
+from scaling.analysis.prediction.question import judge
 from scaling.config import CONF_DIR, register_configs
 from scaling.errors import UnhealthyFitError, UserError
 
@@ -212,6 +214,8 @@ def verify(
     optimum = predictor.at_budget(flops)
     if optimum.params is None:
         raise UserError(f"{fit_path}: this fit has no compute-optimal size to verify")
+    for note in judge(predictor, optimum, fit_path, allow_unhealthy, allocation=True):
+        print(f"warning: {note}", file=sys.stderr)
     base = list(overrides)
     if not any(o.startswith("tracking.experiment=") for o in base):
         base.append(f"tracking.experiment={DEFAULT_EXPERIMENT}")

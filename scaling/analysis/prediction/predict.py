@@ -14,6 +14,7 @@ budget also draws the loss frontier's form error onto each resample of the front
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -135,6 +136,12 @@ class Predictor:
         self.samples: Mapping[str, Array] = result.bootstrap.samples if result.bootstrap else {}
         self.c_max = float(result.ranges["C"][1]) if "C" in result.ranges else math.nan
         self.noise = Noise.from_dict(result.noise) if result.noise else None
+
+    def at_level(self, level: float) -> Predictor:
+        """The same predictor with its intervals at ``level`` (the fit's samples unchanged)."""
+        other = copy.copy(self)
+        other.level = level
+        return other
 
     @property
     def health(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from scaling.analysis.columns import conventions
 from scaling.analysis.fitting.laws import get_law, repetition_laws
 from scaling.analysis.fitting.results import FitResult
 from scaling.analysis.prediction.predict import Predictor
+from scaling.analysis.prediction.question import MAX_BEYOND, MAX_PI_HALF_WIDTH
 from scaling.analysis.report.cells import interval, md_table, sci
 from scaling.analysis.report.stats import budget_grid, budgets, repeats
 from scaling.analysis.table import compute_spent
@@ -17,21 +18,29 @@ from scaling.numbers import fmt_g
 
 
 def health_section(result: FitResult) -> str:
-    """The verdict first: can this fit support a prediction?"""
+    """The verdict first: can this fit support a prediction? Then what it cannot pin."""
     health = result.health
     if health is None:
         return ""
+    warnings = "".join(f"- {line}\n" for line in health.get("warnings") or [])
+    if warnings:
+        warnings = (
+            "\nNot pinned by these runs (a question that needs them gets a wide interval, "
+            "and `scaling predict` refuses it there; one that does not is answered with a "
+            "warning):\n\n" + warnings
+        )
     if health.get("ok"):
         return (
             "**Health: OK.** The optimiser converged, no parameter sits on a bound, there are "
             "enough runs per parameter, the intervals are finite and the backtest held. "
-            "`scaling predict` will answer.\n"
+            f"`scaling predict` will answer a question within {MAX_BEYOND:g}x of the data "
+            f"whose prediction interval is within ±{100 * MAX_PI_HALF_WIDTH:g}%.\n" + warnings
         )
     problems = "\n".join(f"- {line}" for line in health.get("problems", []))
     return (
         "**Health: NOT OK — `scaling predict` refuses this fit (exit status 3) unless "
         "`--allow-unhealthy`.** Do not bet a training budget on its extrapolation:\n\n"
-        f"{problems}\n"
+        f"{problems}\n" + warnings
     )
 
 
