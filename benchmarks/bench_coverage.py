@@ -124,10 +124,10 @@ class Trial:
     error: float  # measured / predicted - 1
 
 
-def trial(truth: str, n_budgets: int, seed: int, bootstrap: int) -> Trial:
+def trial(truth: str, n_budgets: int, seed: int, bootstrap: int, approach: int = 2) -> Trial:
     """Fit one table, predict the run at TARGET, draw that run from the truth, judge the PI."""
     options = FitOptions(bootstrap=bootstrap, seed=seed, level=LEVEL)
-    result = fit(ladder(truth, n_budgets, seed), approach=2, options=options)
+    result = fit(ladder(truth, n_budgets, seed), approach=approach, options=options)
     predictor = Predictor(result)
     at = predictor.at_budget(TARGET)
     run = predictor.at_size(at.params, at.tokens)
@@ -142,11 +142,13 @@ def trial(truth: str, n_budgets: int, seed: int, bootstrap: int) -> Trial:
     )
 
 
-def cell(truth: str, n_budgets: int, tables: int, bootstrap: int) -> dict[str, object]:
+def cell(
+    truth: str, n_budgets: int, tables: int, bootstrap: int, approach: int = 2
+) -> dict[str, object]:
     trials, failed = [], 0
     for seed in range(tables):
         try:
-            trials.append(trial(truth, n_budgets, seed, bootstrap))
+            trials.append(trial(truth, n_budgets, seed, bootstrap, approach))
         except (UserError, ValueError):
             failed += 1
     n = len(trials)
@@ -170,10 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="40 tables per cell")
     ap.add_argument("--truths", nargs="+", choices=sorted(TRUTHS), default=list(TRUTHS))
     ap.add_argument("--budgets", nargs="+", type=int, default=[3, 4, 6])
+    ap.add_argument(
+        "--approach", type=int, choices=(2, 3), default=2, help="3: Chinchilla's law fitted"
+    )
     args = ap.parse_args(argv)
     tables = 40 if args.quick else args.tables
     print(
-        f"approach 2, 90% PI of a new run at {TARGET:.0e} FLOPs (10x the top budget), "
+        f"approach {args.approach}, 90% PI of a new run at {TARGET:.0e} FLOPs (10x the top "
+        "budget), "
         f"{args.bootstrap} resamples a fit, {tables} tables a cell, noise {NOISE:.0%}"
     )
     head = (
@@ -185,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     for truth in args.truths:
         for nb in args.budgets:
-            r = cell(truth, nb, tables, args.bootstrap)
+            r = cell(truth, nb, tables, args.bootstrap, args.approach)
             print(
                 f"{truth:<13} {nb:>7} {r['n']:>4} {r['failed']:>6} "
                 f"{r['coverage']:>7.1%} ±{r['se']:>4.1%} {r['half_width']:>10.2%} "

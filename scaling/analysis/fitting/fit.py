@@ -25,6 +25,7 @@ from scaling.analysis.columns import columns, predict_table
 from scaling.analysis.fitting.approach3 import fit_law, pareto_frontier
 from scaling.analysis.fitting.envelope import fit_envelope
 from scaling.analysis.fitting.isoflop import budget_fits, budget_labels, fit_isoflop
+from scaling.analysis.fitting.law_misfit import law_misfit
 from scaling.analysis.fitting.laws import get_law
 from scaling.analysis.fitting.noise import estimate_noise
 from scaling.analysis.fitting.results import FitOptions, FitResult
@@ -46,7 +47,10 @@ def fit(
     """
     if approach == 3:
         result = fit_law(runs, law, options)
-        return replace(result, noise=_law_noise(runs, result))
+        result = replace(result, noise=_law_noise(runs, result))
+        if result.bootstrap is not None:
+            result = replace(result, misfit=law_misfit(runs, result))
+        return result
     if approach == 2:
         result = fit_isoflop(runs, options)
         return replace(result, noise=_isoflop_noise(runs, result))

@@ -33,7 +33,7 @@ onto every bootstrap resample of the frontier, so ``loss_ci`` and ``loss_pi`` ho
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -79,7 +79,12 @@ def curvature_estimate(r: Array, resampled: Array, q: Array) -> tuple[float, flo
     rows = rows[np.all(np.isfinite(rows), axis=1)]
     if rows.shape[0] < MIN_RESAMPLES:
         return None
-    S = np.atleast_2d(np.cov(rows, rowvar=False))
+    return weighted_curvature(r, np.atleast_2d(np.cov(rows, rowvar=False)), q)
+
+
+def weighted_curvature(r: Array, S: Array, q: Array) -> tuple[float, float] | None:
+    """``(kappa_hat, V)`` of ``r = kappa q + e`` with ``e``'s covariance ``S``: least squares
+    weighted by the inverse variances (``S``'s diagonal), its variance through the full ``S``."""
     # noise-free resamples (every variance 0) weigh the points equally
     tau2 = np.maximum(np.diag(S), 1e-16)
     w = q / tau2
@@ -90,7 +95,9 @@ def curvature_estimate(r: Array, resampled: Array, q: Array) -> tuple[float, flo
     return float(w @ r), float(w @ S @ w)
 
 
-def model_error_sd(misfit: Mapping[str, Any] | None, fitted_flops: Array, C: float) -> float:
+def model_error_sd(
+    misfit: Mapping[str, Any] | None, fitted_flops: Array | Sequence[float], C: float
+) -> float:
     """Standard deviation of the frontier's form error in log loss at budget ``C``: 0 inside
     the fitted budgets and without a recorded misfit (a fit.json written before it was)."""
     if not misfit or misfit.get("scale") is None or not math.isfinite(float(misfit["scale"])):

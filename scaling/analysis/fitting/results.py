@@ -207,6 +207,8 @@ class FitResult:
     noise: Mapping[str, Any] | None = None
     # {"ok": bool, "problems": [one line each]} (scaling.analysis.prediction.health)
     health: Mapping[str, Any] | None = None
+    # approach 3: the law's form error beyond its budgets (scaling.analysis.fitting.law_misfit)
+    misfit: Mapping[str, Any] | None = None
 
     @property
     def ci(self) -> dict[str, tuple[float, float]]:
@@ -243,7 +245,7 @@ class FitResult:
             "frontier": jsonable(self.frontier),
             "bootstrap": self.bootstrap.to_dict() if self.bootstrap else None,
         }
-        for key in ("data", "conventions", "noise", "health"):
+        for key in ("data", "conventions", "noise", "health", "misfit"):
             value = getattr(self, key)
             if value is not None:
                 doc[key] = jsonable(value)
@@ -280,6 +282,7 @@ def fit_from_dict(doc: Mapping[str, Any]) -> FitResult:
         conventions=doc.get("conventions"),
         noise=doc.get("noise"),
         health=doc.get("health"),
+        misfit=doc.get("misfit"),
     )
 
 

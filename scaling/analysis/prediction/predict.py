@@ -246,11 +246,15 @@ class Predictor:
         return out
 
     def _form_error(self, C: float, n: int) -> Array:
-        """Factors ``exp(e)`` of the frontier's form error at ``C`` (:mod:`..fitting.misfit`),
-        ``(n, draws)`` for ``n`` resamples: all 1 inside the fitted budgets and without a
-        recorded misfit."""
-        fr = self.result.frontier or {}
-        sd = model_error_sd(fr.get("misfit"), fr.get("points", {}).get("flops", [C]), C)
+        """Factors ``exp(e)`` of the form's error at ``C`` (:mod:`..fitting.misfit`; approach 3:
+        :mod:`..fitting.law_misfit`), ``(n, draws)`` for ``n`` resamples: all 1 inside the
+        fitted budgets and without a recorded misfit."""
+        if self.approach == 3:
+            misfit = self.result.misfit or {}
+            sd = model_error_sd(misfit, misfit.get("budgets", [C]), C)
+        else:
+            fr = self.result.frontier or {}
+            sd = model_error_sd(fr.get("misfit"), fr.get("points", {}).get("flops", [C]), C)
         return np.exp(model_errors(n, sd, self.result.options.seed))
 
     def curvature(self, C: float) -> float | None:
@@ -290,6 +294,7 @@ class Predictor:
         if samples is not None:
             Ns, Ds, Ls = self.optimal(C, samples)
             params_ci, tokens_ci = self._interval(Ns), self._interval(Ds)
+            Ls = (Ls[:, None] * self._form_error(C, Ls.size)).ravel()
             loss_ci = self._interval(Ls)
         elif self.approach != 3:
             if {"a", "N_coef", "b", "D_coef"} <= set(self.samples):
@@ -331,7 +336,7 @@ class Predictor:
         if samples is not None:
             theta = self.law.from_params_array(samples)
             f, _ = self.law.log_model(theta, self.law.design(**kwargs))
-            Ls = np.exp(f[:, 0])
+            Ls = (np.exp(f[:, 0])[:, None] * self._form_error(C, f.shape[0])).ravel()
             loss_ci = self._interval(Ls)
         return self._prediction(
             C, params=N, tokens=D, loss=loss, loss_ci=loss_ci, loss_pi=self._loss_pi(loss, Ls)
