@@ -260,7 +260,8 @@ class RunConfig:
           (global), the effective micro-batch (accumulation), ``lr``, ``min_lr_ratio``,
           ``warmup`` (or ``warmup_steps`` when set), ``schedule``, ``cooldown`` (``wsd`` only),
           ``horizons`` (a branched group, as trained tokens), ``weight_decay``, ``beta1``,
-          ``beta2``, ``grad_clip``, ``precision``;
+          ``beta2``, ``grad_clip``, ``precision``, and ``spike`` under ``train.spike.action=skip``
+          only (skipping updates changes what trains; warning or stopping does not);
         - ``seed`` and the world size (devices x nodes: how the global batch is split).
 
         **Out** (same training, same key): how the horizon was asked for (``train.flops``,
@@ -304,6 +305,8 @@ class RunConfig:
             train["warmup_steps"] = t.warmup_steps
         if t.horizons is not None:  # a group of branches, not one run: its members' horizons
             train["horizons"] = sorted(self.horizon_tokens())
+        if t.spike.identity() is not None:  # spike skipping changes what trains (unset: as before)
+            train["spike"] = t.spike.identity()
         if self.data_identity is not None:
             data: dict[str, Any] = asdict(self.data_identity)
         else:
@@ -323,7 +326,10 @@ class RunConfig:
         out: dict[str, Any] = {}
         for group in GROUPS:
             for key, value in asdict(getattr(self, group)).items():
-                out[f"{group}.{key}"] = value
+                if group == "train" and key == "spike":  # train.spike.window, ...
+                    out.update({f"train.spike.{k}": v for k, v in value.items()})
+                else:
+                    out[f"{group}.{key}"] = value
         out.update(seed=self.seed, threads=self.threads)
         if self.hparams is not None:  # train.lr / train.batch_size above are the resolved values
             out.update(self.hparams.params())

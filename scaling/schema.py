@@ -12,7 +12,7 @@ classes and a whole run; import them from there.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from scaling.counting import FLOPS_CONVENTIONS, default_d_ff
@@ -129,6 +129,52 @@ def _check_positive_int(key: str, value: object) -> None:
 
 # ---- optimisation and horizon -----------------------------------------------------------------
 
+SPIKE_ACTIONS = ("off", "warn", "skip", "stop")
+
+
+@dataclass
+class SpikeConfig:
+    """Loss-spike detection (``train.spike.*``; :mod:`scaling.training.spikes`): a step whose
+    training loss or gradient norm lies more than ``threshold`` standard deviations above the
+    mean of the last ``window`` steps is a spike (tested once half a window is seen; before
+    that, a loss above ``ratio`` x the least loss so far is), and so is a non-finite one.
+
+    ``action``: ``warn`` (record it, train on), ``skip`` (the spiking batch's update is not
+    applied), ``stop`` (the run ends FAILED as diverged), ``off`` (no detection, no gradient
+    norm). Not frozen: OmegaConf makes a frozen nested dataclass read-only.
+    """
+
+    action: str = "warn"
+    window: int = 128  # steps of the rolling mean and standard deviation
+    threshold: float = 6.0  # standard deviations above the window's mean
+    ratio: float = 2.0  # before the window is half full: loss above ratio x the least so far
+
+    def __post_init__(self) -> None:
+        if self.action not in SPIKE_ACTIONS:
+            raise ConfigError(
+                f"train.spike.action={self.action!r} is unknown: choose one of "
+                f"{', '.join(SPIKE_ACTIONS)}"
+            )
+        window = self.window
+        if isinstance(window, bool) or not isinstance(window, int) or not 4 <= window <= 100_000:
+            raise ConfigError(
+                f"train.spike.window={window!r} must be a whole number of steps in [4, 100000], "
+                "e.g. train.spike.window=128"
+            )
+        for key, lo, example in (("threshold", 0.0, "6"), ("ratio", 1.0, "2")):
+            value = getattr(self, key)
+            ok = not isinstance(value, bool) and isinstance(value, (int, float))
+            if not (ok and math.isfinite(value) and value > lo):
+                raise ConfigError(
+                    f"train.spike.{key}={value!r} must be a finite number above {lo:g}, e.g. "
+                    f"train.spike.{key}={example}"
+                )
+
+    def identity(self) -> dict[str, Any] | None:
+        """What of it is in the run key: only ``skip`` changes what a run trains (``warn``
+        and ``off`` never do; ``stop`` either trains as they do or ends the run FAILED)."""
+        return asdict(self) if self.action == "skip" else None
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -161,8 +207,17 @@ class TrainConfig:
     # `scaling fit --law hparams`); null: ./hparams.json if it exists, else the shipped default.
     # Out of the run key: the numbers it resolves to are in (scaling.config.resolve_auto)
     hparams_rule: str | None = None
+    spike: SpikeConfig = field(default_factory=SpikeConfig)  # loss-spike detection and action
 
     def __post_init__(self) -> None:
+        if isinstance(self.spike, dict):  # built from a mapping without OmegaConf
+            known = [f.name for f in fields(SpikeConfig)]
+            for key in self.spike:
+                if key not in known:
+                    raise ConfigError(
+                        f"train.spike.{key} is not a known key; known: {', '.join(known)}"
+                    )
+            object.__setattr__(self, "spike", SpikeConfig(**self.spike))
         has_tokens, has_flops = self.tokens is not None, self.flops is not None
         if has_tokens == has_flops:
             which = "both are set" if has_tokens else "neither is set"

@@ -10,12 +10,21 @@ data position (:class:`~scaling.training.data.batches.TokenDataModule`'s state) 
 takes the same steps as an uninterrupted one, bit for bit, dropout included. A step's metrics
 are emitted (and its validation run) before that step's checkpoint is written, so a run resumed
 from it neither misses nor repeats a logged point.
+
+Loss spikes (``train.spike.*``, :mod:`scaling.training.spikes`): each optimizer step's loss and
+gradient norm (the norm that clipping computes, :meth:`LMModule.configure_gradient_clipping`)
+go to a :class:`~scaling.training.spikes.SpikeDetector`, whose state is in the checkpoint too.
+Under ``skip`` a step is judged before its update (one device-to-host transfer a step) and a
+spike's gradients are dropped, so AdamW leaves the weights and its moments as they were; under
+``warn`` and ``stop`` the steps are judged when ``train/loss`` is logged (one transfer per
+``log_every`` steps, as the loss already costs).
 """
 
 from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,12 +37,23 @@ from scaling.config import GPTConfig, TrainConfig
 from scaling.devices import FUSED_ADAMW_DEVICES
 from scaling.schedule import cooldown_start, lr_factor
 from scaling.training.model import GPT
+from scaling.training.spikes import Spike, SpikeDetector
 
 MetricSink = Callable[[dict[str, float], int], None]
 
 
 class DivergedError(RuntimeError):
-    """Training loss became non-finite; the run is stopped early and marked FAILED."""
+    """The run diverged at optimizer step ``step``: its training loss became non-finite, or the
+    spike detector stopped it (``train.spike.action=stop``, or ``skip`` with a whole window of
+    steps skipped in a row); the run ends FAILED, tagged diverged (:mod:`scaling.training.run`).
+    """
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+SPIKE_LINES = 10  # spikes printed to stderr per run; the metrics and the counts hold them all
 
 
 def build_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -151,6 +171,16 @@ class LMModule(L.LightningModule):
         self._loss_sum = torch.zeros(())
         self._loss_count = 0
         self._restore_rng: dict[str, Any] | None = None
+        # loss spikes (train.spike.*): the detector and what this step / this interval hold
+        self.spike_action = train_cfg.spike.action
+        self.detector = SpikeDetector(train_cfg.spike) if self.spike_action != "off" else None
+        self._step_loss = torch.zeros(())  # this step's micro-batch losses, summed
+        self._step_micro = 0
+        self._step_start: tuple[torch.Tensor, int] = (self._loss_sum, 0)  # to undo a skipped step
+        self._pending: list[torch.Tensor] = []  # [loss, grad norm] of steps not yet judged
+        self._pending_steps: list[int] = []
+        self._interval_norms: list[float] = []  # gradient norms judged since the last log
+        self._new_spikes: list[Spike] = []  # judged, not yet emitted
 
     # ---- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):  # type: ignore[no-untyped-def]
@@ -166,9 +196,127 @@ class LMModule(L.LightningModule):
     ) -> torch.Tensor:
         x, y = batch  # (B, T), (B, T)
         _, loss = self.model(x, y)
+        if self.detector is not None:
+            if self._step_micro == 0:
+                self._step_start = (self._loss_sum, self._loss_count)
+            self._step_loss = self._step_loss + loss.detach().float()
+            self._step_micro += 1
         self._loss_sum = self._loss_sum + loss.detach().float()
         self._loss_count += 1
         return loss
+
+    def configure_gradient_clipping(  # type: ignore[override]
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Lightning's clipping, after every backward of a step, before the update; with spike
+        detection on, it also hands the step's loss and gradient norm to the detector (under
+        ``skip``, a spike's gradients are set to None: AdamW then updates nothing)."""
+        if self.detector is None:
+            super().configure_gradient_clipping(
+                optimizer, gradient_clip_val, gradient_clip_algorithm
+            )
+            return
+        norm = self._clip_and_norm(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        values = torch.stack([self._step_loss / max(1, self._step_micro), norm.float()])
+        self._step_loss, self._step_micro = torch.zeros(()), 0
+        if self.trainer.world_size > 1:  # the mean loss over ranks (gradients are already one)
+            values = self.trainer.strategy.reduce(values, reduce_op="mean")
+        step = self.trainer.global_step + 1
+        if self.spike_action != "skip":
+            self._pending.append(values)
+            self._pending_steps.append(step)
+            return
+        loss, grad_norm = values.tolist()
+        if self._judge(step, loss, grad_norm):
+            optimizer.zero_grad(set_to_none=True)
+            self._loss_sum, self._loss_count = self._step_start  # train/loss: applied steps
+            self.detector.skipped_one()
+            if self.detector.consecutive >= self.detector.window:
+                self._stopping(step)
+                raise DivergedError(
+                    f"diverged: {self.detector.consecutive} steps in a row skipped as loss "
+                    f"spikes up to step {step:,} (train.spike.action=skip); the last: "
+                    f"{self._new_spikes[-1].evidence}",
+                    step - self.detector.consecutive + 1,
+                )
+
+    def _clip_and_norm(
+        self, optimizer: torch.optim.Optimizer, clip: float | None, algorithm: str | None
+    ) -> torch.Tensor:
+        """The total gradient norm before clipping, clipping as Lightning would: by norm it is
+        torch's ``clip_grad_norm_`` on the precision plugin's parameters, as Lightning calls it,
+        returning the norm it computes anyway."""
+        from lightning.pytorch.plugins.precision import Precision
+
+        plugin = self.trainer.precision_plugin
+        by_norm = algorithm is None or str(getattr(algorithm, "value", algorithm)) == "norm"
+        own = type(plugin).clip_grad_by_norm is Precision.clip_grad_by_norm
+        if clip and by_norm and own:
+            return torch.nn.utils.clip_grad_norm_(plugin.main_params(optimizer), clip)
+        grads = [p.grad for p in plugin.main_params(optimizer) if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads)
+        super().configure_gradient_clipping(optimizer, clip, algorithm)
+        return norm
+
+    def _judge(self, step: int, loss: float, grad_norm: float) -> bool:
+        """One step through the detector; True for a spike. A non-finite loss ends the run
+        (diverged) unless ``skip`` keeps its update out; ``stop`` ends it on any spike."""
+        assert self.detector is not None
+        self._interval_norms.append(grad_norm)
+        spike = self.detector.check(step, loss, grad_norm)
+        if spike is None:
+            return False
+        self._new_spikes.append(spike)
+        if self.detector.spikes <= SPIKE_LINES and self.trainer.is_global_zero:
+            more = " (no more are printed)" if self.detector.spikes == SPIKE_LINES else ""
+            print(
+                f"warning: loss spike at {spike.describe()} "
+                f"(train.spike.action={self.spike_action}){more}",
+                file=sys.stderr,
+                flush=True,
+            )
+        if self.spike_action == "stop" or (self.spike_action != "skip" and not math.isfinite(loss)):
+            self._stopping(step)
+            raise DivergedError(f"diverged: loss spike at {spike.describe()}", step)
+        return True
+
+    def _judge_pending(self) -> None:
+        """Judge the steps waiting since the last log (``warn``, ``stop``): one transfer."""
+        if not self._pending:
+            return
+        values = torch.stack(self._pending).tolist()
+        steps = self._pending_steps
+        self._pending, self._pending_steps = [], []
+        for step, (loss, grad_norm) in zip(steps, values):
+            self._judge(step, loss, grad_norm)
+
+    def _stopping(self, step: int) -> None:
+        """Before a diverged run stops: its spikes and their counts, as of ``step``."""
+        self._emit_spikes()
+        self._emit(self._spike_metrics(), step * self.tokens_per_step)
+
+    def _emit_spikes(self) -> None:
+        for spike in self._new_spikes:
+            self._emit(
+                {"spike/loss": spike.loss, "spike/grad_norm": spike.grad_norm},
+                spike.step * self.tokens_per_step,
+            )
+        self._new_spikes = []
+
+    def _spike_metrics(self) -> dict[str, float]:
+        """``train/grad_norm`` (mean and max over the steps since the last log) and the run's
+        counts of spikes and skipped steps so far."""
+        assert self.detector is not None
+        out = {"train/spikes": self.detector.spikes, "train/skipped_steps": self.detector.skipped}
+        norms = self._interval_norms
+        if norms:
+            out["train/grad_norm"] = math.fsum(norms) / len(norms)
+            out["train/grad_norm_max"] = max(norms)
+        self._interval_norms = []
+        return out
 
     # ---- bookkeeping at optimizer-step boundaries ----------------------------------------------
     def tokens_seen(self) -> int:
@@ -208,6 +356,14 @@ class LMModule(L.LightningModule):
             "loss_sum": self._loss_sum.detach().cpu().clone(),
             "loss_count": self._loss_count,
         }
+        if self.detector is not None:
+            pending = torch.stack(self._pending).tolist() if self._pending else []
+            checkpoint[CHECKPOINT_KEY]["spikes"] = {
+                "detector": self.detector.state_dict(),
+                "pending": pending,
+                "pending_steps": list(self._pending_steps),
+                "interval_norms": list(self._interval_norms),
+            }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get(CHECKPOINT_KEY)
@@ -217,6 +373,12 @@ class LMModule(L.LightningModule):
         self._restore_rng = state["rng"]
         self._loss_sum = state["loss_sum"].to(self._loss_sum.device)
         self._loss_count = int(state["loss_count"])
+        spikes = state.get("spikes")
+        if self.detector is not None and spikes is not None:
+            self.detector.load_state_dict(spikes["detector"])
+            self._pending = [torch.tensor(v, dtype=torch.float32) for v in spikes["pending"]]
+            self._pending_steps = [int(s) for s in spikes["pending_steps"]]
+            self._interval_norms = [float(v) for v in spikes["interval_norms"]]
 
     def step_end(self) -> None:
         """Bookkeeping after each training batch (run by :class:`_StepEnd`): at an optimizer
@@ -232,19 +394,27 @@ class LMModule(L.LightningModule):
             self._timed_tokens += self.tokens_per_step
         self._clock = now
         tokens = self.tokens_seen()
+        if self._new_spikes:  # skip: judged during the step
+            self._emit_spikes()
         if step % self.train_cfg.log_every == 0 or step == self.total_steps:
-            loss = (self._loss_sum / max(1, self._loss_count)).item()
+            self._judge_pending()
+            self._emit_spikes()
+            metrics = {"lr": self.lr_schedulers().get_last_lr()[0]}
+            if self._loss_count:  # none when every step since the last log was skipped
+                loss = (self._loss_sum / self._loss_count).item()
+                if not math.isfinite(loss):
+                    raise DivergedError(
+                        f"train/loss became {loss} after {tokens:,} tokens (step {step})", step
+                    )
+                self.last_train_loss = loss
+                if self._progress_bar:  # Lightning self.log costs ~1 ms a call; only the bar
+                    self.log("train/loss", loss, prog_bar=True)
+                metrics["train/loss"] = loss
             self._loss_sum, self._loss_count = torch.zeros(()), 0
-            if not math.isfinite(loss):
-                raise DivergedError(
-                    f"train/loss became {loss} after {tokens:,} tokens (step {step})"
-                )
-            self.last_train_loss = loss
-            if self._progress_bar:  # Lightning self.log costs ~1 ms a call; only the bar reads it
-                self.log("train/loss", loss, prog_bar=True)
-            metrics = {"train/loss": loss, "lr": self.lr_schedulers().get_last_lr()[0]}
             if self._train_seconds > 0:
                 metrics["throughput/tokens_per_s"] = self.throughput()
+            if self.detector is not None:
+                metrics.update(self._spike_metrics())
             self._emit(metrics, tokens)
         if step in self._eval_at:
             val = self.evaluate()

@@ -34,7 +34,13 @@ from scaling.training.hydra_errors import hydra_config_errors
 from scaling.training.leases import Lease, checkpoint_folder, lease_file
 from scaling.training.prepare import PreparedRun, check_results_dir, prepare
 from scaling.training.record import choose_run, open_record
-from scaling.training.tracking import RunRecorder, check_reachable, finished_run_id
+from scaling.training.tracking import (
+    DIVERGED_STEP_TAG,
+    DIVERGED_TAG,
+    RunRecorder,
+    check_reachable,
+    finished_run_id,
+)
 from scaling.training.trainer import (
     check_world_size,
     make_trainer,
@@ -88,7 +94,8 @@ def train(prep: PreparedRun, resume: bool = True, branching: Branching | None = 
     removed), KILLED for Ctrl-C and SIGTERM (exit as the signalled process would,
     :data:`~scaling.errors.SIGNAL_EXIT`), FAILED with the reason for any exception (re-raised;
     the caller decides whether to go on), in set-up, training or the recording of the result
-    alike.
+    alike; a run that diverged (:class:`~scaling.training.module.DivergedError`) is FAILED with
+    the tags ``scaling.diverged=true`` and ``scaling.diverged_step``.
 
     Under DDP every process runs this; only the Trainer's global zero holds the lease, records
     the MLflow run and deletes the checkpoint once FINISHED.
@@ -126,7 +133,7 @@ def _train_leased(
     branching: Branching | None = None,
 ) -> RunResult:
     from scaling.training.data.batches import TokenDataModule, val_windows
-    from scaling.training.module import LMModule
+    from scaling.training.module import DivergedError, LMModule
 
     cfg, key = prep.cfg, prep.key
     ckpt_dir = checkpoint_dir(cfg)
@@ -215,6 +222,8 @@ def _train_leased(
             )
         if recorder is not None and recorder.run_id is not None:
             try:
+                if isinstance(err, DivergedError):  # FAILED, and why: diverged at a step
+                    recorder.set_tags({DIVERGED_TAG: "true", DIVERGED_STEP_TAG: err.step})
                 recorder.finish("FAILED" if signal_name is None else "KILLED", reason=result.reason)
             except Exception as record_err:  # noqa: BLE001 -- keep the original error
                 print(

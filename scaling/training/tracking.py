@@ -30,6 +30,9 @@ from scaling.errors import TrackingError
 
 KEY_TAG = "scaling.run_key"
 REASON_TAG = "scaling.failure_reason"
+# a run that diverged (a non-finite loss, or stopped by the spike detector): "true", and the step
+DIVERGED_TAG = "scaling.diverged"
+DIVERGED_STEP_TAG = "scaling.diverged_step"
 LEASE_TAG = "scaling.lease"  # the lock file of the run's key (absolute path)
 HOLDER_TAG = "scaling.holder"  # host:pid of the process that trains (or last trained) the run
 _MAX_BATCH = 900  # MLflow allows 1000 metrics / 100 params per log_batch
@@ -294,14 +297,15 @@ class RunRecorder:
         resume_run_id: str | None = None,
     ) -> str:
         """Create the run (or reopen ``resume_run_id``, a run that was killed mid-way: status
-        RUNNING again, its old failure reason removed)."""
+        RUNNING again, its old failure reason and divergence tags removed)."""
         all_tags = {KEY_TAG: run_key, **(tags or {})}
         if resume_run_id is not None:
             run = self.client.get_run(resume_run_id)
             self.client.update_run(resume_run_id, status="RUNNING")
             self.run_id = resume_run_id
-            if REASON_TAG in run.data.tags:
-                self.client.delete_tag(resume_run_id, REASON_TAG)
+            for old in (REASON_TAG, DIVERGED_TAG, DIVERGED_STEP_TAG):
+                if old in run.data.tags:
+                    self.client.delete_tag(resume_run_id, old)
             if tags:
                 self.set_tags(tags)
             self._logged = {
