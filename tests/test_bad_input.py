@@ -66,6 +66,13 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("precision-unknown", ["train.precision=fp8"], "train.precision"),
     ("precision-fp16-clipping", ["train.precision=16-mixed"], "train.precision"),
     ("eval-points-zero", ["train.eval_points=0"], "train.eval_points"),
+    ("spike-action-unknown", ["train.spike.action=rollbak"], "train.spike.action"),
+    ("spike-window-tiny", ["train.spike.window=1"], "train.spike.window"),
+    ("spike-window-text", ["train.spike.window=long"], "train.spike.window"),
+    ("spike-threshold-zero", ["train.spike.threshold=0"], "train.spike.threshold"),
+    ("spike-threshold-nan", ["train.spike.threshold=nan"], "train.spike.threshold"),
+    ("spike-ratio-below-one", ["train.spike.ratio=0.5"], "train.spike.ratio"),
+    ("spike-unknown-key", ["train.spike.sigma=6"], "train.spike.sigma"),
     # ---- top-level keys ----------------------------------------------------------------------
     ("seed-text", ["seed=abc"], "seed"),
     ("seed-negative", ["seed=-1"], "seed"),

@@ -111,6 +111,8 @@ KEY_OUT = {
     "train.checkpoint_every": "train.checkpoint_every=7",
     # read only under train.lr=auto / batch_size=auto, whose resolved numbers are in the key
     "train.hparams_rule": "train.hparams_rule={tmp}/rule.json",
+    # warn and stop never change what a run trains (only skip does: below)
+    "train.spike": "train.spike.action=stop train.spike.window=64 train.spike.threshold=3",
     "tracking.uri": "tracking.uri=sqlite:///{tmp}/other.db",
     "tracking.experiment": "tracking.experiment=other",
     "trainer.accelerator": "trainer.accelerator=auto",
@@ -182,6 +184,14 @@ def test_cadence_monitoring_and_destinations_keep_the_key(key, tmp_path) -> None
 )
 def test_spellings_of_one_value_give_one_key(key, a, b) -> None:  # type: ignore[no-untyped-def]
     assert key(a) == key(b)
+
+
+def test_skipping_spikes_changes_the_key_and_so_do_its_settings(key) -> None:  # type: ignore[no-untyped-def]
+    skip = key("train.spike.action=skip")
+    assert skip != key()  # skipped updates train something else than warn's run
+    assert key("train.spike.action=skip", "train.spike.window=64") != skip
+    assert key("train.spike.action=skip", "train.spike.threshold=4") != skip
+    assert key("train.spike.action=off") == key() == key("train.spike.action=stop")
 
 
 def test_the_cooldown_counts_under_wsd(key) -> None:  # type: ignore[no-untyped-def]

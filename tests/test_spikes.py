@@ -1,0 +1,161 @@
+"""Loss spikes (issue 24): caught while training, contained by ``skip``, a run ended as diverged
+by ``stop``, nothing changed where nothing spikes, and a resumed run continues the detector.
+
+A spike is injected by a test hook: the batches of a few optimizer steps are replaced by random
+tokens (a corrupted shard), whose loss and gradient are far outside anything the run has seen.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from scaling.config import SpikeConfig
+from scaling.training import run, tracking
+from scaling.training.module import LMModule
+from scaling.training.prepare import prepare
+from scaling.training.run import train
+from scaling.training.spikes import SpikeDetector
+
+# 234 optimizer steps of TINY's 8 x 32 tokens; the detector's z-score test is on from step 64
+LONGER = ["train.tokens=60000"]
+BAD_STEPS = range(150, 155)  # five corrupted batches at the peak LR's plateau of the decay
+
+
+def _corrupt(monkeypatch: pytest.MonkeyPatch, steps: range) -> None:
+    """The batches of optimizer ``steps`` (1-based) replaced by uniformly random tokens."""
+    original = LMModule.training_step
+
+    def training_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+        step = self.trainer.global_step + 1
+        if step in steps:
+            x, y = batch
+            g = torch.Generator().manual_seed(step)
+            vocab = self.model.config.vocab_size
+            batch = (
+                torch.randint(0, vocab, x.shape, generator=g),
+                torch.randint(0, vocab, y.shape, generator=g),
+            )
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(LMModule, "training_step", training_step)
+
+
+def _metric(prep, run_id: str, key: str) -> float:  # type: ignore[no-untyped-def]
+    return tracking.mlflow_client(prep.cfg.tracking.uri).get_run(run_id).data.metrics[key]
+
+
+def _history(prep, run_id: str, key: str) -> list[tuple[int, float]]:  # type: ignore[no-untyped-def]
+    points = tracking.mlflow_client(prep.cfg.tracking.uri).get_metric_history(run_id, key)
+    return sorted((m.step, m.value) for m in points)
+
+
+# ---- the detector alone -----------------------------------------------------------------------
+
+
+def test_noise_is_not_a_spike_but_a_jump_is_and_it_stays_out_of_the_window() -> None:
+    detector = SpikeDetector(SpikeConfig(window=32))
+    rng = torch.Generator().manual_seed(0)
+    noise = (torch.randn(200, 2, generator=rng) * 0.05).tolist()
+    for step, (a, b) in enumerate(noise, 1):
+        assert detector.check(step, 3.0 - step * 1e-3 + a, 1.0 + b) is None
+    spike = detector.check(201, 3.5, 1.0)  # +0.5 nats on a noise of 0.05: 10 SD
+    assert spike is not None and "training loss" in spike.evidence
+    assert detector.check(202, 2.8, 6.0) is not None  # the gradient norm alone
+    assert detector.check(203, float("nan"), 1.0) is not None
+    assert detector.spikes == 3 and max(detector.losses) < 3.5  # spikes did not join the window
+
+
+def test_before_half_a_window_a_loss_far_above_the_least_so_far_is_a_spike() -> None:
+    detector = SpikeDetector(SpikeConfig(window=128, ratio=2.0))
+    for step, loss in enumerate([5.5, 4.0, 3.2, 3.5, 3.0], 1):
+        assert detector.check(step, loss, 1.0) is None  # a bumpy start is not a spike
+    assert detector.check(6, 6.5, 1.0) is not None  # more than twice the least (3.0)
+
+
+# ---- training runs ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_without_spikes_detection_changes_nothing_and_logs_the_gradient_norm(
+    compose, text_data, one_torch_thread
+) -> None:
+    off = train(prepare(compose(*text_data, *LONGER, "train.spike.action=off")))
+    prep = prepare(compose(*text_data, *LONGER, "tracking.experiment=on"))
+    on = train(prep)  # the default: warn
+    skip = train(prepare(compose(*text_data, *LONGER, "train.spike.action=skip")))
+    assert on.val_loss == off.val_loss == skip.val_loss  # bit for bit
+    assert _metric(prep, on.run_id, "train/spikes") == 0
+    assert _metric(prep, on.run_id, "train/skipped_steps") == 0
+    norms = _history(prep, on.run_id, "train/grad_norm")
+    assert len(norms) == len(_history(prep, on.run_id, "train/loss"))
+    assert all(math.isfinite(v) and v > 0 for _, v in norms)
+
+
+@pytest.mark.slow
+def test_skip_contains_corrupted_batches_that_warn_lets_through(
+    compose, text_data, one_torch_thread, monkeypatch
+) -> None:
+    clean = train(prepare(compose(*text_data, *LONGER, "tracking.experiment=clean")))
+    _corrupt(monkeypatch, BAD_STEPS)
+    warned = train(prepare(compose(*text_data, *LONGER, "tracking.experiment=warn")))
+    prep = prepare(compose(*text_data, *LONGER, "train.spike.action=skip"))
+    skipped = train(prep)
+    assert warned.status == skipped.status == "FINISHED"
+    assert abs(skipped.val_loss / clean.val_loss - 1) < 0.01
+    assert abs(skipped.val_loss - clean.val_loss) < abs(warned.val_loss - clean.val_loss)
+    assert _metric(prep, skipped.run_id, "train/skipped_steps") == len(BAD_STEPS)
+    assert _metric(prep, skipped.run_id, "train/spikes") == len(BAD_STEPS)
+    tokens = [s for s, _ in _history(prep, skipped.run_id, "spike/loss")]
+    assert tokens == [s * prep.cfg.tokens_per_step for s in BAD_STEPS]
+    assert all(math.isfinite(v) for _, v in _history(prep, skipped.run_id, "train/loss"))
+
+
+@pytest.mark.slow
+def test_stop_ends_the_run_failed_and_tagged_diverged_at_the_spike(
+    compose, text_data, one_torch_thread, monkeypatch
+) -> None:
+    _corrupt(monkeypatch, BAD_STEPS)
+    prep = prepare(compose(*text_data, *LONGER, "train.spike.action=stop"))
+    with pytest.raises(RuntimeError, match="loss spike at step 150"):
+        train(prep)
+    client = tracking.mlflow_client(prep.cfg.tracking.uri)
+    (record,) = client.search_runs([client.get_experiment_by_name("scaling").experiment_id])
+    assert record.info.status == "FAILED"
+    assert record.data.tags[tracking.DIVERGED_TAG] == "true"
+    assert record.data.tags[tracking.DIVERGED_STEP_TAG] == "150"
+    assert "gradient norm" in record.data.tags[tracking.REASON_TAG]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("action", ["skip", "warn"])
+def test_a_run_with_spikes_resumes_exactly_from_between_two_logged_points(
+    compose, text_data, one_torch_thread, monkeypatch, action: str
+) -> None:
+    """Spikes at steps 140-144; checkpoints at steps 7, 14, ..., 147; train/loss every 5 steps:
+    the checkpoint at 147 holds the detector's window and counts and the two steps since the
+    last log (under warn, not yet judged). Killed at 152, the resumed run logs from 148 on."""
+    from tests.test_resume import Killed, _die_at
+
+    args = [*text_data, *LONGER, f"train.spike.action={action}", "train.checkpoint_every=7"]
+    early = range(140, 145)
+    _corrupt(monkeypatch, early)
+    ref = prepare(compose(*args, "tracking.experiment=ref"))
+    reference = train(ref)
+    prep = prepare(compose(*args, "tracking.experiment=killed"))
+    _die_at(monkeypatch, 152, timer_flush=False)
+    with pytest.raises(Killed):
+        train(prep)
+    monkeypatch.undo()
+    _corrupt(monkeypatch, early)
+    ckpt = run.checkpoint_dir(prep.cfg) / "last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 147
+    resumed = train(prep)
+    assert resumed.resumed_from_step == 147
+    assert resumed.val_loss == reference.val_loss
+    assert _metric(prep, resumed.run_id, "train/spikes") == len(early)
+    keys = ("train/loss", "train/grad_norm", "train/spikes", "train/skipped_steps", "spike/loss")
+    for key in keys:
+        assert _history(prep, resumed.run_id, key) == _history(ref, reference.run_id, key), key
