@@ -7,13 +7,18 @@ tokens (a corrupted shard), whose loss and gradient are far outside anything the
 
 from __future__ import annotations
 
+import json
 import math
 
+import pandas as pd
 import pytest
 import torch
+from synthetic_runs import grid_runs
 
+from scaling.cli import main
 from scaling.config import SpikeConfig
 from scaling.training import run, tracking
+from scaling.training.collect import collect_runs
 from scaling.training.module import LMModule
 from scaling.training.prepare import prepare
 from scaling.training.run import train
@@ -128,6 +133,13 @@ def test_stop_ends_the_run_failed_and_tagged_diverged_at_the_spike(
     assert record.data.tags[tracking.DIVERGED_STEP_TAG] == "150"
     assert "gradient norm" in record.data.tags[tracking.REASON_TAG]
 
+    monkeypatch.undo()  # another seed, no spike: it finishes beside the diverged run
+    other = train(prepare(compose(*text_data, *LONGER, "train.spike.action=stop", "seed=1")))
+    rows = collect_runs(prep.cfg.tracking.uri, "scaling").set_index("run_id")
+    assert list(rows.diverged) == [False, True] and rows.index[0] == other.run_id
+    assert math.isnan(rows.loss[record.info.run_id]) and rows.loss[other.run_id] > 0
+    assert list(rows.spikes) == [0, 1]
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("action", ["skip", "warn"])
@@ -159,3 +171,33 @@ def test_a_run_with_spikes_resumes_exactly_from_between_two_logged_points(
     keys = ("train/loss", "train/grad_norm", "train/spikes", "train/skipped_steps", "spike/loss")
     for key in keys:
         assert _history(prep, resumed.run_id, key) == _history(ref, reference.run_id, key), key
+
+
+# ---- the fit keeps diverged runs out --------------------------------------------------------
+
+
+def test_the_fit_leaves_diverged_runs_out_and_names_them(tmp_path, capsys) -> None:
+    runs = grid_runs(n=40, seed=3)
+    runs["run_name"] = [f"run{i}" for i in range(len(runs))]
+    runs["diverged"] = False
+    runs["spikes"] = 0
+    runs["skipped_steps"] = 0
+    stopped = runs.iloc[[0]].assign(run_name="stopped", diverged=True, loss=float("nan"))
+    spoiled = runs.iloc[[1]].assign(run_name="spoiled", diverged=True, loss=runs.loss[1] * 1.5)
+    runs.loc[2, "spikes"] = 3  # spiked under warn: fitted, but named
+    table = tmp_path / "runs.csv"
+    pd.concat([runs, stopped, spoiled]).to_csv(table, index=False)
+    fast = ["--bootstrap", "0", "--grid-stride", "60", "--workers", "1"]
+
+    assert main(["fit", str(table), "--out", str(tmp_path / "a"), *fast]) == 0
+    doc = json.loads((tmp_path / "a" / "fit.json").read_text())
+    assert doc["n_points"] == 40
+    report = (tmp_path / "a" / "report.md").read_text()
+    assert "left out 2 diverged run(s)" in report and "stopped, spoiled" in report
+    assert "run2" in report  # its spikes were not contained
+    assert "stopped, spoiled" in capsys.readouterr().err
+
+    assert main(["fit", str(table), "--out", str(tmp_path / "b"), "--keep-diverged", *fast]) == 0
+    doc = json.loads((tmp_path / "b" / "fit.json").read_text())
+    assert doc["n_points"] == 41  # the spoiled run, which has a loss; the stopped one has none
+    assert "left out 1 diverged run(s)" in (tmp_path / "b" / "report.md").read_text()

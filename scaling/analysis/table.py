@@ -64,7 +64,16 @@ STABLE = "stable"  # branch_role of a stable run: no final result (its LR never 
 # column -> the MLflow param giving that column's FLOPs per token (curves rows scale it by tokens)
 PER_TOKEN_PARAMS: dict[str, str] = {f"flops_{slug}": f"flops_per_token.{slug}" for slug in _SLUGS}
 # column -> the MLflow metric it holds (the metric's last value; curves: its history)
-METRIC_COLUMNS: dict[str, str] = {"loss": "val/loss", "tokens_per_s": "throughput/tokens_per_s"}
+METRIC_COLUMNS: dict[str, str] = {
+    "loss": "val/loss",
+    "tokens_per_s": "throughput/tokens_per_s",
+    # loss spikes the run's detector saw and updates it skipped (train.spike.*); absent: off
+    "spikes": "train/spikes",
+    "skipped_steps": "train/skipped_steps",
+}
+# True for a run that diverged (MLflow tag scaling.diverged: a non-finite loss, or stopped by
+# the spike detector): FAILED, without a final loss; fits leave such rows out unless told
+DIVERGED = "diverged"
 CURVE_METRIC = METRIC_COLUMNS["loss"]
 # Every param under these prefixes is also a column under its own (Hydra) name.
 CONFIG_PREFIXES = ("model.", "train.", "data.", "trainer.")
@@ -143,6 +152,7 @@ def read_run_table(
     params_column: str = "params",
     *,
     curves: bool = False,
+    keep_diverged: bool = False,
 ) -> pd.DataFrame:
     """Read and validate a run table (CSV or Parquet).
 
@@ -159,6 +169,10 @@ def read_run_table(
     With ``curves=True`` the table holds loss-vs-tokens curves: a ``run_id`` column is required
     and rows are sorted by run then tokens.  Without it, a table that repeats ``run_id`` is reduced
     to each run's last row (most tokens), its final loss.
+
+    Rows of diverged runs (column ``diverged`` true) are left out, before any check (a diverged
+    run has no final loss); with ``keep_diverged`` only those without a loss are. The names of
+    the runs left out are in ``df.attrs["left_out_diverged"]``.
     """
     path = Path(path)
     if not path.exists():
@@ -189,6 +203,11 @@ def read_run_table(
         raise DataError(f"{path}: a curves table (--approach 1) needs a run_id column")
     if len(df) == 0:
         raise DataError(f"{path}: the table has no rows")
+    df, left_out = _leave_out_diverged(df, keep_diverged)
+    if len(df) == 0:
+        raise DataError(
+            f"{path}: every run in the table diverged ({', '.join(left_out)}); nothing to fit"
+        )
     for col in NUMERIC:
         if col not in df.columns:
             continue
@@ -230,7 +249,35 @@ def read_run_table(
                 .reset_index(drop=True)
             )
     df.attrs["conventions"] = table_conventions(df, params_column)
+    df.attrs["left_out_diverged"] = left_out
     return df
+
+
+def diverged_mask(df: pd.DataFrame) -> pd.Series:
+    """Rows of diverged runs (column :data:`DIVERGED` true; a table without it has none)."""
+    if DIVERGED not in df.columns:
+        return pd.Series(False, index=df.index)
+    text = df[DIVERGED].astype(str).str.strip().str.lower()
+    return text.isin(("true", "1", "1.0", "yes"))
+
+
+def run_names(rows: pd.DataFrame) -> list[str]:
+    """Each distinct run of ``rows`` by name (``run_name``, else ``run_id``, else its row)."""
+    for col in ("run_name", "run_id"):
+        if col in rows.columns:
+            return list(dict.fromkeys(str(v) for v in rows[col]))
+    return [f"row {i + 1}" for i in rows.index]
+
+
+def _leave_out_diverged(df: pd.DataFrame, keep: bool) -> tuple[pd.DataFrame, list[str]]:
+    """``df`` without diverged runs (with ``keep``: without those that have no loss to fit),
+    and the names of the runs left out."""
+    out = diverged_mask(df)
+    if keep:
+        out &= pd.to_numeric(df["loss"], errors="coerce").isna()
+    if not out.any():
+        return df, []
+    return df[~out].reset_index(drop=True), run_names(df[out])
 
 
 def without_stable_runs(df: pd.DataFrame) -> pd.DataFrame:

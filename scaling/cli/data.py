@@ -77,6 +77,13 @@ def cmd_collect(args: argparse.Namespace) -> int:
     )
     path = write_table(df, args.out)
     print(f"wrote {len(df):,} rows to {path}", file=sys.stderr)
+    diverged = df.loc[df["diverged"].astype(bool), "run_name"].unique() if "diverged" in df else []
+    if len(diverged):
+        print(
+            f"{len(diverged)} run(s) diverged (FAILED, tag scaling.diverged; column diverged, "
+            f"left out of fits): {', '.join(map(str, diverged))}",
+            file=sys.stderr,
+        )
     if df.attrs.get("dropped_duplicates"):
         n = df.attrs["dropped_duplicates"]
         print(f"kept the newest FINISHED run of each run key: dropped {n} older", file=sys.stderr)

@@ -129,6 +129,12 @@ def add_fit(commands: Commands) -> None:
         "--no-report", action="store_true", help="write fit.json only (skip report.md and plots)"
     )
     p.add_argument("--json", action="store_true", help="also print fit.json to stdout")
+    p.add_argument(
+        "--keep-diverged",
+        action="store_true",
+        help="fit the runs marked diverged (column diverged) that have a loss; by default they "
+        "are left out and named in the report",
+    )
     _add_curve_options(p)
     p.set_defaults(handler=cmd_fit)
 
@@ -219,6 +225,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         options=FitOptions(bootstrap=args.bootstrap, **chosen),
         params_column=args.params_column,
         report=not args.no_report,
+        keep_diverged=args.keep_diverged,
     )
     for w in output.result.warnings:
         print(f"warning: {w}", file=sys.stderr)

@@ -6,12 +6,17 @@ only pages through MLflow's FINISHED runs (and their ``val/loss`` histories for 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from scaling.analysis import table
 from scaling.errors import TrackingError
-from scaling.training.tracking import KEY_TAG, check_reachable, mlflow_client
+from scaling.training.tracking import DIVERGED_TAG, KEY_TAG, check_reachable, mlflow_client
+
+FINISHED = "attributes.status = 'FINISHED'"
+# a FAILED run the detector or a non-finite loss ended: a row marked diverged, without a loss
+DIVERGED_RUNS = f"attributes.status = 'FAILED' and tags.`{DIVERGED_TAG}` = 'true'"
 
 
 def collect_runs(
@@ -28,6 +33,11 @@ def collect_runs(
     One run per key: when a key finished more than once (two sweeps of one grid at once), only
     its newest FINISHED run is kept, so a fit never counts one training twice; how many were
     dropped is in ``df.attrs["dropped_duplicates"]``.
+
+    Runs that diverged (FAILED with the tag ``scaling.diverged=true``) are rows too, with
+    ``diverged`` true and no ``loss`` (curves: their validation points so far), unless their key
+    also FINISHED; fits leave them out (:func:`scaling.analysis.table.read_run_table`). Every
+    row has ``diverged``, and ``spikes`` / ``skipped_steps`` where the run's detector was on.
     """
     check_reachable(uri)
     client = mlflow_client(uri)
@@ -42,12 +52,15 @@ def collect_runs(
     seen: set[str] = set()
     dropped = 0
     where = dict(where or {})
-    for run in _finished_runs(client, exp.experiment_id):  # newest first
+    finished = _finished_runs(client, exp.experiment_id)  # newest first
+    diverged = _finished_runs(client, exp.experiment_id, DIVERGED_RUNS)
+    for run in itertools.chain(finished, diverged):
         if not all(param_matches(run.data.params.get(k), v) for k, v in where.items()):
             continue
         key = run.data.tags.get(KEY_TAG)
+        failed = run.info.status != "FINISHED"
         if key is not None and key in seen:
-            dropped += 1
+            dropped += not failed  # a diverged attempt of a key that finished: not a row
             continue
         seen.add(key)
         params = run.data.params
@@ -59,6 +72,9 @@ def collect_runs(
             status=run.info.status,
             run_key=key,
         )
+        row[table.DIVERGED] = failed
+        if failed:
+            row["loss"] = None  # its last val/loss is not at its horizon
         if curves:
             rows.extend(table.curve_rows(row, params, _curve(client, run.info.run_id)))
         elif row.get("branch_role") != table.STABLE:  # a WSD group's stable run: no result
@@ -69,7 +85,7 @@ def collect_runs(
             f"no FINISHED run of experiment {experiment!r} in {uri} matches --where {shown}; "
             f"values there: {_values_seen(client, exp.experiment_id, list(where))}"
         )
-    if not rows:
+    if not any(not r[table.DIVERGED] for r in rows):
         raise TrackingError(
             f"experiment {experiment!r} in {uri} has no FINISHED runs yet: run a sweep first"
         )
@@ -106,12 +122,12 @@ def _values_seen(client: Any, experiment_id: str, keys: list[str]) -> str:
     return "; ".join(f"{k}: {', '.join(sorted(v)) or '(no runs)'}" for k, v in seen.items())
 
 
-def _finished_runs(client: Any, experiment_id: str) -> Iterable[Any]:
+def _finished_runs(client: Any, experiment_id: str, where: str = FINISHED) -> Iterable[Any]:
     token = None
     while True:
         page = client.search_runs(
             [experiment_id],
-            filter_string="attributes.status = 'FINISHED'",
+            filter_string=where,
             order_by=["attributes.start_time DESC"],
             max_results=1000,
             page_token=token,

@@ -2,11 +2,12 @@
 gradient norm of each step (``train.spike.*``, :class:`scaling.config.SpikeConfig`).
 
 A step is a spike when its loss or its gradient norm is not finite; or, once half a window of
-steps has been seen, when either lies more than ``threshold`` standard deviations above the
-mean of the last ``window`` steps that were not spikes (the rolling test of OLMo-core's
-skip-step optimizer, one-sided: a falling loss is never a spike); or, before that, when the
-loss is more than ``ratio`` times the least loss seen so far. A spike does not enter the
-window, so a run of spikes is measured against the steps before it.
+steps has been seen, when its loss, or the logarithm of its gradient norm, lies more than
+``threshold`` standard deviations above the mean of the last ``window`` steps that were not
+spikes (the rolling test of OLMo-core's skip-step optimizer, one-sided: a falling loss is never
+a spike; the norm in logs, as it varies by factors: a norm of small batches has a heavy upper
+tail); or, before that, when the loss is more than ``ratio`` times the least loss seen so far.
+A spike does not enter the window, so a run of spikes is measured against the steps before it.
 
 Pure Python and no torch: :class:`~scaling.training.module.LMModule` feeds it one
 ``(step, loss, grad_norm)`` per optimizer step and acts on what it returns. Its whole state is
@@ -23,8 +24,8 @@ from typing import Any
 
 from scaling.config import SpikeConfig
 
-# The window's standard deviation is taken as at least this share of its mean, so that a window
-# of nearly equal values does not make a tiny excursion a spike of many deviations.
+# A window's standard deviation is taken as at least 0.1% of its mean loss (of the norm: 0.001 in
+# logs, 0.1%), so that a window of nearly equal values does not make a tiny excursion a spike.
 MIN_RELATIVE_SD = 1e-3
 
 
@@ -41,11 +42,11 @@ class Spike:
         return f"step {self.step:,}: {self.evidence}"
 
 
-def _mean_sd(values: deque[float]) -> tuple[float, float]:
+def _mean_sd(values: deque[float], logs: bool) -> tuple[float, float]:
     n = len(values)
     mean = math.fsum(values) / n
     var = math.fsum((v - mean) ** 2 for v in values) / max(1, n - 1)
-    return mean, max(math.sqrt(var), MIN_RELATIVE_SD * abs(mean))
+    return mean, max(math.sqrt(var), MIN_RELATIVE_SD * (1.0 if logs else abs(mean)))
 
 
 class SpikeDetector:
@@ -61,7 +62,7 @@ class SpikeDetector:
         self.threshold = float(cfg.threshold)
         self.ratio = float(cfg.ratio)
         self.losses: deque[float] = deque(maxlen=cfg.window)
-        self.norms: deque[float] = deque(maxlen=cfg.window)
+        self.norms: deque[float] = deque(maxlen=cfg.window)  # their logarithms
         self.least_loss = math.inf
         self.spikes = 0
         self.skipped = 0
@@ -77,7 +78,7 @@ class SpikeDetector:
         evidence = self._evidence(loss, grad_norm)
         if evidence is None:
             self.losses.append(loss)
-            self.norms.append(grad_norm)
+            self.norms.append(math.log(grad_norm))
             self.least_loss = min(self.least_loss, loss)
             self.consecutive = 0
             return None
@@ -88,7 +89,7 @@ class SpikeDetector:
     def _evidence(self, loss: float, grad_norm: float) -> str | None:
         if not math.isfinite(loss):
             return f"training loss {loss}"
-        if not math.isfinite(grad_norm):
+        if not (math.isfinite(grad_norm) and grad_norm > 0):
             return f"gradient norm {grad_norm}"
         if not self.rolling:
             if loss > self.ratio * self.least_loss:
@@ -98,17 +99,20 @@ class SpikeDetector:
                 )
             return None
         found = []
-        for name, value, values in (
-            ("training loss", loss, self.losses),
-            ("gradient norm", grad_norm, self.norms),
-        ):
-            mean, sd = _mean_sd(values)
-            z = (value - mean) / sd
-            if z > self.threshold:
-                found.append(
-                    f"{name} {value:.4g} is {z:.1f} SD above the mean {mean:.4g} of the last "
-                    f"{len(values)} steps"
-                )
+        mean, sd = _mean_sd(self.losses, logs=False)
+        z = (loss - mean) / sd
+        if z > self.threshold:
+            found.append(
+                f"training loss {loss:.4g} is {z:.1f} SD above the mean {mean:.4g} of the last "
+                f"{len(self.losses)} steps"
+            )
+        mean, sd = _mean_sd(self.norms, logs=True)
+        z = (math.log(grad_norm) - mean) / sd
+        if z > self.threshold:
+            found.append(
+                f"gradient norm {grad_norm:.4g} is {z:.1f} SD above the geometric mean "
+                f"{math.exp(mean):.4g} of the last {len(self.norms)} steps (in logs)"
+            )
         return "; ".join(found) or None
 
     def skipped_one(self) -> None:

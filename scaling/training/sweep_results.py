@@ -83,7 +83,10 @@ def collect_and_fit(config: DictConfig, points: list[GridPoint], options: SweepC
         table = write_table(df, Path(config.results_dir) / f"{experiment}.csv")
         dropped = df.attrs.get("dropped_duplicates", 0)
         extra = f"; dropped {dropped} older duplicate(s) of a run key" if dropped else ""
-        print(f"run table: {table} ({len(df)} finished runs{extra})")
+        diverged = int(df["diverged"].astype(bool).sum()) if "diverged" in df else 0
+        if diverged:  # rows without a loss, left out of the fit
+            extra += f"; {diverged} diverged run(s), left out of the fit"
+        print(f"run table: {table} ({len(df) - diverged} finished runs{extra})")
         if options.approach == 1:  # the envelope reads every run's loss curve
             curves = collect_runs(uri, experiment, curves=True)
             table = write_table(curves, Path(config.results_dir) / f"{experiment}_curves.csv")

@@ -12,13 +12,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from scaling.analysis.columns import columns, conventions
 from scaling.analysis.fitting.fit import fit
 from scaling.analysis.fitting.results import FitOptions, FitResult, save_fit
 from scaling.analysis.outdir import staged_dir
 from scaling.analysis.prediction.health import assess
 from scaling.analysis.report.stats import backtest, final_rows
-from scaling.analysis.table import read_run_table, write_table
+from scaling.analysis.table import (
+    DIVERGED,
+    diverged_mask,
+    read_run_table,
+    run_names,
+    write_table,
+)
 
 
 @dataclass(frozen=True)
@@ -39,14 +47,26 @@ def fit_to_dir(
     options: FitOptions | None = None,
     params_column: str = "params",
     report: bool = True,
+    keep_diverged: bool = False,
 ) -> FitOutput:
-    """Fit the run table at ``table`` and write the results into ``out`` (raises UserError)."""
-    runs = read_run_table(table, params_column, curves=approach == 1)
+    """Fit the run table at ``table`` and write the results into ``out`` (raises UserError).
+
+    Diverged runs are left out (``keep_diverged``: only those without a final loss), and a
+    warning names them; another names finished runs with loss spikes that nothing contained.
+    """
+    runs = read_run_table(table, params_column, curves=approach == 1, keep_diverged=keep_diverged)
+    left_out = list(runs.attrs.get("left_out_diverged", []))
     result = fit(runs, law=law, approach=approach, options=options)
-    source = {"path": str(table), "params_column": params_column, "rows": len(runs)}
+    source = {
+        "path": str(table),
+        "params_column": params_column,
+        "rows": len(runs),
+        "left_out_diverged": left_out,
+    }
     # which N and C the fit used: the estimator's own record, else the table's (one per fit)
     used = {**conventions(runs), **(result.conventions or {})}
-    result = replace(result, data=source, conventions=used)
+    notes = spike_warnings(runs, left_out, keep_diverged)
+    result = replace(result, data=source, conventions=used, warnings=(*result.warnings, *notes))
     bt = backtest(runs, result)  # the top budgets held out (FitOptions.backtest_holdout)
     N, D, _, _ = columns(final_rows(runs, result.approach))
     result = replace(result, health=assess(result, backtest=bt, N=N, D=D))
@@ -65,3 +85,30 @@ def fit_to_dir(
                 history=out / "verifications.csv",
             )
     return FitOutput(result=result, doc=doc, written=tuple(written))
+
+
+def spike_warnings(runs: Any, left_out: list[str], keep_diverged: bool) -> list[str]:
+    """One line for the diverged runs left out, one for fitted runs whose loss spiked more
+    often than their updates were skipped (``train.spike.action=warn``: nothing contained)."""
+    lines = []
+    if left_out:
+        why = "no final loss" if keep_diverged else "pass --keep-diverged to fit those with a loss"
+        lines.append(
+            f"left out {len(left_out)} diverged run(s) (MLflow tag scaling.diverged; {why}): "
+            + ", ".join(left_out)
+        )
+    if "spikes" in runs.columns:
+        spikes = pd.to_numeric(runs["spikes"], errors="coerce").fillna(0)
+        skipped = 0
+        if "skipped_steps" in runs.columns:
+            skipped = pd.to_numeric(runs["skipped_steps"], errors="coerce").fillna(0)
+        loose = runs[spikes > skipped]
+        if len(loose):
+            lines.append(
+                f"{len(run_names(loose))} fitted run(s) had loss spikes that were not skipped "
+                "(train.spike.action=warn); check their curves: " + ", ".join(run_names(loose))
+            )
+    if keep_diverged and DIVERGED in runs.columns and diverged_mask(runs).any():
+        kept = run_names(runs[diverged_mask(runs)])
+        lines.append(f"kept {len(kept)} diverged run(s) (--keep-diverged): " + ", ".join(kept))
+    return lines
