@@ -201,3 +201,26 @@ def test_the_fit_leaves_diverged_runs_out_and_names_them(tmp_path, capsys) -> No
     doc = json.loads((tmp_path / "b" / "fit.json").read_text())
     assert doc["n_points"] == 41  # the spoiled run, which has a loss; the stopped one has none
     assert "left out 1 diverged run(s)" in (tmp_path / "b" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_diverging_lr_tags_it_leaves_it_out_of_the_table_fit_and_exits_1(
+    tmp_path,
+) -> None:
+    from tests.test_sweep import sweep
+
+    out = sweep(tmp_path, "train.lr=1.0,3e-3", "train.spike.action=stop")
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "1 finished, 0 skipped" in out.stdout and "1 failed" in out.stdout
+    assert "1 diverged run(s), left out of the fit" in out.stdout
+    client = tracking.mlflow_client(f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
+    found = client.search_runs([client.get_experiment_by_name("scaling").experiment_id])
+    by_status = {r.info.status: r for r in found}
+    assert set(by_status) == {"FINISHED", "FAILED"}
+    failed = by_status["FAILED"]
+    assert failed.data.params["train.lr"] == "1.0"
+    assert failed.data.tags[tracking.DIVERGED_TAG] == "true"
+    assert int(failed.data.tags[tracking.DIVERGED_STEP_TAG]) >= 1
+    table = pd.read_csv(tmp_path / "results" / "scaling.csv")
+    assert sorted(table.diverged) == [False, True]
+    assert table.loss[table.diverged].isna().all()
