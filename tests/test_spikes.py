@@ -142,6 +142,21 @@ def test_stop_ends_the_run_failed_and_tagged_diverged_at_the_spike(
 
 
 @pytest.mark.slow
+def test_skip_gives_up_as_diverged_after_a_whole_window_of_skipped_steps(
+    compose, text_data, one_torch_thread, monkeypatch
+) -> None:
+    _corrupt(monkeypatch, range(40, 79))  # every batch from step 40 on is garbage
+    prep = prepare(compose(*text_data, "train.spike.action=skip", "train.spike.window=8"))
+    with pytest.raises(RuntimeError, match="8 steps in a row skipped"):
+        train(prep)
+    client = tracking.mlflow_client(prep.cfg.tracking.uri)
+    (record,) = client.search_runs([client.get_experiment_by_name("scaling").experiment_id])
+    assert record.info.status == "FAILED"
+    assert record.data.tags[tracking.DIVERGED_STEP_TAG] == "40"
+    assert record.data.metrics["train/skipped_steps"] == 8
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("action", ["skip", "warn"])
 def test_a_run_with_spikes_resumes_exactly_from_between_two_logged_points(
     compose, text_data, one_torch_thread, monkeypatch, action: str

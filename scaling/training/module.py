@@ -234,12 +234,12 @@ class LMModule(L.LightningModule):
             optimizer.zero_grad(set_to_none=True)
             self._loss_sum, self._loss_count = self._step_start  # train/loss: applied steps
             self.detector.skipped_one()
-            if self.detector.consecutive >= self.detector.window:
+            if self.detector.consecutive >= self.detector.window:  # no update for a window
+                last = self._new_spikes[-1].evidence
                 self._stopping(step)
                 raise DivergedError(
                     f"diverged: {self.detector.consecutive} steps in a row skipped as loss "
-                    f"spikes up to step {step:,} (train.spike.action=skip); the last: "
-                    f"{self._new_spikes[-1].evidence}",
+                    f"spikes up to step {step:,} (train.spike.action=skip); the last: {last}",
                     step - self.detector.consecutive + 1,
                 )
 
@@ -265,7 +265,8 @@ class LMModule(L.LightningModule):
         """One step through the detector; True for a spike. A non-finite loss ends the run
         (diverged) unless ``skip`` keeps its update out; ``stop`` ends it on any spike."""
         assert self.detector is not None
-        self._interval_norms.append(grad_norm)
+        if math.isfinite(grad_norm):
+            self._interval_norms.append(grad_norm)
         spike = self.detector.check(step, loss, grad_norm)
         if spike is None:
             return False
