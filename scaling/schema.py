@@ -137,7 +137,8 @@ class SpikeConfig:
     """Loss-spike detection (``train.spike.*``; :mod:`scaling.training.spikes`): a step whose
     training loss or gradient norm lies more than ``threshold`` standard deviations above the
     mean of the last ``window`` steps is a spike (tested once half a window is seen; before
-    that, a loss above ``ratio`` x the least loss so far is), and so is a non-finite one.
+    that, a loss above ``ratio`` x the least loss so far is), and so is a non-finite one. The
+    gradient norm's test decides only when ``train.grad_clip`` is 0 (clipping bounds the update).
 
     ``action``: ``warn`` (record it, train on), ``skip`` (the spiking batch's update is not
     applied), ``stop`` (the run ends FAILED as diverged), ``off`` (no detection, no gradient

@@ -73,6 +73,23 @@ def test_noise_is_not_a_spike_but_a_jump_is_and_it_stays_out_of_the_window() -> 
     assert detector.spikes == 3 and max(detector.losses) < 3.5  # spikes did not join the window
 
 
+def test_under_clipping_the_gradient_norm_alone_is_no_spike_but_the_loss_still_is() -> None:
+    rng = torch.Generator().manual_seed(0)
+    noise = (torch.randn(200, 2, generator=rng) * 0.05).tolist()
+    clipped = SpikeDetector(SpikeConfig(window=32), clipped=True)
+    unclipped = SpikeDetector(SpikeConfig(window=32), clipped=False)
+    for detector in (clipped, unclipped):
+        for step, (a, b) in enumerate(noise, 1):
+            assert detector.check(step, 3.0 - step * 1e-3 + a, 1.0 + b) is None
+    spike = clipped.check(201, 3.5, 6.0)  # the loss 10 SD up: a spike, the norm named too
+    assert spike is not None and "training loss" in spike.evidence
+    assert "gradient norm" in spike.evidence
+    assert unclipped.check(202, 2.8, 6.0) is not None  # a 6x norm without clipping
+    assert clipped.check(202, 2.8, 6.0) is None  # clipping bounds that update
+    assert clipped.norm_z is not None and clipped.norm_z > 6  # still measured
+    assert clipped.check(203, 2.8, float("inf")) is not None  # a non-finite norm still is
+
+
 def test_before_half_a_window_a_loss_far_above_the_least_so_far_is_a_spike() -> None:
     detector = SpikeDetector(SpikeConfig(window=128, ratio=2.0))
     for step, loss in enumerate([5.5, 4.0, 3.2, 3.5, 3.0], 1):

@@ -173,13 +173,18 @@ class LMModule(L.LightningModule):
         self._restore_rng: dict[str, Any] | None = None
         # loss spikes (train.spike.*): the detector and what this step / this interval hold
         self.spike_action = train_cfg.spike.action
-        self.detector = SpikeDetector(train_cfg.spike) if self.spike_action != "off" else None
+        self.detector = (
+            SpikeDetector(train_cfg.spike, clipped=bool(train_cfg.grad_clip))
+            if self.spike_action != "off"
+            else None
+        )
         self._step_loss = torch.zeros(())  # this step's micro-batch losses, summed
         self._step_micro = 0
         self._step_start: tuple[torch.Tensor, int] = (self._loss_sum, 0)  # to undo a skipped step
         self._pending: list[torch.Tensor] = []  # [loss, grad norm] of steps not yet judged
         self._pending_steps: list[int] = []
         self._interval_norms: list[float] = []  # gradient norms judged since the last log
+        self._interval_norm_z: float | None = None  # their largest z-score (detector.norm_z)
         self._new_spikes: list[Spike] = []  # judged, not yet emitted
 
     # ---- optimisation ------------------------------------------------------------------------
@@ -268,6 +273,9 @@ class LMModule(L.LightningModule):
         if math.isfinite(grad_norm):
             self._interval_norms.append(grad_norm)
         spike = self.detector.check(step, loss, grad_norm)
+        z = self.detector.norm_z
+        if z is not None and (self._interval_norm_z is None or z > self._interval_norm_z):
+            self._interval_norm_z = z
         if spike is None:
             return False
         self._new_spikes.append(spike)
@@ -308,15 +316,18 @@ class LMModule(L.LightningModule):
         self._new_spikes = []
 
     def _spike_metrics(self) -> dict[str, float]:
-        """``train/grad_norm`` (mean and max over the steps since the last log) and the run's
-        counts of spikes and skipped steps so far."""
+        """``train/grad_norm`` (mean and max over the steps since the last log), the largest
+        z-score of its logarithm in the detector's window (``train/grad_norm_z_max``, once the
+        rolling test is on) and the run's counts of spikes and skipped steps so far."""
         assert self.detector is not None
         out = {"train/spikes": self.detector.spikes, "train/skipped_steps": self.detector.skipped}
         norms = self._interval_norms
         if norms:
             out["train/grad_norm"] = math.fsum(norms) / len(norms)
             out["train/grad_norm_max"] = max(norms)
-        self._interval_norms = []
+        if self._interval_norm_z is not None:
+            out["train/grad_norm_z_max"] = self._interval_norm_z
+        self._interval_norms, self._interval_norm_z = [], None
         return out
 
     # ---- bookkeeping at optimizer-step boundaries ----------------------------------------------
@@ -364,6 +375,7 @@ class LMModule(L.LightningModule):
                 "pending": pending,
                 "pending_steps": list(self._pending_steps),
                 "interval_norms": list(self._interval_norms),
+                "interval_norm_z": self._interval_norm_z,
             }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -380,6 +392,7 @@ class LMModule(L.LightningModule):
             self._pending = [torch.tensor(v, dtype=torch.float32) for v in spikes["pending"]]
             self._pending_steps = [int(s) for s in spikes["pending_steps"]]
             self._interval_norms = [float(v) for v in spikes["interval_norms"]]
+            self._interval_norm_z = spikes.get("interval_norm_z")
 
     def step_end(self) -> None:
         """Bookkeeping after each training batch (run by :class:`_StepEnd`): at an optimizer

@@ -9,6 +9,11 @@ a spike; the norm in logs, as it varies by factors: a norm of small batches has 
 tail); or, before that, when the loss is more than ``ratio`` times the least loss seen so far.
 A spike does not enter the window, so a run of spikes is measured against the steps before it.
 
+The gradient norm's test decides only when gradients are not clipped (``train.grad_clip`` 0):
+clipping bounds the update a large norm would make, so with clipping on a step is a spike by its
+loss (or a non-finite norm) alone, and the norm's z-score is kept as :attr:`SpikeDetector.norm_z`
+(logged as ``train/grad_norm_z_max``) and named in a loss spike's evidence.
+
 Pure Python and no torch: :class:`~scaling.training.module.LMModule` feeds it one
 ``(step, loss, grad_norm)`` per optimizer step and acts on what it returns. Its whole state is
 :meth:`SpikeDetector.state_dict`, which goes into the run's checkpoints, so that a resumed run
@@ -54,10 +59,13 @@ class SpikeDetector:
 
     ``spikes`` counts the steps judged spikes, ``skipped`` those whose update was not applied
     (the module counts them, :meth:`skipped_one`), ``consecutive`` the spikes in a row up to
-    the last step seen.
+    the last step seen. ``clipped``: gradients are clipped, so the norm's z-score alone makes
+    no spike; ``norm_z`` is the last step's (None before the rolling test is on).
     """
 
-    def __init__(self, cfg: SpikeConfig) -> None:
+    def __init__(self, cfg: SpikeConfig, *, clipped: bool = False) -> None:
+        self.clipped = clipped
+        self.norm_z: float | None = None
         self.window = cfg.window
         self.threshold = float(cfg.threshold)
         self.ratio = float(cfg.ratio)
@@ -87,6 +95,7 @@ class SpikeDetector:
         return Spike(step, loss, grad_norm, evidence)
 
     def _evidence(self, loss: float, grad_norm: float) -> str | None:
+        self.norm_z = None
         if not math.isfinite(loss):
             return f"training loss {loss}"
         if not (math.isfinite(grad_norm) and grad_norm > 0):
@@ -101,14 +110,15 @@ class SpikeDetector:
         found = []
         mean, sd = _mean_sd(self.losses, logs=False)
         z = (loss - mean) / sd
-        if z > self.threshold:
+        loss_spike = z > self.threshold
+        if loss_spike:
             found.append(
                 f"training loss {loss:.4g} is {z:.1f} SD above the mean {mean:.4g} of the last "
                 f"{len(self.losses)} steps"
             )
         mean, sd = _mean_sd(self.norms, logs=True)
-        z = (math.log(grad_norm) - mean) / sd
-        if z > self.threshold:
+        z = self.norm_z = (math.log(grad_norm) - mean) / sd
+        if z > self.threshold and (loss_spike or not self.clipped):
             found.append(
                 f"gradient norm {grad_norm:.4g} is {z:.1f} SD above the geometric mean "
                 f"{math.exp(mean):.4g} of the last {len(self.norms)} steps (in logs)"
