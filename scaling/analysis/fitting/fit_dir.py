@@ -16,6 +16,7 @@ import pandas as pd
 
 from scaling.analysis.columns import columns, conventions
 from scaling.analysis.fitting.fit import fit
+from scaling.analysis.fitting.outliers import find_suspects
 from scaling.analysis.fitting.results import FitOptions, FitResult, save_fit
 from scaling.analysis.outdir import staged_dir
 from scaling.analysis.prediction.health import assess
@@ -53,6 +54,8 @@ def fit_to_dir(
 
     Diverged runs are left out (``keep_diverged``: only those without a final loss), and a
     warning names them; another names finished runs with loss spikes that nothing contained.
+    Finished runs whose final loss is an outlier of their IsoFLOP budget or seed group are
+    recorded as suspects (:mod:`..fitting.outliers`), which the health verdict judges.
     """
     runs = read_run_table(table, params_column, curves=approach == 1, keep_diverged=keep_diverged)
     left_out = list(runs.attrs.get("left_out_diverged", []))
@@ -67,8 +70,11 @@ def fit_to_dir(
     used = {**conventions(runs), **(result.conventions or {})}
     notes = spike_warnings(runs, left_out, keep_diverged)
     result = replace(result, data=source, conventions=used, warnings=(*result.warnings, *notes))
+    final = final_rows(runs, result.approach)
+    outliers = find_suspects(final, result.options.isoflop_tolerance)
+    result = replace(result, outliers=outliers)
     bt = backtest(runs, result)  # the top budgets held out (FitOptions.backtest_holdout)
-    N, D, _, _ = columns(final_rows(runs, result.approach))
+    N, D, _, _ = columns(final)
     result = replace(result, health=assess(result, backtest=bt, N=N, D=D))
     with staged_dir(out) as (stage, written):
         doc = save_fit(result, stage / "fit.json")

@@ -209,6 +209,8 @@ class FitResult:
     health: Mapping[str, Any] | None = None
     # approach 3: the law's form error beyond its budgets (scaling.analysis.fitting.law_misfit)
     misfit: Mapping[str, Any] | None = None
+    # the suspect-run test: {"k", "scale", ..., "suspects": [...]} (analysis.fitting.outliers)
+    outliers: Mapping[str, Any] | None = None
 
     @property
     def ci(self) -> dict[str, tuple[float, float]]:
@@ -245,7 +247,7 @@ class FitResult:
             "frontier": jsonable(self.frontier),
             "bootstrap": self.bootstrap.to_dict() if self.bootstrap else None,
         }
-        for key in ("data", "conventions", "noise", "health", "misfit"):
+        for key in ("data", "conventions", "noise", "health", "misfit", "outliers"):
             value = getattr(self, key)
             if value is not None:
                 doc[key] = jsonable(value)
@@ -283,6 +285,7 @@ def fit_from_dict(doc: Mapping[str, Any]) -> FitResult:
         noise=doc.get("noise"),
         health=doc.get("health"),
         misfit=doc.get("misfit"),
+        outliers=doc.get("outliers"),
     )
 
 

@@ -10,6 +10,8 @@ taste:
   budgets with an interior IsoFLOP minimum, or a minimum at the edge of its budget's sizes
   (approach 2);
 * more than :data:`MAX_FAILED_SHARE` of the bootstrap refits failing;
+* a suspect run (a final loss far above its IsoFLOP budget's or seed group's,
+  :mod:`scaling.analysis.fitting.outliers`) that decides a vertex (other suspects are warnings);
 * the loss frontier's own fit (approaches 1 and 2) did not converge;
 * a backtest (hold out the top budgets whole, fit the rest, predict the held-out ones:
   :func:`scaling.analysis.report.stats.backtest`) that missed by more than
@@ -43,6 +45,7 @@ import numpy as np
 
 from scaling.analysis.fitting.bootstrap import percentile_interval
 from scaling.analysis.fitting.laws import NEGLIGIBLE_TERM, get_law
+from scaling.analysis.fitting.outliers import suspect_line
 from scaling.analysis.fitting.results import FitResult
 
 RUNS_PER_PARAMETER = 2
@@ -73,6 +76,8 @@ def assess(
     """
     problems = _convergence(result) + _support(result) + _failed_refits(result)
     warnings = _widths(result)
+    deciding, other = _suspects(result)
+    problems, warnings = problems + deciding, warnings + other
     if N is not None and D is not None:
         warnings += _negligible_terms(result, N, D)
     if backtest is not None:
@@ -119,6 +124,14 @@ def _support(result: FitResult) -> list[str]:
                 f"its sizes {lo:.3g}..{hi:.3g}: add {'smaller' if below else 'larger'} sizes"
             )
     return out
+
+
+def _suspects(result: FitResult) -> tuple[list[str], list[str]]:
+    """Suspect runs (:mod:`scaling.analysis.fitting.outliers`): those deciding a vertex are
+    problems, the others warnings."""
+    suspects = (result.outliers or {}).get("suspects") or []
+    deciding = [suspect_line(s) for s in suspects if s.get("decides_vertex")]
+    return deciding, [suspect_line(s) for s in suspects if not s.get("decides_vertex")]
 
 
 def gated_samples(result: FitResult) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ import pandas as pd
 
 from scaling.analysis.columns import conventions
 from scaling.analysis.fitting.laws import get_law, repetition_laws
+from scaling.analysis.fitting.outliers import suspect_line
 from scaling.analysis.fitting.results import FitResult
 from scaling.analysis.prediction.predict import Predictor
 from scaling.analysis.prediction.question import MAX_BEYOND, MAX_PI_HALF_WIDTH
@@ -227,6 +228,24 @@ def allocation_section(result: FitResult, p: Predictor) -> list[str]:
         "Budgets beyond about 10× the largest fitted compute are extrapolations; both "
         "intervals reflect statistical uncertainty only, not a wrong law.\n",
     ]
+
+
+def suspects_section(result: FitResult) -> str:
+    """One line per suspect run (:mod:`scaling.analysis.fitting.outliers`), and the test."""
+    out = result.outliers
+    if not out or not out.get("tested"):
+        return ""
+    floor = out.get("floor")
+    test = (
+        f"a final loss more than {out['k']:g} scales above where its IsoFLOP budget's other "
+        f"runs or its seed replicates put it (scale {100 * out['scale']:.2g}% of loss: the "
+        f"larger of 1.4826 MAD of the {out['tested']} runs tested, "
+        + (f"the seed noise {100 * floor:.2g}%" if floor is not None else "no seed noise")
+        + ", and 0.1%)"
+    )
+    lines = [f"- {suspect_line(s)}" for s in out.get("suspects") or []]
+    body = "\n".join(lines) if lines else "None."
+    return f"## Suspect runs\n\nTest: {test}.\n\n{body}\n"
 
 
 def warnings_section(result: FitResult) -> str:

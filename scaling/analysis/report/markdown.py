@@ -22,6 +22,7 @@ from scaling.analysis.report.fit_sections import (
     data_section,
     health_section,
     law_section,
+    suspects_section,
     warnings_section,
 )
 from scaling.analysis.report.heldout_sections import (
@@ -74,6 +75,7 @@ def write_report(
     parts += shift_section(final, result)
     parts += _verification_section(history)
     parts.append(warnings_section(result))
+    parts.append(suspects_section(result))
     parts.append(
         "## Plots\n\n" + "\n\n".join(f"![{cap}]({name})\n\n*{cap}*" for name, cap in plots) + "\n"
     )
