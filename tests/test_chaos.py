@@ -5,24 +5,15 @@ The shorter version of ``benchmarks/bench_chaos.py`` (its functions, not copies 
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import signal
-import sys
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_chaos.py"
+from bench_modules import load_benchmark
 
 
 def _bench():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("bench_chaos", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_chaos"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_chaos")
 
 
 def test_a_kill_lands_where_the_events_say() -> None:

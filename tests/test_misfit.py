@@ -4,9 +4,7 @@ inside the data and where the form is right."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
@@ -14,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from bench_modules import load_benchmark
 
 from scaling.analysis.fitting.fit import FitOptions, fit
 from scaling.analysis.fitting.results import FitResult, load_fit, save_fit
@@ -117,16 +116,8 @@ def test_a_frontier_of_large_budgets_is_fitted() -> None:
             assert Predictor(result).frontier_loss(2e19) == pytest.approx(truth(2e19), rel=0.01)
 
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_coverage.py"
-
-
 def _bench():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("bench_coverage", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_coverage"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_coverage")
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from bench_modules import load_benchmark
 
 from scaling.analysis.fitting.fit import FitOptions, fit
 from scaling.analysis.fitting.results import FitResult, save_fit
@@ -84,15 +85,8 @@ def test_a_member_100x_larger_is_refused_with_one_line(tmp_path: Path, capsys) -
     assert any(w.startswith("fit: ") and "not determined" in w for w in doc["warnings"])
 
 
-def _ladder(truth: str, n_budgets: int, seed: int = 0) -> pd.DataFrame:
-    import importlib.util
-    import sys
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_coverage.py"
-    spec = importlib.util.spec_from_file_location("bench_coverage", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_coverage"] = module
-    spec.loader.exec_module(module)
+def _ladder(truth: str, n_budgets: int, seed: int = 0) -> tuple[pd.DataFrame, float]:
+    module = load_benchmark("bench_coverage")
     return module.ladder(truth, n_budgets, seed), module.TOP
 
 
