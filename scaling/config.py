@@ -46,6 +46,7 @@ from scaling.hparams_rule import HPARAMS_FILE, HparamsRule, HparamsUse, read_rul
 from scaling.identity import DataIdentity
 from scaling.run_config import GROUPS, RunConfig
 from scaling.schema import (
+    COMPILE_MODES,
     DEFAULT_EXPERIMENT,
     DEFAULT_TRACKING_URI,
     MAX_SEED,
@@ -82,6 +83,7 @@ if not OmegaConf.has_resolver("scaling.presets"):
 C = TypeVar("C")
 
 __all__ = [
+    "COMPILE_MODES",
     "CONF_DIR",
     "SWEEPS_DIR",
     "DEFAULT_EXPERIMENT",

@@ -262,15 +262,18 @@ class RunConfig:
           ``horizons`` (a branched group, as trained tokens), ``weight_decay``, ``beta1``,
           ``beta2``, ``grad_clip``, ``precision``, and ``spike`` under ``train.spike.action=skip``
           only (skipping updates changes what trains; warning or stopping does not);
+          ``compile`` only with ``model.dropout`` > 0 (compiled code draws its own dropout
+          masks; without dropout a compiled run's loss is the eager run's to rounding);
         - ``seed`` and the world size (devices x nodes: how the global batch is split).
 
         **Out** (same training, same key): how the horizon was asked for (``train.flops``,
         ``train.flops_convention``: the tokens they give are in), cadence and monitoring
         (``train.log_every``, ``train.checkpoint_every``, ``train.eval_points``, ``progress``,
-        ``threads``), where things go (``tracking.*``, ``results_dir``, ``data.cache_dir``),
-        the aspect rule's inputs (``model.aspect``, ``model.head_dim``), trainer settings that
-        do not change the math (``trainer.accelerator``, ``trainer.strategy``; ``devices`` and
-        ``num_nodes`` only as the world size), ``data.allow_repeat`` (an error or not), and
+        ``threads``), ``train.compile_mode`` (and ``train.compile`` without dropout), where
+        things go (``tracking.*``, ``results_dir``, ``data.cache_dir``), the aspect rule's inputs
+        (``model.aspect``, ``model.head_dim``), trainer settings that do not change the math
+        (``trainer.accelerator``, ``trainer.strategy``; ``devices`` and ``num_nodes`` only as
+        the world size), ``data.allow_repeat`` (an error or not), and
         every data key the content identity replaces (``data.path``, ``data.pattern``,
         ``data.name``, ..., ``data.vocab_size``, which the byte tokenizer ignores).
 
@@ -307,6 +310,8 @@ class RunConfig:
             train["horizons"] = sorted(self.horizon_tokens())
         if t.spike.identity() is not None:  # spike skipping changes what trains (unset: as before)
             train["spike"] = t.spike.identity()
+        if t.compile and self.model.dropout > 0:  # compiled code draws other dropout masks
+            train["compile"] = True
         if self.data_identity is not None:
             data: dict[str, Any] = asdict(self.data_identity)
         else:

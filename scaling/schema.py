@@ -26,6 +26,8 @@ NORM_CHOICES = ("layernorm", "rmsnorm")
 MLP_CHOICES = ("gelu", "swiglu")
 SCHEDULES = ("cosine", "wsd", "constant")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true")
+# torch.compile's modes (torch 2.13's torch._inductor.list_mode_options())
+COMPILE_MODES = ("default", "lite", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 MAX_TOKENS = 10**18  # a horizon above this is a typo (and overflows the data loader's indices)
 MAX_SEED = 2**32 - 1  # Lightning's seed_everything silently replaces a seed outside [0, 2^32)
 TRACKING_SCHEMES = (  # MLflow tracking stores (MLflow 3 dropped the file store)
@@ -209,6 +211,9 @@ class TrainConfig:
     # Out of the run key: the numbers it resolves to are in (scaling.config.resolve_auto)
     hparams_rule: str | None = None
     spike: SpikeConfig = field(default_factory=SpikeConfig)  # loss-spike detection and action
+    # torch.compile the model's training forward (evaluation stays eager); out of the run key
+    compile: bool = False
+    compile_mode: str = "default"  # torch.compile's mode: COMPILE_MODES
 
     def __post_init__(self) -> None:
         if isinstance(self.spike, dict):  # built from a mapping without OmegaConf
@@ -234,12 +239,15 @@ class TrainConfig:
             ("flops_convention", FLOPS_CONVENTIONS),
             ("schedule", SCHEDULES),
             ("precision", PRECISIONS),
+            ("compile_mode", COMPILE_MODES),
         ):
             if getattr(self, key) not in choices:
                 raise ConfigError(
                     f"train.{key}={getattr(self, key)!r} is unknown: choose one of "
                     f"{', '.join(choices)}"
                 )
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"train.compile={self.compile!r} must be true or false")
         for key in ("batch_size", "eval_points", "log_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"train.{key}={getattr(self, key)} must be at least 1")

@@ -64,6 +64,12 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("warmup-above-one", ["train.warmup=2"], "train.warmup"),
     ("schedule-unknown", ["train.schedule=linear"], "train.schedule"),
     ("precision-unknown", ["train.precision=fp8"], "train.precision"),
+    (
+        "compile-mode-unknown",
+        ["train.compile=true", "train.compile_mode=fast"],
+        "train.compile_mode",
+    ),
+    ("compile-not-bool", ["train.compile=maybe"], "train.compile"),
     ("precision-fp16-clipping", ["train.precision=16-mixed"], "train.precision"),
     ("eval-points-zero", ["train.eval_points=0"], "train.eval_points"),
     ("spike-action-unknown", ["train.spike.action=rollbak"], "train.spike.action"),

@@ -113,6 +113,9 @@ KEY_OUT = {
     "train.hparams_rule": "train.hparams_rule={tmp}/rule.json",
     # warn and stop never change what a run trains (only skip does: below)
     "train.spike": "train.spike.action=stop train.spike.window=64 train.spike.threshold=3",
+    # without dropout a compiled run trains the eager run to rounding (README, train.compile)
+    "train.compile": "train.compile=true",
+    "train.compile_mode": "train.compile=true train.compile_mode=max-autotune",
     "tracking.uri": "tracking.uri=sqlite:///{tmp}/other.db",
     "tracking.experiment": "tracking.experiment=other",
     "trainer.accelerator": "trainer.accelerator=auto",
@@ -192,6 +195,13 @@ def test_skipping_spikes_changes_the_key_and_so_do_its_settings(key) -> None:  #
     assert key("train.spike.action=skip", "train.spike.window=64") != skip
     assert key("train.spike.action=skip", "train.spike.threshold=4") != skip
     assert key("train.spike.action=off") == key() == key("train.spike.action=stop")
+
+
+def test_compiling_a_model_with_dropout_changes_the_key(key) -> None:  # type: ignore[no-untyped-def]
+    dropout = key("model.dropout=0.1")
+    compiled = key("model.dropout=0.1", "train.compile=true")
+    assert compiled != dropout  # compiled code draws other dropout masks: another run
+    assert key("model.dropout=0.1", "train.compile=true", "train.compile_mode=lite") == compiled
 
 
 def test_the_cooldown_counts_under_wsd(key) -> None:  # type: ignore[no-untyped-def]

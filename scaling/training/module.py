@@ -149,6 +149,14 @@ class LMModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.model = GPT(model_cfg)
+        # train.compile: the training forward through torch.compile, held as a function (not a
+        # submodule), so the state dict and checkpoints keep the eager model's keys and a run
+        # resumes from a checkpoint written with or without it; evaluation stays eager.
+        self._compiled: Callable[..., Any] | None = (
+            torch.compile(self.model.forward, mode=train_cfg.compile_mode)
+            if train_cfg.compile
+            else None
+        )
         self.train_cfg = train_cfg
         self.total_steps = total_steps
         self.tokens_per_step = tokens_per_step
@@ -200,7 +208,7 @@ class LMModule(L.LightningModule):
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor:
         x, y = batch  # (B, T), (B, T)
-        _, loss = self.model(x, y)
+        _, loss = (self._compiled or self.model)(x, y)
         if self.detector is not None:
             if self._step_micro == 0:
                 self._step_start = (self._loss_sum, self._loss_count)
