@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/bench_train.py --quick    # ~2 minutes, 1 repeat, fewer steps
     .venv/bin/python benchmarks/bench_train.py --repeats 5 --shapes 2x64x128x32
     .venv/bin/python benchmarks/bench_train.py --device cuda --shapes 12x768x1024x16   # GPU
+    .venv/bin/python benchmarks/bench_train.py --ladder             # ladder sizes, ms/step
+    .venv/bin/python benchmarks/bench_train.py --ladder --compile   # ... and train.compile=true
 
 What is measured, in one run, side by side:
 
@@ -21,6 +23,13 @@ Both are timed the same way: steady state, the first optimizer step (one-off cos
 evaluations excluded. Variants are alternated within each repeat (the order rotates) and the
 machine is noisy, so the table shows medians over repeats; ratios are medians of the per-repeat
 paired ratios.
+
+``--ladder``: the sizes a ladder on a CPU trains (issue 25's table: 7.9K, 99K and 830K parameters,
+32-token context, one thread), in ms per optimizer step, plain loop against harness; with
+``--compile`` also the harness under ``train.compile=true``, its steady ms/step and the wall-clock
+of its whole ``train()`` call against the eager harness's (the compile time is in the wall-clock,
+not in the steady rate). torch's compile cache goes to a fresh temporary folder, so the first
+compiled run of each shape compiles from nothing (``cold``) and later repeats hit the cache.
 
 MFU = model FLOPs/s / measured fp32 peak (bf16 peak for bf16). Model FLOPs per token:
 ``6N`` (``scaling.counting.flops_per_token(cfg, "6N")``, N = every trained parameter, tied
@@ -51,6 +60,9 @@ import torch  # noqa: E402
 # (n_layer, d_model, seq_len, batch) -> optimizer steps timed (after 1 warm-up step), full / quick.
 DEFAULT_SHAPES = [(2, 64, 128, 32), (4, 128, 128, 32), (4, 256, 256, 16)]
 TARGET_RATIO = 0.95
+# --ladder: (n_layer, d_model, seq_len, batch) -> optimizer steps (issue 25: 7.9K / 99K / 830K)
+LADDER_SHAPES = {(1, 16, 32, 4): 600, (3, 48, 32, 8): 600, (4, 128, 32, 32): 150}
+LADDER_TARGETS = {(1, 16, 32, 4): 0.90}  # harness/plain; 0.95 at the other shapes
 TARGET_MFU = {128: 0.50, 256: 0.70}  # d_model -> MFU target (6N+12LTd)
 
 
@@ -144,7 +156,14 @@ def matmul_peak(dtype: torch.dtype, device: str, n_max: int, budget_s: float) ->
 
 
 def compose(
-    shape: Shape, steps: int, precision: str, results: Path, cache: str, device: str, threads: int
+    shape: Shape,
+    steps: int,
+    precision: str,
+    results: Path,
+    cache: str,
+    device: str,
+    threads: int,
+    extra: tuple[str, ...] = (),
 ):  # -> DictConfig
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -167,6 +186,7 @@ def compose(
         "tracking.experiment=bench_train",
         f"data.cache_dir={cache}",
         f"trainer.accelerator={'gpu' if device.startswith('cuda') else 'cpu'}",
+        *extra,
     ]
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -237,13 +257,18 @@ def bare_loop(
 
 
 def harness(cfg) -> float:  # type: ignore[no-untyped-def]
+    return harness_run(cfg)[0]
+
+
+def harness_run(cfg) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
+    """(steady tokens/s, wall-clock seconds of the whole ``train()`` call, final val loss)."""
     from scaling.training.prepare import prepare
     from scaling.training.run import train
 
     result = train(prepare(cfg))
     if result.status != "FINISHED" or not result.tokens_per_s:
         raise RuntimeError(f"harness run ended {result.status}: {result.reason}")
-    return float(result.tokens_per_s)
+    return float(result.tokens_per_s), result.wall_s, float(result.val_loss or "nan")
 
 
 # ------------------------------------------------------------------------------------- counting
@@ -264,6 +289,128 @@ def _median(xs: list[float]) -> float:
 
 def _fmt_tps(x: float) -> str:
     return f"{x:,.0f}" if x == x else "-"
+
+
+def ladder(args: argparse.Namespace) -> int:
+    """``--ladder``: plain loop vs harness in ms/step at ladder sizes (and ``--compile``)."""
+    from scaling.config import build_run_config
+    from scaling.counting import count_params
+    from scaling.training.prepare import prepare
+    from scaling.training.trainer import quiet_libraries, set_threads
+
+    quiet_libraries()
+    threads = set_threads(args.threads or 1)
+    shapes = args.shapes or [Shape(*s) for s in LADDER_SHAPES]
+    repeats = args.repeats or (1 if args.quick else 3)
+    variants = ["plain", "harness"] + (["compiled"] if args.compile else [])
+    t_begin, load0 = time.perf_counter(), os.getloadavg()[0]
+    print(
+        f"bench_train --ladder: torch {torch.__version__}, cpu, {threads} thread(s), "
+        f"load average {load0:.2f}",
+        flush=True,
+    )
+    # (shape index, variant) -> [(ms/step, wall s, val loss)] per repeat
+    out: dict[tuple[int, str], list[tuple[float, float, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench_train-") as tmp:
+        results = Path(tmp)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(results / "inductor")  # a cold compile cache
+        from scaling.training.tracking import ensure_experiment
+
+        ensure_experiment(f"sqlite:///{results}/mlflow.db", "bench_train")
+        cfgs = {}
+        for i, shape in enumerate(shapes):
+            key = (shape.n_layer, shape.d_model, shape.seq_len, shape.batch)
+            steps = args.steps or LADDER_SHAPES.get(key, 600)
+            if args.quick:
+                steps = max(50, steps // 4)
+            for rep in range(repeats):  # an experiment per run: the same key is not skipped
+                for v, extra in (("eager", ()), ("compiled", ("train.compile=true",))):
+                    cfgs[i, v, rep] = compose(
+                        shape,
+                        steps,
+                        "32-true",
+                        results,
+                        args.cache,
+                        "cpu",
+                        threads,
+                        (*extra, f"tracking.experiment=bench_train-{v}-{rep}"),
+                    )
+        for rep in range(repeats):
+            for i, shape in enumerate(shapes):
+                order = variants[rep % len(variants) :] + variants[: rep % len(variants)]
+                for variant in order:
+                    cfg = cfgs[i, "compiled" if variant == "compiled" else "eager", rep]
+                    if variant == "plain":
+                        prep = prepare(cfg, check_tracking=False)
+                        set_threads(threads)
+                        t0 = time.perf_counter()
+                        tps = bare_loop(prep, "cpu", "32-true")
+                        wall, loss = time.perf_counter() - t0, float("nan")
+                    else:
+                        tps, wall, loss = harness_run(cfg)
+                    ms = 1000 * shape.tokens_per_step / tps
+                    out.setdefault((i, variant), []).append((ms, wall, loss))
+                    print(
+                        f"  repeat {rep + 1}/{repeats} {shape.label:<18} {variant:<9} "
+                        f"{ms:8.3f} ms/step, wall {wall:6.2f} s  (load {os.getloadavg()[0]:.2f})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+
+    def col(i: int, variant: str, k: int) -> list[float]:
+        return [r[k] for r in out.get((i, variant), [])]
+
+    head = "| model | params | batch | steps | plain loop | harness | harness/plain |"
+    if args.compile:
+        head += " compiled | eager/compiled ms | run wall eager | run wall compiled |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    verdicts = []
+    for i, shape in enumerate(shapes):
+        model_cfg = build_run_config(cfgs[i, "eager", 0]).model
+        n = count_params(model_cfg).total
+        plain, har = col(i, "plain", 0), col(i, "harness", 0)
+        pairs = [p / h for p, h in zip(plain, har, strict=True)]  # speed ratio harness/plain
+        ratio = _median(pairs)
+        steps = build_run_config(cfgs[i, "eager", 0]).steps
+        row = (
+            f"| {shape.n_layer} layer(s), d {shape.d_model} | {n:,} | {shape.batch} x "
+            f"{shape.seq_len} | {steps} | {_median(plain):.2f} ms/step | {_median(har):.2f} "
+            f"ms/step | {ratio:.2f} ({', '.join(f'{r:.2f}' for r in pairs)}) |"
+        )
+        key = (shape.n_layer, shape.d_model, shape.seq_len, shape.batch)
+        target = LADDER_TARGETS.get(key, TARGET_RATIO)
+        verdicts.append(
+            f"{shape.label}: harness/plain {ratio:.2f} "
+            f"({'ok' if ratio >= target else 'BELOW'} target {target:.2f})"
+        )
+        if args.compile:
+            comp = col(i, "compiled", 0)
+            speed = _median([h / c for h, c in zip(har, comp, strict=True)])
+            walls_e, walls_c = col(i, "harness", 1), col(i, "compiled", 1)
+            warm = f", then {_median(walls_c[1:]):.1f} s" if len(walls_c) > 1 else ""
+            row += (
+                f" {_median(comp):.2f} ms/step | {speed:.2f} | {_median(walls_e):.1f} s | "
+                f"{walls_c[0]:.1f} s (cold cache){warm} |"
+            )
+            le, lc = col(i, "harness", 2)[0], col(i, "compiled", 2)[0]
+            verdicts.append(
+                f"{shape.label}: compiled steady {speed:.2f}x the eager harness's speed; "
+                f"final val/loss eager {le:.6f}, compiled {lc:.6f} (diff {lc - le:+.1e})"
+            )
+        lines.append(row)
+    print()
+    print(
+        f"Ladder sizes, cpu, {threads} thread(s), byte tokens (vocab 256) on the stdlib corpus, "
+        f"AdamW with clipping; median of {repeats} repeat(s), steady state (first step and "
+        "evaluations excluded); harness/plain = plain ms / harness ms, per repeat in brackets."
+    )
+    print("\n".join(lines))
+    print("\n".join(verdicts))
+    print(
+        f"load average (1 min) at start {load0:.2f}, at end {os.getloadavg()[0]:.2f}; "
+        f"total {time.perf_counter() - t_begin:.0f} s"
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,11 +437,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-bf16", action="store_true", help="skip the bf16-mixed runs")
     ap.add_argument(
+        "--ladder",
+        action="store_true",
+        help="ladder sizes (7.9K, 99K, 830K params; 32 tokens; 1 thread): plain vs harness",
+    )
+    ap.add_argument(
+        "--compile", action="store_true", help="--ladder: also the harness with train.compile=true"
+    )
+    ap.add_argument(
         "--cache",
         default=os.environ.get("SCALING_CACHE", str(REPO / ".cache" / "scaling")),
         help="token cache dir (default: $SCALING_CACHE or .cache/scaling)",
     )
     args = ap.parse_args(argv)
+    if args.ladder:
+        os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+        warnings.filterwarnings("ignore")
+        logging.getLogger("lightning").setLevel(logging.ERROR)
+        return ladder(args)
     repeats = args.repeats or (1 if args.quick else 3)
     shapes = args.shapes or [Shape(*s) for s in DEFAULT_SHAPES]
     device = args.device
