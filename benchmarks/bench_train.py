@@ -404,12 +404,7 @@ def ladder(args: argparse.Namespace) -> int:
         f"AdamW with clipping; median of {repeats} repeat(s), steady state (first step and "
         "evaluations excluded); harness/plain = plain ms / harness ms, per repeat in brackets."
     )
-    print("\n".join(lines))
-    print("\n".join(verdicts))
-    print(
-        f"load average (1 min) at start {load0:.2f}, at end {os.getloadavg()[0]:.2f}; "
-        f"total {time.perf_counter() - t_begin:.0f} s"
-    )
+    _footer(lines, verdicts, load0, t_begin)
     return 0
 
 
@@ -577,13 +572,18 @@ def main(argv: list[str] | None = None) -> int:
         f"Peak (measured): fp32 {peak32 / 1e9:,.1f} GFLOP/s, bf16 {peak16 / 1e9:,.1f} GFLOP/s. "
         "MFU = FLOPs/token x harness tok/s / fp32 peak; bf16 = bare loop under bf16 autocast."
     )
+    _footer(lines, verdicts, load0, t_begin)
+    return 0
+
+
+def _footer(lines: list[str], verdicts: list[str], load0: float, t_begin: float) -> None:
+    """The table's rows, its verdicts and the machine's load while it ran."""
     print("\n".join(lines))
     print("\n".join(verdicts))
     print(
         f"load average (1 min) at start {load0:.2f}, at end {os.getloadavg()[0]:.2f}; "
         f"total {time.perf_counter() - t_begin:.0f} s"
     )
-    return 0
 
 
 if __name__ == "__main__":
