@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,11 +48,41 @@ class Spike:
         return f"step {self.step:,}: {self.evidence}"
 
 
-def _mean_sd(values: deque[float], logs: bool) -> tuple[float, float]:
-    n = len(values)
-    mean = math.fsum(values) / n
-    var = math.fsum((v - mean) ** 2 for v in values) / max(1, n - 1)
-    return mean, max(math.sqrt(var), MIN_RELATIVE_SD * (1.0 if logs else abs(mean)))
+class Window:
+    """The last ``size`` values with their running sum and sum of squares, so that a step's mean
+    and standard deviation cost O(1) whatever the window (the sums are saved with the values, so
+    a resumed run continues with the same floats)."""
+
+    def __init__(
+        self, size: int, values: Sequence[float] = (), sums: tuple[float, float] | None = None
+    ) -> None:
+        self.values: deque[float] = deque(maxlen=size)
+        self.total = self.squares = 0.0
+        for v in values:
+            self.append(v)
+        if sums is not None:
+            self.total, self.squares = sums
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def append(self, value: float) -> None:
+        if len(self.values) == self.values.maxlen:
+            old = self.values[0]
+            self.total -= old
+            self.squares -= old * old
+        self.values.append(value)
+        self.total += value
+        self.squares += value * value
+
+    def mean_sd(self, logs: bool) -> tuple[float, float]:
+        n = len(self.values)
+        mean = self.total / n
+        var = max(0.0, (self.squares - n * mean * mean) / max(1, n - 1))
+        return mean, max(math.sqrt(var), MIN_RELATIVE_SD * (1.0 if logs else abs(mean)))
+
+    def sums(self) -> list[float]:
+        return [self.total, self.squares]
 
 
 class SpikeDetector:
@@ -69,8 +100,8 @@ class SpikeDetector:
         self.window = cfg.window
         self.threshold = float(cfg.threshold)
         self.ratio = float(cfg.ratio)
-        self.losses: deque[float] = deque(maxlen=cfg.window)
-        self.norms: deque[float] = deque(maxlen=cfg.window)  # their logarithms
+        self.losses = Window(cfg.window)
+        self.norms = Window(cfg.window)  # their logarithms
         self.least_loss = math.inf
         self.spikes = 0
         self.skipped = 0
@@ -108,7 +139,7 @@ class SpikeDetector:
                 )
             return None
         found = []
-        mean, sd = _mean_sd(self.losses, logs=False)
+        mean, sd = self.losses.mean_sd(logs=False)
         z = (loss - mean) / sd
         loss_spike = z > self.threshold
         if loss_spike:
@@ -116,7 +147,7 @@ class SpikeDetector:
                 f"training loss {loss:.4g} is {z:.1f} SD above the mean {mean:.4g} of the last "
                 f"{len(self.losses)} steps"
             )
-        mean, sd = _mean_sd(self.norms, logs=True)
+        mean, sd = self.norms.mean_sd(logs=True)
         z = self.norm_z = (math.log(grad_norm) - mean) / sd
         if z > self.threshold and (loss_spike or not self.clipped):
             found.append(
@@ -131,8 +162,9 @@ class SpikeDetector:
     # ---- checkpoints: plain numbers and lists, what a weights_only load accepts ----------------
     def state_dict(self) -> dict[str, Any]:
         return {
-            "losses": list(self.losses),
-            "norms": list(self.norms),
+            "losses": list(self.losses.values),
+            "norms": list(self.norms.values),
+            "sums": [self.losses.sums(), self.norms.sums()],
             "least_loss": self.least_loss,
             "spikes": self.spikes,
             "skipped": self.skipped,
@@ -140,9 +172,14 @@ class SpikeDetector:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.losses = deque((float(v) for v in state["losses"]), maxlen=self.window)
-        self.norms = deque((float(v) for v in state["norms"]), maxlen=self.window)
+        sums = state.get("sums") or [None, None]  # a checkpoint written before the sums were
+        self.losses = Window(self.window, [float(v) for v in state["losses"]], _pair(sums[0]))
+        self.norms = Window(self.window, [float(v) for v in state["norms"]], _pair(sums[1]))
         self.least_loss = float(state["least_loss"])
         self.spikes = int(state["spikes"])
         self.skipped = int(state["skipped"])
         self.consecutive = int(state["consecutive"])
+
+
+def _pair(sums: list[float] | None) -> tuple[float, float] | None:
+    return None if sums is None else (float(sums[0]), float(sums[1]))

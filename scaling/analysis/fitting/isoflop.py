@@ -87,6 +87,9 @@ def group_budgets(flops: Array, tolerance_decades: float) -> Array:
     return labels
 
 
+BUDGET_RUNS = 3  # runs of an IsoFLOP budget (a parabola): most budgets with fewer, no budgets
+
+
 def budget_labels(runs: pd.DataFrame, flops: Array, tolerance_decades: float) -> tuple[Array, str]:
     """Budget id per run and how it was formed: by ``planned_flops`` when every row has a finite
     positive one, else by :func:`group_budgets` (``"tolerance"``)."""

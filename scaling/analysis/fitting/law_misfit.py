@@ -1,16 +1,16 @@
 """Approach 3's doubt about its law's form beyond the largest fitted budget.
 
 The same reading as approach 2's frontier (:mod:`.misfit`), on the law's own predictions: for
-each ``k`` that leaves at least two budgets, the top ``k`` budgets are held out, the law is
-refitted on the rest (cold, :func:`~.approach3.refit_subsets`) and predicts every held-out run;
-a held-out budget's error ``r`` is the mean of its runs' ``ln(L / L_predicted)``. The noise of
-``r`` comes from the same refits on :data:`SUBSAMPLES` random subsets of the runs, each keeping
-:data:`KEEP` of them (delete-d subsampling: their spread times ``KEEP / (1 - KEEP)`` is the
-refit's own), plus the held-out runs' noise (``sigma^2 / runs``). The errors are read as a
-curvature of ``ln L`` in ``ln C`` (:func:`.misfit.weighted_curvature`), and ``predict`` draws a
-model error of sd ``sqrt(kappa^2 + V) * unit_miss(C)`` onto every resample of the law beyond the
-largest fitted budget.
-"""
+each ``k`` up to :data:`MAX_HELD` that leaves at least two budgets, the top ``k`` budgets are
+held out, the law is refitted on the rest (cold, :func:`~.approach3.refit_subsets`) and
+predicts every held-out run; a held-out budget's error ``r`` is the mean of its runs'
+``ln(L / L_predicted)``. The noise of ``r`` comes from the same refits on :data:`SUBSAMPLES`
+random subsets of the runs, each keeping :data:`KEEP` of them (delete-d subsampling: their
+spread times ``KEEP / (1 - KEEP)`` is the refit's own), plus the held-out runs' noise
+(``sigma^2 / runs``). The errors are read as a curvature of ``ln L`` in ``ln C``
+(:func:`.misfit.weighted_curvature`), and ``predict`` draws a model error of sd
+``sqrt(kappa^2 + V) * unit_miss(C)`` onto every resample of the law beyond the largest fitted
+budget."""
 
 from __future__ import annotations
 
@@ -22,16 +22,18 @@ import pandas as pd
 
 from scaling.analysis.columns import columns, predict_table
 from scaling.analysis.fitting.approach3 import refit_subsets
-from scaling.analysis.fitting.isoflop import budget_labels
+from scaling.analysis.fitting.isoflop import BUDGET_RUNS, budget_labels
 from scaling.analysis.fitting.laws import get_law
 from scaling.analysis.fitting.misfit import unit_miss, weighted_curvature
 from scaling.analysis.fitting.results import FitResult
 
 SUBSAMPLES = 40
+MAX_HELD = 3  # at most the top 3 budgets held out (k = 1 .. 3)
 KEEP = 0.8  # share of the runs each subsample keeps
 STREAM = 22  # the subsamples' random stream beside the fit's seed
 METHOD = (
-    "the top k budgets held out (each k leaving >= 2), the law refitted cold on the rest and on "
+    f"the top k budgets held out (k <= {MAX_HELD}, each leaving >= 2), the law refitted cold on "
+    "the rest and on "
     f"{SUBSAMPLES} random {KEEP:.0%} subsets of the runs, each held-out budget's mean log error; "
     "the curvature of ln L in ln C those errors imply (inverse-variance weighted least squares; "
     "variance from the subsets' spread x KEEP/(1-KEEP) plus the held-out runs' noise); model "
@@ -41,7 +43,9 @@ METHOD = (
 
 def law_misfit(runs: pd.DataFrame, result: FitResult) -> dict[str, Any] | None:
     """The form error of an approach-3 ``result`` beyond its budgets, or None: a law not of
-    (N, D), fewer than 3 budgets, failed refits."""
+    (N, D), fewer than 3 budgets, a table without IsoFLOP budgets (most hold fewer than
+    :data:`~.isoflop.BUDGET_RUNS` runs: a grid where each run has its own compute), failed
+    refits."""
     law = get_law(result.law)
     if law.inputs != ("N", "D") or law.frontier:
         return None
@@ -49,7 +53,7 @@ def law_misfit(runs: pd.DataFrame, result: FitResult) -> dict[str, Any] | None:
     labels, _ = budget_labels(runs, C, result.options.isoflop_tolerance)
     _, labels = np.unique(labels, return_inverse=True)
     n = int(labels.max()) + 1
-    if n < 3:
+    if n < 3 or np.median(np.bincount(labels)) < BUDGET_RUNS:
         return None
     budget_c = np.exp([np.log(C[labels == b]).mean() for b in range(n)])
     rank = np.argsort(np.argsort(budget_c))[labels]  # each run's budget rank, 0 = smallest
@@ -59,7 +63,7 @@ def law_misfit(runs: pd.DataFrame, result: FitResult) -> dict[str, Any] | None:
     sigma = float((result.noise or {}).get("sigma_log") or 0.0)
     loss = runs["loss"].to_numpy(dtype=float)
     errors, rows, own, q, points = [], [], [], [], []
-    for k in range(1, n - 1):
+    for k in range(1, min(n - 2, MAX_HELD) + 1):
         m = n - k
         train = rank < m
         masks = np.vstack([train, subsets & train])

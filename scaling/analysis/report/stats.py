@@ -38,7 +38,7 @@ import pandas as pd
 from scaling.analysis.columns import columns, epochs, predict_table
 from scaling.analysis.fitting.approach3 import fitted_rows, refit_subsets, thinned_starts
 from scaling.analysis.fitting.fit import fit
-from scaling.analysis.fitting.isoflop import PLANNED, budget_labels
+from scaling.analysis.fitting.isoflop import BUDGET_RUNS, PLANNED, budget_labels
 from scaling.analysis.fitting.laws import CHINCHILLA, compared_laws, get_law
 from scaling.analysis.fitting.results import FitResult
 from scaling.analysis.prediction.predict import Predictor
@@ -52,7 +52,6 @@ Array = np.ndarray
 CV_FOLDS = 5
 LEAVE_TOP = (1, 2)  # leave the k largest budgets out
 LEFT_TO_FIT = 2  # budgets a backtest needs left to fit
-BUDGET_RUNS = 3  # runs of an IsoFLOP budget (a parabola): most budgets with fewer, no budgets
 GRID_SHARE = 0.25  # share of computes approach 3's backtest holds out of a table without budgets
 SHIFT_POINTS = 9  # budgets over the fitted compute range at which N_opt(C) is solved
 SHIFT_GRID = 2001  # points of the log N grid N_opt is searched on (then refined by a parabola)
