@@ -159,3 +159,20 @@ def test_approach_3_holds_the_bend_its_law_does_not_contain(tmp_path: Path) -> N
     again = load_fit(tmp_path / "fit.json")
     assert again.misfit["scale"] == misfit["scale"] and again.misfit["budgets"] == misfit["budgets"]
     assert Predictor(again).at_size(at.params, at.tokens).loss_pi == run.loss_pi
+
+
+def test_the_report_shows_the_form_error_the_interval_holds() -> None:
+    """report.md says what the held-out budgets measured and how much doubt predict adds 3x and
+    10x beyond (more at 10x); a fit without a misfit has no such section."""
+    import re
+
+    from scaling.analysis.report.heldout_sections import form_error_section
+
+    result = ladder_fit("bending")
+    text = "\n".join(form_error_section(result))
+    assert text.startswith("## The form's error beyond the data")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "e+" in line]
+    assert len(rows) == len(result.frontier["misfit"]["points"]) >= 1
+    at3, at10 = (float(v) for v in re.findall(r"x \([0-9.e+]+ FLOPs\): ([0-9.]+)%", text))
+    assert 0 < at3 < at10
+    assert form_error_section(without_misfit(result)) == []

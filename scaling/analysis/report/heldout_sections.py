@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from scaling.analysis.fitting.laws import get_law
+from scaling.analysis.fitting.misfit import model_error_sd
 from scaling.analysis.fitting.results import FitResult
 from scaling.analysis.report.cells import md_table, pct, sci
 from scaling.analysis.report.stats import (
@@ -186,3 +187,36 @@ def shift_section(final: pd.DataFrame, result: FitResult) -> list[str]:
     if shift["skipped"]:
         text += "\nNot computed: " + "; ".join(shift["skipped"]) + ".\n"
     return [text]
+
+
+def form_error_section(result: FitResult) -> list[str]:
+    """The form's error beyond the data (approach 2: the frontier's, approach 3: the law's), as
+    the held-out budgets measured it and as ``predict`` draws it at 3x and 10x beyond."""
+    if result.approach == 3:
+        misfit, fitted = result.misfit, (result.misfit or {}).get("budgets")
+        what = "law"
+    else:
+        frontier = result.frontier or {}
+        misfit, fitted = frontier.get("misfit"), frontier.get("points", {}).get("flops")
+        what = "loss frontier"
+    if not misfit or not fitted:
+        return []
+    top = max(fitted)
+    rows = [
+        [sci(p["fitted_up_to"]), sci(p["flops"]), pct(p["error"]), fmt_g(p["unit_miss"], 3)]
+        for p in misfit["points"]
+    ]
+    beyond = ", ".join(
+        f"{k:g}x ({sci(k * top)} FLOPs): {pct(model_error_sd(misfit, fitted, k * top))}"
+        for k in (3, 10)
+    )
+    return [
+        "## The form's error beyond the data\n",
+        f"The {what}'s form refitted on the lower budgets predicts each held-out one (error: "
+        "ln measured − ln predicted; unit miss: what a straight line misses of a unit curvature "
+        f"there). Read as a curvature of ln L in ln C: {fmt_g(misfit['curvature'], 3)} ± "
+        f"{fmt_g(misfit['curvature_se'], 3)}. Beyond the largest budget `predict` draws a model "
+        f"error onto every resample, its sd in log loss at {beyond} (none inside the "
+        "budgets).\n",
+        md_table(["fitted up to C", "held-out C", "error", "unit miss"], rows) + "\n",
+    ]

@@ -28,6 +28,7 @@ from scaling.analysis.report.fit_sections import (
 from scaling.analysis.report.heldout_sections import (
     backtest_section,
     comparison_section,
+    form_error_section,
     shift_section,
 )
 from scaling.analysis.report.method import method_text
@@ -72,6 +73,7 @@ def write_report(
         parts += allocation_section(result, p)
     parts += comparison_section(final, result)
     parts += backtest_section(runs, result, backtest_result)
+    parts += form_error_section(result)
     parts += shift_section(final, result)
     parts += _verification_section(history)
     parts.append(warnings_section(result))
