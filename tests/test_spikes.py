@@ -136,6 +136,14 @@ def test_skip_contains_corrupted_batches_that_warn_lets_through(
     assert all(math.isfinite(v) for _, v in _history(prep, skipped.run_id, "train/loss"))
 
 
+def _failed_run(prep):  # type: ignore[no-untyped-def]
+    """The one MLflow run of ``prep``'s experiment, checked FAILED."""
+    client = tracking.mlflow_client(prep.cfg.tracking.uri)
+    (record,) = client.search_runs([client.get_experiment_by_name("scaling").experiment_id])
+    assert record.info.status == "FAILED"
+    return record
+
+
 @pytest.mark.slow
 def test_stop_ends_the_run_failed_and_tagged_diverged_at_the_spike(
     compose, text_data, one_torch_thread, monkeypatch
@@ -144,9 +152,7 @@ def test_stop_ends_the_run_failed_and_tagged_diverged_at_the_spike(
     prep = prepare(compose(*text_data, *LONGER, "train.spike.action=stop"))
     with pytest.raises(RuntimeError, match="loss spike at step 150"):
         train(prep)
-    client = tracking.mlflow_client(prep.cfg.tracking.uri)
-    (record,) = client.search_runs([client.get_experiment_by_name("scaling").experiment_id])
-    assert record.info.status == "FAILED"
+    record = _failed_run(prep)
     assert record.data.tags[tracking.DIVERGED_TAG] == "true"
     assert record.data.tags[tracking.DIVERGED_STEP_TAG] == "150"
     assert "gradient norm" in record.data.tags[tracking.REASON_TAG]
@@ -167,9 +173,7 @@ def test_skip_gives_up_as_diverged_after_a_whole_window_of_skipped_steps(
     prep = prepare(compose(*text_data, "train.spike.action=skip", "train.spike.window=8"))
     with pytest.raises(RuntimeError, match="8 steps in a row skipped"):
         train(prep)
-    client = tracking.mlflow_client(prep.cfg.tracking.uri)
-    (record,) = client.search_runs([client.get_experiment_by_name("scaling").experiment_id])
-    assert record.info.status == "FAILED"
+    record = _failed_run(prep)
     assert record.data.tags[tracking.DIVERGED_STEP_TAG] == "40"
     assert record.data.metrics["train/skipped_steps"] == 8
 
