@@ -147,6 +147,19 @@ def _read_any(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read ({err})") from None
 
 
+ORDER_COLUMNS = ("flops", "params", "tokens", "seed", "loss")
+
+
+def canonical_order(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` sorted by :data:`ORDER_COLUMNS` (those present), stably: a table's rows in
+    whatever order its runs finished give one fit, one bootstrap, one interval (``attrs``
+    kept)."""
+    keys = [c for c in ORDER_COLUMNS if c in runs.columns]
+    out = runs.sort_values(keys, kind="mergesort").reset_index(drop=True) if keys else runs
+    out.attrs = dict(runs.attrs)
+    return out
+
+
 def read_run_table(
     path: str | Path,
     params_column: str = "params",

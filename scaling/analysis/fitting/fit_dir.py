@@ -23,6 +23,7 @@ from scaling.analysis.prediction.health import assess
 from scaling.analysis.report.stats import backtest, final_rows
 from scaling.analysis.table import (
     DIVERGED,
+    canonical_order,
     diverged_mask,
     read_run_table,
     run_names,
@@ -59,6 +60,8 @@ def fit_to_dir(
     """
     runs = read_run_table(table, params_column, curves=approach == 1, keep_diverged=keep_diverged)
     left_out = list(runs.attrs.get("left_out_diverged", []))
+    if approach != 1:
+        runs = canonical_order(runs)
     result = fit(runs, law=law, approach=approach, options=options)
     source = {
         "path": str(table),
