@@ -13,6 +13,8 @@ Subcommands::
     scaling verify --fit DIR/fit.json --flops C [--bracket] [--json] [key=value ...]
     scaling process [--json] [data=NAME] [data.KEY=VALUE ...]
     scaling compare FIT_A FIT_B --flops C [--labels A,B] [--out DIR] [--json]
+    scaling study --target-flops C [--budget-flops F | --budget-hours H] [--verify] [--bracket]
+                  [--name NAME] [key=value ...]
 
 Each command lives in a module of this package with its parser beside it: ``data`` (collect,
 process), ``fit`` (fit, report), ``predict``, ``plan``, ``verify``, ``compare``; ``common`` holds
@@ -35,6 +37,7 @@ from scaling.cli.data import add_collect, add_process
 from scaling.cli.fit import add_fit, add_report
 from scaling.cli.plan import PLAN_NUMBER_OPTIONS, add_plan
 from scaling.cli.predict import NUMBER_OPTIONS, add_predict
+from scaling.cli.study import add_study
 from scaling.cli.verify import add_verify
 from scaling.errors import exit_on_user_error
 
@@ -48,10 +51,11 @@ COMMANDS: tuple[Callable[[Commands], None], ...] = (
     add_verify,
     add_process,
     add_compare,
+    add_study,
 )
 
 # Options whose value may be a negative number (of any subcommand that has them).
-NUMBER_FLAGS = frozenset((*NUMBER_OPTIONS, *PLAN_NUMBER_OPTIONS))
+NUMBER_FLAGS = frozenset((*NUMBER_OPTIONS, *PLAN_NUMBER_OPTIONS, "--extrapolation"))
 
 
 def build_parser() -> argparse.ArgumentParser:

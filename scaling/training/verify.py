@@ -114,7 +114,7 @@ def check_health(result: FitResult, fit_path: Path, allow_unhealthy: bool) -> No
         )
 
 
-def _compose(overrides: Sequence[str], base: Any = None) -> Any:
+def compose_run(overrides: Sequence[str], base: Any = None) -> Any:
     """The run config of ``overrides``: on the shipped config.yaml, or on ``base`` (a composed
     run config, e.g. a sweep's first grid point: its data, tokenizer and hyperparameters)."""
     if base is not None:
@@ -137,7 +137,7 @@ def _train(overrides: Sequence[str], base: Any = None) -> tuple[Any, float, str 
     from scaling.training.trainer import quiet_libraries
 
     quiet_libraries()  # the verification's own line, not Lightning's banners
-    prep = prepare(_compose(overrides, base))
+    prep = prepare(compose_run(overrides, base))
     cfg = prep.cfg
     ensure_experiment(cfg.tracking.uri, cfg.tracking.experiment)
     result = train(prep)
@@ -219,7 +219,7 @@ def verify(
     base = list(overrides)
     if not any(o.startswith("tracking.experiment=") for o in base):
         base.append(f"tracking.experiment={DEFAULT_EXPERIMENT}")
-    probe = _compose(base, base_config).model  # the shape family's seq_len and vocabulary
+    probe = compose_run(base, base_config).model  # the shape family's seq_len and vocabulary
     vocab = int(probe.vocab_size)
     roles = ROLES if bracket else {"optimum": 1.0}
     done: list[Verification] = []

@@ -1,0 +1,404 @@
+"""The stages of ``scaling study`` (:class:`Study`): pilot, LR check, ladder, fit, verification.
+
+Each stage that trains writes a sweep preset (``sweeps/<name>_pilot.yaml``, ``<name>_lr.yaml``,
+``<name>.yaml``) and runs it as ``python -m scaling.sweep -m sweeps=<preset>`` in a child
+process, with the user's overrides (the corpus) after it; every run lands in the study's
+experiment. The sweep skips a run whose key already FINISHED, so a rerun after a kill trains
+only what is missing, and the designs that follow a stage are computed again from the same
+losses: the same runs, never one trained twice. A signal (Ctrl-C, SIGTERM) is passed to the
+child, which records its run KILLED; the study then exits with the child's status.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from scaling.analysis.design.options import PlanOptions
+from scaling.analysis.design.plan import Plan, PlannedRun, plan_ladder
+from scaling.analysis.design.preset import _yaml_float
+from scaling.analysis.design.prior import Prior
+from scaling.analysis.design.study import (
+    PILOT_ROUNDS,
+    LrCheck,
+    Measured,
+    design_pilot,
+    edge_runs,
+    lr_check,
+    lr_probe_lrs,
+    pilot_prior,
+    pilot_vertex,
+)
+from scaling.analysis.design.throughput import Throughput
+from scaling.analysis.report.study_report import StageRecord
+from scaling.errors import EXIT_SIGINT, EXIT_SIGTERM, UserError
+from scaling.files import atomic_write_text
+
+_REL = 1e-6  # two planned budgets or LRs this close (relative) are the same
+
+
+def _same(a: float, b: float) -> bool:
+    return abs(a - b) <= _REL * max(abs(a), abs(b))
+
+
+def _point(r: PlannedRun, lr: bool) -> str:
+    extra = f", lr: {float(r.lr):.17e}" if lr else ""  # exact: the key holds the LR
+    return (
+        f"{{n_layer: {r.shape.n_layer}, d_model: {r.shape.d_model}, "
+        f"flops: {_yaml_float(r.budget)}, seed: {r.seed}{extra}}}"
+    )
+
+
+def _ident(r: PlannedRun) -> tuple[int, int, float, int, float]:
+    return (r.shape.n_layer, r.shape.d_model, r.budget, r.seed, float(f"{float(r.lr):.9g}"))
+
+
+def preset_text(
+    experiment: str, runs: Sequence[PlannedRun], opts: PlanOptions, stage: str, lr_per_point: bool
+) -> str:
+    """A sweep preset training ``runs`` into ``experiment`` (no end-of-sweep fit: the study
+    fits), one worker per core with one torch thread each."""
+    keys = opts.train_keys()
+    if lr_per_point:
+        keys["lr"] = "${sweep.point.lr}"
+    points = ",\n".join(f"        {_point(r, lr_per_point)}" for r in runs)
+    lines = [
+        "# @package _global_",
+        f"# scaling study {experiment}: the {stage} stage ({len(runs)} runs); written by "
+        "`scaling study`, which runs it",
+        "defaults:",
+        "  - override /hydra/launcher: joblib",
+        "threads: 1",
+        "tracking:",
+        f"  experiment: {experiment}",
+        "train:",
+        "  tokens: null",
+        "  flops: ${sweep.point.flops}",
+        *(f"  {k}: {v if isinstance(v, str) else _yaml_float(float(v))}" for k, v in keys.items()),
+        "model:",
+        "  n_layer: ${sweep.point.n_layer}",
+        "  d_model: ${sweep.point.d_model}",
+        f"  seq_len: {opts.seq_len}",
+        f"  head_dim: {opts.head_dim}",
+        "seed: ${sweep.point.seed}",
+        "sweep:",
+        "  collect: false",
+        "  fit: false",
+        f"  point: {_point(runs[0], lr_per_point)}",
+        "hydra:",
+        "  sweeper:",
+        "    params:",
+        "      sweep.point: >-",
+        points,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+class Study:
+    """One study: its options, the user's overrides, where its files go, its stage records."""
+
+    def __init__(
+        self,
+        name: str,
+        opts: PlanOptions,
+        overrides: Sequence[str],
+        start_prior: Prior,
+        throughput: Throughput,
+        tracking_uri: str,
+        corpus_id: str,
+    ) -> None:
+        self.name = name
+        self.opts = opts
+        self.overrides = list(overrides)
+        self.start_prior = start_prior
+        self.throughput = throughput
+        self.uri = tracking_uri
+        self.corpus_id = corpus_id
+        self.out = Path("analysis") / name
+        self.stages: list[StageRecord] = []
+        self.failed = 0  # runs a sweep reported FAILED (the sweep's exit status 1)
+        self.lr: LrCheck | None = None
+        self.rule_path: str | None = opts.hparams_rule
+        self._seen: set[tuple[int, int, float, int, float]] = set()
+
+    # ---- running sweeps -------------------------------------------------------------------
+
+    def _sweep(
+        self,
+        preset: str,
+        runs: Sequence[PlannedRun],
+        opts: PlanOptions,
+        stage: str,
+        lr_per_point: bool = False,
+    ) -> float:
+        """Write ``sweeps/<preset>.yaml`` and train it; the wall-clock it took."""
+        path = Path("sweeps") / f"{preset}.yaml"
+        atomic_write_text(path, preset_text(self.name, runs, opts, stage, lr_per_point))
+        argv = [sys.executable, "-m", "scaling.sweep", "-m", f"sweeps={preset}", *self.overrides]
+        started = time.monotonic()
+        status = run_child(argv)
+        seconds = time.monotonic() - started
+        if status in (EXIT_SIGINT, EXIT_SIGTERM) or status < 0:
+            raise SystemExit(status if status > 0 else 128 - status)
+        if status == 1:
+            self.failed += 1
+        elif status != 0:
+            raise SystemExit(status)
+        return seconds
+
+    def table(self) -> pd.DataFrame:
+        """The finished runs of this study's experiment on this corpus."""
+        from scaling.training.collect import collect_runs
+
+        try:
+            df = collect_runs(self.uri, self.name)
+        except UserError:
+            return pd.DataFrame()
+        if "corpus" in df:
+            df = df[df["corpus"].astype(str) == self.corpus_id]
+        if "diverged" in df:
+            df = df[~df["diverged"].astype(bool)]
+        return df
+
+    @staticmethod
+    def rows_of(df: pd.DataFrame, runs: Sequence[PlannedRun]) -> pd.DataFrame:
+        """The rows of ``df`` that are ``runs`` (shape, budget, seed and LR)."""
+        if df.empty:
+            return df
+        keep = []
+        for i, row in df.iterrows():
+            for r in runs:
+                if (
+                    int(row["n_layer"]) == r.shape.n_layer
+                    and int(row["d_model"]) == r.shape.d_model
+                    and int(row["seed"]) == r.seed
+                    and _same(float(row["planned_flops"]), r.budget)
+                    and _same(float(row["lr"]), float(r.lr))
+                ):
+                    keep.append(i)
+                    break
+        return df.loc[keep]
+
+    def _record(
+        self, name: str, runs: Sequence[PlannedRun], seconds: float, notes: list[str]
+    ) -> None:
+        """A stage's record: the runs it added (a run an earlier stage trained is reused and
+        counted there)."""
+        new = [r for r in runs if _ident(r) not in self._seen]
+        self._seen |= {_ident(r) for r in runs}
+        if len(new) < len(runs):
+            notes = [*notes, f"{len(runs) - len(new)} of its runs were an earlier stage's, reused."]
+        self.stages.append(
+            StageRecord(name, len(new), float(sum(r.flops for r in new)), seconds, notes)
+        )
+
+    # ---- stages -----------------------------------------------------------------------------
+
+    def pilot(self) -> Prior:
+        """Stage 1: the pilot and its edge extensions; the prior it gives the ladder."""
+        budgets, runs = design_pilot(self.opts, self.start_prior, self.throughput)
+        self.pilot_budgets = budgets
+        seconds = 0.0
+        notes = [
+            f"{len(runs)} runs at {', '.join(f'{b:.3g}' for b in budgets)} FLOPs, sizes "
+            f"{min(r.params for r in runs):,}..{max(r.params for r in runs):,} centred on "
+            f"{self.start_prior.source}."
+        ]
+        for round_ in range(PILOT_ROUNDS + 1):
+            progress(f"pilot{'' if round_ == 0 else f' (edge round {round_})'}: {len(runs)} runs")
+            seconds += self._sweep(f"{self.name}_pilot", runs, self.opts, "pilot")
+            measured = self._measured(runs, budgets)
+            extra = [
+                r for b in budgets for r in edge_runs(b, measured[b], self.opts, self.throughput)
+            ]
+            if not extra or round_ == PILOT_ROUNDS:
+                if extra:
+                    notes.append(
+                        f"a minimum still at an edge after {PILOT_ROUNDS} rounds (the limit)."
+                    )
+                break
+            notes.append(
+                f"round {round_ + 1}: a minimum at an edge, {len(extra)} sizes added "
+                f"({', '.join(f'{r.params:,}' for r in extra)})."
+            )
+            runs = runs + extra
+        vertices = [pilot_vertex(b, measured[b]) for b in budgets if len(measured[b]) >= 3]
+        prior = pilot_prior(vertices)
+        self.pilot_runs = runs
+        self.pilot_measured = measured
+        notes.append(f"Centre for the ladder: {prior.source}.")
+        self._record("pilot", runs, seconds, notes)
+        return prior
+
+    def _measured(self, runs: Sequence[PlannedRun], budgets: Sequence[float]) -> dict:
+        df = self.rows_of(self.table(), runs)
+        out: dict[float, list[Measured]] = {b: [] for b in budgets}
+        for _, row in df.iterrows():
+            for b in budgets:
+                if _same(float(row["planned_flops"]), b):
+                    out[b].append(Measured(int(row["params"]), float(row["loss"])))
+        return out
+
+    def lr_stage(self, prior: Prior) -> None:
+        """Stage 2: the LR check at the pilot's top budget; shifts the rule if it is off."""
+        from scaling.analysis.design.plan import planned_run
+        from scaling.analysis.design.shapes import nearest_shape
+
+        budget = self.pilot_budgets[0]
+        shape = nearest_shape(
+            prior.n_opt(budget),
+            self.opts.seq_len,
+            self.opts.vocab_size,
+            "free",
+            self.opts.head_dim,
+        )
+        base = planned_run(shape, budget, 0, self.opts, self.throughput)
+        runs = [
+            planned_run(shape, budget, 0, replace(self.opts, lr=lr), self.throughput)
+            for lr in lr_probe_lrs(float(base.lr))
+        ]
+        progress(f"LR check: {len(runs)} runs of {shape.params:,} params at {budget:.3g} FLOPs")
+        seconds = self._sweep(f"{self.name}_lr", runs, self.opts, "LR check", lr_per_point=True)
+        df = self.rows_of(self.table(), runs)
+        if len(df) < 3:
+            self._record("LR check", runs, seconds, ["too few runs finished: the rule stands."])
+            return
+        check = lr_check(float(base.lr), df["lr"].astype(float), df["loss"].astype(float))
+        self.lr = check
+        verdict = (
+            f"the shipped rule's LR {check.rule_lr:.3g} is within {math.sqrt(2):.3g}x of the "
+            f"best, {check.best_lr:.3g}: the rule stands."
+            if check.shift == 1.0
+            else f"the best LR {check.best_lr:.3g} is {check.ratio:.2g}x the rule's "
+            f"{check.rule_lr:.3g}{' (at the end of the probe)' if check.at_edge else ''}: the "
+            f"rule's LR is multiplied by {check.shift:.3g} for this study "
+            f"({self.out / 'hparams.json'})."
+        )
+        if check.shift != 1.0:
+            self.rule_path = str((self.out / "hparams.json").resolve())
+            write_shifted_rule(self.opts.hparams_rule, check.shift, Path(self.rule_path))
+        self._record(
+            "LR check",
+            runs,
+            seconds,
+            [
+                f"{len(runs)} runs of {shape.params:,} params at {budget:.3g} FLOPs, LR x "
+                "0.5..2 of the rule's;",
+                verdict,
+            ],
+        )
+
+    def ladder_plan(self, prior: Prior) -> Plan:
+        opts = replace(self.opts, hparams_rule=self.rule_path)
+        opts = replace(opts, budget_flops=self._ladder_budget(opts))
+        return plan_ladder(opts, prior, self.throughput)
+
+    def _ladder_budget(self, opts: PlanOptions) -> float | None:
+        if opts.budget_flops is None:
+            return None
+        spent = sum(s.flops for s in self.stages)
+        verify = opts.target_flops * (3.5 if getattr(self, "bracket", False) else 1.0)
+        left = opts.budget_flops - spent - verify
+        if left <= 0:
+            raise UserError(
+                f"--budget-flops {opts.budget_flops:.3g} is spent by the pilot and the "
+                f"verification ({spent + verify:.3g} FLOPs): raise it"
+            )
+        return left
+
+    def ladder(self, plan: Plan) -> None:
+        """Stage 3: the ladder (runs the pilot already trained are skipped by their key)."""
+        runs = list(plan.runs)
+        progress(
+            f"ladder: {len(runs)} runs at {', '.join(f'{b.flops:.3g}' for b in plan.budgets)} FLOPs"
+        )
+        seconds = self._sweep(self.name, runs, plan.options, "ladder")
+        self.ladder_runs = runs
+        self._record(
+            "ladder",
+            runs,
+            seconds,
+            [
+                f"{len(plan.budgets)} budgets {', '.join(f'{b.flops:.3g}' for b in plan.budgets)}"
+                f" FLOPs (up to C/{plan.options.extrapolation:g}), {plan.options.sizes} sizes "
+                f"each centred on {plan.prior}, {plan.options.replicates} seed replicate(s) of "
+                "each centre size."
+            ],
+        )
+
+    def write_table(self) -> Path:
+        from scaling.analysis.table import write_table
+
+        df = self.rows_of(self.table(), self.ladder_runs)
+        return write_table(df, Path("results") / f"{self.name}.csv")
+
+    def save(self) -> None:
+        record = {"stages": [s.to_json() for s in self.stages]}
+        if self.lr is not None:
+            record["lr_check"] = {
+                "rule_lr": self.lr.rule_lr,
+                "best_lr": self.lr.best_lr,
+                "shift": self.lr.shift,
+                "at_edge": self.lr.at_edge,
+            }
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out / "study.json", json.dumps(record, indent=2) + "\n")
+
+
+def write_shifted_rule(source: str | None, shift: float, out: Path) -> None:
+    """The rule ``source`` (or ./hparams.json, or the shipped one) with its LR times ``shift``."""
+    from scaling.config import DEFAULT_HPARAMS_RULE
+    from scaling.hparams_rule import HPARAMS_FILE
+
+    if source is not None:
+        doc = json.loads(Path(source).read_text())
+    elif Path(HPARAMS_FILE).exists():
+        doc = json.loads(Path(HPARAMS_FILE).read_text())
+    else:
+        doc = json.loads(json.dumps(DEFAULT_HPARAMS_RULE))
+    doc["lr"] = {"coef": doc["lr"]["coef"] * shift, "exponent": doc["lr"]["exponent"]}
+    src = doc.get("source")
+    note = f"scaling study: the LR check moved the LR by x{shift:.4g} on this corpus"
+    doc["source"] = (
+        {**src, "study": note} if isinstance(src, dict) else {"note": src, "study": note}
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(doc, indent=2) + "\n")
+
+
+def progress(line: str) -> None:
+    print(f"study: {line}", flush=True)
+
+
+def run_child(argv: Sequence[str], lines: list[str] | None = None) -> int:
+    """Run ``argv`` (its output is ours; with ``lines``, its stdout is also kept there); SIGINT
+    and SIGTERM are passed on to it and its status is returned once it has ended."""
+    child = subprocess.Popen(
+        list(argv), stdout=subprocess.PIPE if lines is not None else None, text=True
+    )
+
+    def forward(signum: int, frame: Any) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if lines is not None and child.stdout is not None:
+            for line in child.stdout:
+                print(line, end="", flush=True)
+                lines.append(line.rstrip("\n"))
+        return child.wait()
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
