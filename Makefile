@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
+# The whole study on the embedded corpus (Python's standard library): a pilot, an LR check, a
+# ladder up to 6.7e10 FLOPs, its fit, and the predicted optimum at 2e11 trained and scored
+# (analysis/study/report.md; about 3 minutes on 2 cores).
 demo: $(STAMP)
-	$(BIN)/python -m scaling.sweep -m sweeps=demo
+	$(BIN)/scaling study --target-flops 2e11 --verify
 
 # "What does dedup buy?": one IsoFLOP ladder on the raw and on the deduplicated sitepackages
 # corpus, a fit of each, one comparison (sweeps/dedup_study.yaml; ~11 minutes on

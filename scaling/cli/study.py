@@ -147,10 +147,9 @@ def _check_overrides(overrides: list[str]) -> None:
 def cmd_study(args: argparse.Namespace) -> int:
     """``scaling study``: every stage; see the epilog."""
     from scaling.analysis.design.options import PlanOptions
-    from scaling.analysis.design.plan import plan_ladder
     from scaling.analysis.design.preset import check_name
     from scaling.analysis.design.prior import default_prior, prior_from_fit
-    from scaling.analysis.design.study import design_pilot
+    from scaling.analysis.design.study import check_study
     from scaling.analysis.design.throughput import Throughput
     from scaling.cli.study_run import Study
 
@@ -168,11 +167,12 @@ def cmd_study(args: argparse.Namespace) -> int:
     opts.check()
     start = prior_from_fit(args.prior) if args.prior is not None else default_prior()
     throughput = Throughput.default()
+
+    check_study(opts, start, throughput)  # one line naming what works, before any training
     corpus_id, vocab, uri = _check_corpus(opts, overrides, start)
-    opts = replace(opts, vocab_size=vocab)
-    # the designs must be possible before anything trains (one line naming what works)
-    design_pilot(opts, start, throughput)
-    plan_ladder(replace(opts, budget_flops=None, budget_hours=None), start, throughput)
+    if vocab != opts.vocab_size:
+        opts = replace(opts, vocab_size=vocab)
+        check_study(opts, start, throughput)
     study = Study(args.name, opts, overrides, start, throughput, uri, corpus_id)
     study.bracket = args.bracket
     prior = study.pilot()
@@ -188,24 +188,34 @@ def _check_corpus(opts, overrides: list[str], prior) -> tuple[str, int, str]:  #
     """The corpus of the overrides loaded (its token cache built) and checked against the
     study's longest run; its id, vocabulary and the tracking store."""
     from scaling.analysis.design.shapes import nearest_shape
+    from scaling.training.hydra_errors import hydra_config_errors
     from scaling.training.prepare import prepare
     from scaling.training.verify import compose_run
 
     shape = nearest_shape(
         prior.n_opt(opts.target_flops) / 3, opts.seq_len, opts.vocab_size, "free", opts.head_dim
     )
-    raw = compose_run(
-        [
-            *overrides,
-            f"model.n_layer={shape.n_layer}",
-            f"model.d_model={shape.d_model}",
-            f"model.seq_len={opts.seq_len}",
-            f"model.head_dim={opts.head_dim}",
-            "train.tokens=null",
-            f"train.flops={opts.target_flops:g}",
-        ]
-    )
+    with hydra_config_errors():
+        raw = compose_run(
+            [
+                *overrides,
+                f"model.n_layer={shape.n_layer}",
+                f"model.d_model={shape.d_model}",
+                f"model.seq_len={opts.seq_len}",
+                f"model.head_dim={opts.head_dim}",
+                "train.tokens=null",
+                f"train.flops={opts.target_flops:g}",
+            ]
+        )
     prep = prepare(raw, check_tracking=False)
+    if prep.epochs > 1:
+        fits = opts.target_flops / prep.epochs**2  # tokens grow about as C^0.5 along the optimum
+        raise UserError(
+            f"the corpus {prep.corpus.corpus_id} holds {len(prep.corpus.train):,} training "
+            f"tokens; a study at {opts.target_flops:.3g} FLOPs trains runs of about "
+            f"{prep.cfg.tokens:,} ({prep.epochs:.3g} epochs; repeated text bends the law): give "
+            f"a larger corpus or --target-flops {fits:.2g} or less"
+        )
     return prep.corpus.corpus_id, int(prep.corpus.vocab_size), str(prep.cfg.tracking.uri)
 
 

@@ -77,11 +77,27 @@ def _candidates(opts: PlanOptions, budget: float) -> tuple[Shape, ...]:
     return shapes(opts, max(1.0, math.sqrt(budget / (6.0 * opts.tpp_range[0]))))
 
 
+def _window(passing: Sequence[Shape], n_opt: float) -> tuple[float, float]:
+    """The pilot's window of log10 N, ``n_opt · 10^±PILOT_SPAN`` moved inside the sizes that pass
+    the guards when it reaches beyond them (kept as wide as they allow): its centre and
+    half-width."""
+    pmin, pmax = math.log10(passing[0].params), math.log10(passing[-1].params)
+    lo, hi = math.log10(n_opt) - PILOT_SPAN, math.log10(n_opt) + PILOT_SPAN
+    if lo < pmin:
+        lo, hi = pmin, min(hi + (pmin - lo), pmax)
+    if hi > pmax:
+        lo, hi = max(lo - (hi - pmax), pmin), pmax
+    return (lo + hi) / 2, max((hi - lo) / 2, 1e-3)
+
+
 def _pilot_budget(
     budget: float, opts: PlanOptions, prior: Prior, throughput: Throughput
 ) -> list[PlannedRun] | str:
     passing = passing_shapes(budget, _candidates(opts, budget), opts)
-    chosen = _window_sizes(passing, prior.n_opt(budget), PILOT_SPAN, PILOT_SIZES)
+    if not passing:
+        return f"no model size passes the guards at {budget:.3g} FLOPs"
+    centre, span = _window(passing, prior.n_opt(budget))
+    chosen = _window_sizes(passing, 10**centre, span, PILOT_SIZES)
     if len(chosen) < PILOT_MIN_SIZES:
         return (
             f"the pilot's budget {budget:.3g} FLOPs holds {len(chosen)} model sizes that pass "
@@ -107,7 +123,7 @@ def design_pilot(
         if not problems:
             return budgets, [r for d in designs if not isinstance(d, str) for r in d]
         why = problems[0]
-    raise UserError(f"--target-flops {opts.target_flops:.3g} is too small for a study: {why}")
+    raise UserError(why)
 
 
 @dataclass(frozen=True)
@@ -146,11 +162,12 @@ def edge_runs(
     out: list[Shape] = []
     for k in range(1, EDGE_SIZES + 1):
         target = edge - k * step if below else edge + k * step
+        taken = [*logs, *(math.log10(s.params) for s in out)]
         beyond = [
             s
             for s in passing
             if s.params not in have
-            and s not in out
+            and all(abs(math.log10(s.params) - t) >= step / 3 for t in taken)
             and (
                 math.log10(s.params) < edge - step / 3
                 if below
@@ -250,3 +267,41 @@ def lr_probe_lrs(rule_lr: float) -> list[float]:
 def study_ladder_options(opts: PlanOptions, hparams_rule: str | None) -> PlanOptions:
     """The ladder's options: the study's, with the rule the LR check settled on."""
     return replace(opts, hparams_rule=hparams_rule)
+
+
+def _designs(opts: PlanOptions, prior: Prior, throughput: Throughput) -> str | None:
+    """Why no study can be designed for ``opts`` (its pilot or its ladder), or None."""
+    from scaling.analysis.design.plan import _try
+
+    try:
+        design_pilot(opts, prior, throughput)
+    except UserError as err:
+        return str(err)
+    plan, why = _try(replace(opts, budget_flops=None, budget_hours=None), prior, throughput)
+    return None if plan is not None else f"its ladder cannot be healthy: {why}"
+
+
+def check_study(opts: PlanOptions, prior: Prior, throughput: Throughput) -> None:
+    """:class:`UserError` with one line naming the smallest ``--target-flops`` that works when
+    no study can be designed for ``opts`` (checked before anything trains)."""
+    from scaling.analysis.design.plan import _nice_values
+
+    why = _designs(opts, prior, throughput)
+    if why is None:
+        return
+    smallest = next(
+        (
+            t
+            for t in _nice_values(opts.target_flops, up=True, decades=4)
+            if _designs(replace(opts, target_flops=t), prior, throughput) is None
+        ),
+        None,
+    )
+    hint = (
+        f"the smallest --target-flops that works is {smallest:.3g}"
+        if smallest is not None
+        else "no target within 4 decades works"
+    )
+    raise UserError(
+        f"--target-flops {opts.target_flops:.3g} is too small for a study ({why}); {hint}"
+    )
