@@ -168,7 +168,7 @@ def _add_curve_options(p: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="HELD",
         help="a curves table of held-out runs (same format): predict each at its last row from "
-        "its own LR and print run, predicted, measured, error %% (--json: \"score\")",
+        'its own LR and print run, predicted, measured, error %% (--json: "score")',
     )
     g.add_argument(
         "--curve-lambda",

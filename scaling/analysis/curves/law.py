@@ -51,7 +51,10 @@ LAMBDA = 0.999  # the paper's decay factor of the annealing momentum
 LAMBDA_GRID = (0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995)  # lam="fit" picks one
 SKIP = 0.1  # points before this fraction of the size's longest horizon are not fitted
 RESAMPLE_KINDS = ("blocks", "runs")
-FORM_NAMES = ("mpl", "tissue")  # the curve forms (scaling.analysis.curves.forms); the first: default
+FORM_NAMES = (
+    "mpl",
+    "tissue",
+)  # the curve forms (scaling.analysis.curves.forms); the first: default
 
 # TrainConfig's defaults: a Schedule's, and a curves table's where a schedule column is missing
 TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}

@@ -151,17 +151,13 @@ def _bootstrap(
         for b in range(B):
             keep = W[b] > 0
             try:
-                samples[b], _ = form.fit(
-                    _take(pts.points, keep), pts.loss[keep], W[b][keep], theta
-                )
+                samples[b], _ = form.fit(_take(pts.points, keep), pts.loss[keep], W[b][keep], theta)
             except (ValueError, RuntimeError, FloatingPointError):
                 pass
     else:
         fitted = form.loss(theta, pts.points)
         with np.errstate(invalid="ignore", divide="ignore"):
-            resid = (np.log(pts.loss) - np.log(fitted)) / np.sqrt(
-                1.0 - _leverage(form, theta, pts)
-            )
+            resid = (np.log(pts.loss) - np.log(fitted)) / np.sqrt(1.0 - _leverage(form, theta, pts))
         resid = resid - np.mean(resid)
         by_run = [resid[pts.run == k] for k in runs]
         sizes = [r.size for r in by_run]
