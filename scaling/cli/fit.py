@@ -20,7 +20,7 @@ examples:
   scaling fit results/isoflop.csv --approach 2 --out analysis/iso
   scaling fit results/curves.csv --approach 1                   # from `scaling collect --curves`
   scaling fit results/curves.csv --law curve --predict-tokens 4e6 --schedule wsd  # loss curves
-  scaling fit train.csv --law curve --score held.csv --json    # run, step, lr, loss from any trainer
+  scaling fit train.csv --law curve --score held.csv --json    # run, step, lr, loss: any trainer
 
 The run table needs columns params, tokens, loss (optional flops; default 6*params*tokens).
 Approach 1 needs a curves table: run_id, params, tokens, loss, one row per logged point.

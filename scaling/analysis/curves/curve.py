@@ -8,15 +8,16 @@ and :meth:`CurveFit.score` predict the final loss of a run through its size's la
 (:class:`~.size_law.CurveLaw`).  On chosen runs: :func:`curves_from_table` then
 :func:`fit_size` with :class:`CurveOptions`.
 
-**Limits.** The law is empirical (fitted on runs of 10^4-10^5 steps in the paper); a size's law
-says nothing about another size (no N dependence is fitted); the annealing term is identified
-only when some run of the size anneals (a table of constant-LR runs gets it as 0 and a warning);
-far extrapolation in steps or schedules unlike the fitted ones is not validated here; without an
-``lr`` column the schedule is rebuilt from the logged config by :mod:`scaling.schedule`, so a
-run trained with another schedule code gives wrong areas (give its ``lr``); an ``lr`` column
-logged only at the validation points is interpolated linearly between them; a size needs :data:`~.size_fit.MIN_POINTS` fitted points, and
-runs validated at the default ``train.eval_points=8`` (log-spaced) leave a cooldown branch about
-one point, so curve studies should log 30 or more.
+**Limits.** The law is empirical (fitted on runs of 10^4-10^5 steps in the papers); a size's
+law says nothing about another size (no N dependence is fitted); the annealing term is
+identified only when some run of the size anneals (a table of constant-LR runs gets it as 0 and
+a warning); far extrapolation in steps or schedules unlike the fitted ones is not validated
+here; without an ``lr`` column the schedule is rebuilt from the logged config by
+:mod:`scaling.schedule`, so a run trained with another schedule code gives wrong areas (give its
+``lr``); an ``lr`` column logged only at the validation points is interpolated linearly between
+them; a size needs :func:`~.size_fit.min_points` fitted points, and runs validated at the
+default ``train.eval_points=8`` (log-spaced) leave a cooldown branch about one point, so curve
+studies should log 30 or more.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ from typing import Any
 import pandas as pd
 
 from scaling.analysis.curves.forms import form_of
-from scaling.analysis.curves.law import LAMBDA_GRID, LAW_NAME, CurveOptions, LRSource, Schedule
-from scaling.analysis.curves.runs import RunCurve, curves_from_table, group_sizes
+from scaling.analysis.curves.law import LAMBDA_GRID, LAW_NAME, CurveOptions, LRSource
+from scaling.analysis.curves.runs import RunCurve, group_sizes, schedule_curves
 from scaling.analysis.curves.size_fit import fit_size, lambda_objective
 from scaling.analysis.curves.size_law import CurveLaw, CurvePrediction, resolve_schedule
+from scaling.analysis.curves.traces import LR_COLUMN, trace_curves
 from scaling.errors import DataError, UserError
 
 # The Python API (docs/ARCHITECTURE.md, curve_fit.json): these names are imported from here.
@@ -147,11 +149,30 @@ class CurveFit:
         }
 
 
+def curves_from_table(
+    df: pd.DataFrame,
+    options: CurveOptions | None = None,
+    *,
+    need_curves: bool = True,
+    warnings: list[str] | None = None,
+) -> list[RunCurve]:
+    """The runs of a curves table, each with its LR: from its ``lr`` column when the table has
+    one (:func:`.traces.trace_curves`), else its schedule rebuilt from its config columns
+    (:func:`.runs.schedule_curves`); what was assumed is appended to ``warnings``.  Raises
+    :class:`DataError` with one line for a table the law cannot use (with ``need_curves``, also
+    for a table whose every run has one row).  ``options`` is accepted for symmetry."""
+    warnings = [] if warnings is None else warnings
+    if LR_COLUMN in df.columns:
+        return trace_curves(df, warnings, need_curves=need_curves)
+    return schedule_curves(df, warnings, need_curves=need_curves)
+
+
 def fit_curves(df: pd.DataFrame, options: CurveOptions | None = None, **overrides: Any) -> CurveFit:
     """The curve law of each model size in a curves table ``df`` (one row per logged
     validation point: ``run, step, lr, loss`` (:mod:`.traces`), or ``run_id, params, tokens,
-    loss`` and the runs' ``train.*`` / ``model.*`` config columns).  ``overrides`` replace fields of ``options``
-    (``fit_curves(df, lam=0.99, bootstrap=0)``).  Raises :class:`UserError` / :class:`DataError`.
+    loss`` and the runs' ``train.*`` / ``model.*`` config columns).  ``overrides`` replace
+    fields of ``options`` (``fit_curves(df, form="tissue", lam=0.99, bootstrap=0)``).
+    Raises :class:`UserError` / :class:`DataError`.
     """
     options = replace(options or CurveOptions(), **overrides)
     options.check()

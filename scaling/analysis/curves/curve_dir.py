@@ -23,8 +23,8 @@ from scaling.analysis.curves.curve import CurveFit, CurveOptions, fit_curves
 from scaling.analysis.curves.forms import form_of
 from scaling.analysis.curves.size_fit import used_mask
 from scaling.analysis.curves.size_law import CurvePrediction, resolve_schedule
-from scaling.analysis.outdir import staged_dir
 from scaling.analysis.curves.traces import LR_COLUMN
+from scaling.analysis.outdir import staged_dir
 from scaling.analysis.table import _read_any, read_run_table
 from scaling.errors import DataError, UserError
 from scaling.numbers import fmt_g, jsonable
@@ -45,16 +45,18 @@ class CurveOutput:
 
 
 def read_curves(path: str | Path) -> pd.DataFrame:
-    """A curves table (CSV or Parquet): with an ``lr`` column as it is (:mod:`.traces` checks
-    it), else validated by :func:`scaling.analysis.table.read_run_table` (``run_id, params,
-    tokens, loss``), rows by run then tokens."""
+    """A curves table (CSV or Parquet): ``run, step, lr, loss`` as it is (:mod:`.traces`
+    checks it), else (``scaling collect --curves``, with or without ``lr``) validated by
+    :func:`scaling.analysis.table.read_run_table` (``run_id, params, tokens, loss``), rows by
+    run then tokens."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     df = _read_any(path)
     df.columns = [str(c).strip() for c in df.columns]
-    if LR_COLUMN in df.columns:
-        return df
+    collected = {"run_id", "params", "tokens", "loss"} <= set(df.columns)
+    if LR_COLUMN in df.columns and not collected:
+        return df  # another trainer's run, step, lr, loss: traces.py checks it
     try:
         return read_run_table(path, curves=True)
     except DataError as err:
@@ -137,7 +139,7 @@ def curve_doc(
             "schedule": r["schedule"],
             "total_steps": int(r["total_steps"]),
             "step": int(r["step"]),
-            "tokens": int(r["tokens"]),
+            "tokens": None if r["tokens"] is None or pd.isna(r["tokens"]) else int(r["tokens"]),
             "measured": r["measured"],
             "predicted": r["predicted"],
             "loss_ci": [r["ci_lo"], r["ci_hi"]],

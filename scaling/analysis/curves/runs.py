@@ -136,28 +136,17 @@ def _run_schedule(rows: pd.DataFrame, cols: Mapping[str, str | None], run_id: st
         raise DataError(f"run {run_id}: {err}") from None
 
 
-def curves_from_table(
-    df: pd.DataFrame,
-    options: CurveOptions | None = None,
-    *,
-    need_curves: bool = True,
-    warnings: list[str] | None = None,
+def schedule_curves(
+    df: pd.DataFrame, warnings: list[str], *, need_curves: bool = True
 ) -> list[RunCurve]:
-    """The runs of a curves table, each with its LR: from its ``lr`` column when the table has
-    one (:mod:`.traces`), else its schedule rebuilt from its config columns (what was assumed
-    is appended to ``warnings``); raises :class:`DataError` with one line for a table the law
-    cannot use (with ``need_curves``, also for a table whose every run has one row: nothing to
-    fit).  ``options`` is accepted for symmetry; reading needs none."""
-    from scaling.analysis.curves.traces import LR_COLUMN, trace_curves
-
-    warnings = [] if warnings is None else warnings
-    if LR_COLUMN in df.columns:
-        runs = trace_curves(df, warnings, need_curves=need_curves)
-    else:
-        reader = ScheduleReader(df, warnings)
-        _need_curves(df, "run_id", need_curves)
-        runs = [reader.run(str(k), rows) for k, rows in df.groupby("run_id", sort=False)]
-    return _branch_warmups(runs, warnings)
+    """The runs of a curves table without an ``lr`` column, each with its schedule rebuilt
+    from its config columns (what was assumed is appended to ``warnings``); raises
+    :class:`DataError` with one line for a table the law cannot use (with ``need_curves``, also
+    for a table whose every run has one row: nothing to fit)."""
+    reader = ScheduleReader(df, warnings)
+    _need_curves(df, "run_id", need_curves)
+    runs = [reader.run(str(k), rows) for k, rows in df.groupby("run_id", sort=False)]
+    return branch_warmups(runs, warnings)
 
 
 def _need_curves(df: pd.DataFrame, run_col: str, need_curves: bool) -> None:
@@ -247,7 +236,7 @@ class ScheduleReader:
         )
 
 
-def _branch_warmups(runs: list[RunCurve], warnings: list[str]) -> list[RunCurve]:
+def branch_warmups(runs: list[RunCurve], warnings: list[str]) -> list[RunCurve]:
     """A branch logged without ``train.warmup_steps`` takes its stable run's (same size): every
     branch's schedule is the stable run's up to its cooldown start."""
     stable = {

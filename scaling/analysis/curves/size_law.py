@@ -1,12 +1,12 @@
 """The law fitted to one model size and its predictions of a run's loss.
 
-:class:`CurveLaw` holds one size's curve form and parameters, their bootstrap replicates and its run-to-run
-noise; :meth:`CurveLaw.predict_final` gives the loss of a run of any schedule and horizon with a
-confidence interval (the bootstrap replicates of the law at that schedule) and a prediction
-interval for one new run (:func:`scaling.analysis.fitting.noise.prediction_interval`: that CI
-plus run-to-run noise), for any LR: a :class:`~.law.Schedule`, an LR trace or a function of
-the update.  :func:`resolve_schedule` turns a partial schedule into a full one over
-the size's typical schedule.
+:class:`CurveLaw` holds one size's curve form and parameters, their bootstrap replicates and its
+run-to-run noise; :meth:`CurveLaw.predict_final` gives the loss of a run of any LR (a
+:class:`~.law.Schedule`, an LR trace or a function of the update) and horizon with a confidence
+interval (the bootstrap replicates of the law at that LR) and a prediction interval for one new
+run (:func:`scaling.analysis.fitting.noise.prediction_interval`: that CI plus run-to-run noise).
+:func:`resolve_schedule` turns a partial schedule into a full one over the size's typical
+schedule.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ A run's horizon is its last row.  Without a ``params`` column the table is one m
 (``params`` 0); without ``step``, steps are ``tokens / (train.batch_size * model.seq_len)``.
 
 A run that also has this project's schedule columns (``train.schedule``, ...) and whose logged
-``lr`` equals its rebuilt schedule at every row (within :data:`MATCH_RTOL` of its peak) is read
+``lr`` equals its rebuilt schedule at every row after warmup (within :data:`MATCH_RTOL` of its
+peak) is read
 through its schedule (:class:`.runs.ScheduleReader`): the same LRs, known at every update, not
 only at the validation points; one whose ``lr`` differs is read from its trace, with a warning.
 
@@ -28,7 +29,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from scaling.analysis.curves.runs import _BATCH_COLUMNS, _SEQ_COLUMNS, RunCurve, ScheduleReader
+from scaling.analysis.curves.runs import (
+    _BATCH_COLUMNS,
+    _SEQ_COLUMNS,
+    RunCurve,
+    ScheduleReader,
+    branch_warmups,
+)
 from scaling.errors import DataError
 from scaling.schedule import lr_factor
 
@@ -103,7 +110,7 @@ def trace_curves(
     runs = []
     for key, rows in df.groupby(run_col, sort=False):
         runs.append(_trace_run(str(key), rows, schedules, warnings))
-    return runs
+    return branch_warmups(runs, warnings)
 
 
 def _trace_run(
@@ -143,10 +150,13 @@ def _trace_run(
     if schedules is not None:
         rebuilt = schedules.run(run, rows)
         peak = rebuilt.schedule.lr  # type: ignore[union-attr]
-        expected = [peak * lr_factor(s, rebuilt.total_steps, rebuilt.schedule) for s in steps]
-        if np.allclose(lr, expected, rtol=0, atol=MATCH_RTOL * peak):
+        expected = np.array(
+            [peak * lr_factor(s, rebuilt.total_steps, rebuilt.schedule) for s in steps]
+        )
+        after = steps > rebuilt.warmup()  # a logged warmup is interpolated: not compared
+        if np.allclose(lr[after], expected[after], rtol=0, atol=MATCH_RTOL * peak):
             return rebuilt
-        k = int(np.argmax(np.abs(lr - np.asarray(expected))))
+        k = int(np.argmax(np.abs(lr - expected) * after))
         warnings.append(
             f"run {run}: its lr column ({lr[k]:.4g} at step {steps[k]}) is not its rebuilt "
             f"{rebuilt.label} schedule ({expected[k]:.4g}): read from the lr column"
