@@ -211,7 +211,10 @@ class CurveOptions:
         if self.form not in FORM_NAMES:
             raise UserError(f"curve form {self.form!r} is not one of {', '.join(FORM_NAMES)}")
         if self.form != "tissue" and self.lam != LAMBDA:
-            raise UserError("lambda (the annealing momentum's decay) applies to the tissue form")
+            raise UserError(
+                "lambda (the annealing momentum's decay) applies to the tissue form only "
+                "(--curve-form tissue)"
+            )
         if self.max_blocks < 1:
             raise UserError(f"max_blocks must be >= 1, got {self.max_blocks}")
         if isinstance(self.lam, str):
