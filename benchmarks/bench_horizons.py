@@ -258,7 +258,7 @@ def curve_floor(curves: pd.DataFrame) -> list[tuple[float, float, float]]:
     from scaling.analysis.curves.curve import CurveOptions, fit_size
     from scaling.analysis.curves.size_fit import size_points
 
-    options = CurveOptions(bootstrap=0)
+    options = CurveOptions(bootstrap=0, form="tissue")  # Tissue's areas S1, S2
     out = []
     for size in branch_groups(curves):
         n = size[0].params

@@ -73,3 +73,26 @@ def test_the_cli_writes_the_filtered_table_and_refuses_a_bad_condition(tmp_path,
         assert exit_.value.code == EXIT_USER_ERROR
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: --where") and "\n" not in err
+
+
+def test_collect_curves_writes_the_lr_each_run_logged(tmp_path) -> None:
+    """A run logging val/loss at some steps and lr every 10 steps (tokens as the MLflow step):
+    each curve row gets the LR logged at its tokens, linear between logged points."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = ensure_experiment(uri, "curves")
+    client = MlflowClient(uri)
+    run = client.create_run(exp, tags={"scaling.run_key": "k"})
+    lrs = [Metric("lr", 1e-3 * (1 - s / 100), 0, s * 64) for s in range(0, 101, 10)]
+    losses = [Metric("val/loss", 3.0 - s / 100, 0, s * 64) for s in (10, 25, 100)]
+    client.log_batch(
+        run.info.run_id,
+        params=[Param("params", "1000"), Param("planned.tokens", "6400")],
+        metrics=lrs + losses,
+    )
+    client.set_terminated(run.info.run_id, "FINISHED")
+    df = collect_runs(uri, "curves", curves=True)
+    assert df["tokens"].tolist() == [640, 1600, 6400]
+    assert df["lr"].tolist() == pytest.approx([9e-4, 7.5e-4, 0.0], abs=1e-12)

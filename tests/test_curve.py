@@ -142,7 +142,7 @@ def test_a_branch_shares_the_stable_runs_areas_up_to_its_cooldown() -> None:
 
 
 def test_fit_recovers_a_known_law_and_predicts_a_new_wsd_horizon() -> None:
-    fit = fit_curves(three_schedules(seed=0), bootstrap=200, level=0.99, seed=0)
+    fit = fit_curves(three_schedules(seed=0), form="tissue", bootstrap=200, level=0.99, seed=0)
     (law,) = fit.sizes
     assert law.n_runs == 3 and law.lam == 0.999
     for name in PARAMS:
@@ -165,7 +165,7 @@ def test_stable_run_plus_one_cooldown_predicts_the_other_horizons() -> None:
     """The lead's check: fit the stable run and one branch, predict the other branches."""
     df = branched()
     train = df["run_id"].str.startswith(("stable", "branch2000"))
-    fit = fit_curves(df[train], bootstrap=0)
+    fit = fit_curves(df[train], form="tissue", bootstrap=0)
     assert sorted(r.role for r in fit.runs) == ["branch", "stable"]
     scores = fit.score(df[~train])
     assert sorted(scores["run_id"]) == ["branch1000-1e+06", "branch1500-1e+06"]
@@ -174,7 +174,7 @@ def test_stable_run_plus_one_cooldown_predicts_the_other_horizons() -> None:
     # the same from the runs themselves (what benchmarks/bench_horizons.py calls)
     runs = curves_from_table(df)
     held = [r for r in runs if r.role == "stable" or r.run_id.startswith("branch2000")]
-    law = fit_size(held, CurveOptions(bootstrap=0))
+    law = fit_size(held, CurveOptions(form="tissue", bootstrap=0))
     for r in runs:
         if r not in held:
             pred = law.predict_final(r.schedule, r.total_steps).loss
@@ -190,7 +190,7 @@ def test_cli_fits_a_curves_table_and_writes_curve_fit_json(tmp_path, capsys) -> 
     pd.concat([three_schedules(seed=3), branched(seed=4, params=4e6)]).to_csv(table, index=False)
     out = tmp_path / "fit"
     argv = ["fit", str(table), "--law", "curve", "--out", str(out), "--bootstrap", "30"]
-    argv += ["--predict-tokens", "1e6,2e6", "--schedule", "wsd"]
+    argv += ["--predict-tokens", "1e6,2e6", "--schedule", "wsd", "--curve-form", "tissue"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "L0 =" in printed and "error" in printed

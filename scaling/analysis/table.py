@@ -75,6 +75,7 @@ METRIC_COLUMNS: dict[str, str] = {
 # the spike detector): FAILED, without a final loss; fits leave such rows out unless told
 DIVERGED = "diverged"
 CURVE_METRIC = METRIC_COLUMNS["loss"]
+LR_METRIC = "lr"  # the LR a run logs (the next update's); curves rows carry it as column lr
 # Every param under these prefixes is also a column under its own (Hydra) name.
 CONFIG_PREFIXES = ("model.", "train.", "data.", "trainer.")
 EXACT_FLOPS = "flops_chinchilla"  # copied into flops_exact: the term-by-term count
@@ -110,10 +111,14 @@ def run_row(
 
 
 def curve_rows(
-    row: Mapping[str, Any], params: Mapping[str, str], points: Iterable[tuple[int, float]]
+    row: Mapping[str, Any],
+    params: Mapping[str, str],
+    points: Iterable[tuple[int, float]],
+    lrs: Mapping[int, float] | None = None,
 ) -> list[dict[str, Any]]:
     """``row`` (from :func:`run_row`) repeated at each ``(tokens, loss)`` point of its curve,
-    FLOPs columns scaled to those tokens; ``final_tokens`` keeps the run's horizon."""
+    FLOPs columns scaled to those tokens; ``final_tokens`` keeps the run's horizon; ``lr`` the
+    LR logged at those tokens, when ``lrs`` has it."""
     per_token = {c: float(params[k]) for c, k in PER_TOKEN_PARAMS.items() if k in params}
     out = []
     for tokens, loss in sorted(points):
@@ -122,6 +127,8 @@ def curve_rows(
         for col, f in per_token.items():
             point[col] = f * tokens
         point["flops_exact"] = point.get(EXACT_FLOPS)
+        if lrs is not None:
+            point["lr"] = lrs.get(tokens)
         out.append(point)
     return out
 

@@ -20,6 +20,7 @@ examples:
   scaling fit results/isoflop.csv --approach 2 --out analysis/iso
   scaling fit results/curves.csv --approach 1                   # from `scaling collect --curves`
   scaling fit results/curves.csv --law curve --predict-tokens 4e6 --schedule wsd  # loss curves
+  scaling fit train.csv --law curve --score held.csv --json    # run, step, lr, loss: any trainer
 
 The run table needs columns params, tokens, loss (optional flops; default 6*params*tokens).
 Approach 1 needs a curves table: run_id, params, tokens, loss, one row per logged point.
@@ -67,6 +68,8 @@ CURVE_FLAGS = (
     "--curve-lambda",
     "--curve-skip",
     "--curve-resample",
+    "--curve-form",
+    "--score",
 )
 
 
@@ -90,7 +93,8 @@ def add_fit(commands: Commands) -> None:
         default=CHINCHILLA.name,
         choices=[*LAWS, "curve", "hparams"],
         help="law to fit with approach 3 (default: chinchilla); curve: the loss-curve law with "
-        "LR annealing per model size, on a curves table (Tissue et al. 2024); hparams: the best "
+        "LR annealing per model size, on a curves table (the multi-power law of Luo et al. "
+        "2025, or --curve-form tissue); hparams: the best "
         "lr and batch per compute budget as power laws of C (DeepSeek LLM 2024), written as "
         "DIR/hparams.json for train.lr=auto / train.batch_size=auto",
     )
@@ -154,9 +158,22 @@ def _add_curve_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cooldown", type=float, help="wsd cooldown fraction of those horizons")
     g.add_argument("--warmup-steps", type=int, help="warmup (optimizer steps) of those horizons")
     g.add_argument(
+        "--curve-form",
+        choices=("mpl", "tissue"),
+        help="mpl: the multi-power law (Luo et al. 2025; the default); tissue: Tissue et al. "
+        "2024's law with a linear annealing term",
+    )
+    g.add_argument(
+        "--score",
+        type=Path,
+        metavar="HELD",
+        help="a curves table of held-out runs (same format): predict each at its last row from "
+        'its own LR and print run, predicted, measured, error %% (--json: "score")',
+    )
+    g.add_argument(
         "--curve-lambda",
         metavar="λ|fit",
-        help="decay of the annealing momentum (default: 0.999, the paper's), or 'fit'",
+        help="tissue: decay of the annealing momentum (default: 0.999, the paper's), or 'fit'",
     )
     g.add_argument(
         "--curve-skip",
@@ -276,6 +293,7 @@ def _cmd_fit_curve(args: argparse.Namespace) -> int:
     )
 
     chosen = {
+        "form": args.curve_form,
         "lam": parse_lambda(args.curve_lambda),
         "skip": args.curve_skip,
         "resample": args.curve_resample,
@@ -297,6 +315,7 @@ def _cmd_fit_curve(args: argparse.Namespace) -> int:
         options,
         predict_tokens=parse_tokens(args.predict_tokens),
         schedule=schedule,
+        score=args.score,
     )
     for w in output.fit.warnings:
         print(f"warning: {w}", file=sys.stderr)

@@ -76,7 +76,9 @@ def collect_runs(
         if failed:
             row["loss"] = None  # its last val/loss is not at its horizon
         if curves:
-            rows.extend(table.curve_rows(row, params, _curve(client, run.info.run_id)))
+            points = _curve(client, run.info.run_id)
+            lrs = _lr_at(client, run.info.run_id, [t for t, _ in points])
+            rows.extend(table.curve_rows(row, params, points, lrs))
         elif row.get("branch_role") != table.STABLE:  # a WSD group's stable run: no result
             rows.append(row)
     if not rows and where:
@@ -89,6 +91,9 @@ def collect_runs(
         raise TrackingError(
             f"experiment {experiment!r} in {uri} has no FINISHED runs yet: run a sweep first"
         )
+    if curves and any(r.get("lr") is None for r in rows):  # some run did not log it
+        for r in rows:
+            r.pop("lr", None)
     df = table.frame(rows)
     df.attrs["dropped_duplicates"] = dropped
     return df
@@ -145,3 +150,17 @@ def _curve(client: Any, run_id: str) -> list[tuple[int, float]]:
         client.get_metric_history(run_id, table.CURVE_METRIC), key=lambda m: m.timestamp
     )
     return list({m.step: (m.step, m.value) for m in history}.values())
+
+
+def _lr_at(client: Any, run_id: str, tokens: list[int]) -> dict[int, float] | None:
+    """The LR the run logged (metric ``lr``, every ``train.log_every`` steps and at its last
+    step: the LR of the next update) at each of ``tokens``, linear between logged points; None
+    when it logged none."""
+    import numpy as np
+
+    history = client.get_metric_history(run_id, table.LR_METRIC)
+    if not history:
+        return None
+    logged = dict(sorted((m.step, m.value) for m in history))  # a resumed step: one value
+    xs, ys = np.array(list(logged), dtype=float), np.array(list(logged.values()), dtype=float)
+    return {t: float(np.interp(t, xs, ys)) for t in tokens}

@@ -20,11 +20,12 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis.curves.curve import CurveFit, CurveOptions, fit_curves
-from scaling.analysis.curves.law import CITATION, EQUATION, PARAMS
+from scaling.analysis.curves.forms import form_of
 from scaling.analysis.curves.size_fit import used_mask
 from scaling.analysis.curves.size_law import CurvePrediction, resolve_schedule
+from scaling.analysis.curves.traces import LR_COLUMN
 from scaling.analysis.outdir import staged_dir
-from scaling.analysis.table import read_run_table
+from scaling.analysis.table import _read_any, read_run_table
 from scaling.errors import DataError, UserError
 from scaling.numbers import fmt_g, jsonable
 
@@ -44,8 +45,18 @@ class CurveOutput:
 
 
 def read_curves(path: str | Path) -> pd.DataFrame:
-    """A curves table (CSV or Parquet) validated by :func:`scaling.analysis.table.read_run_table`
-    (``run_id, params, tokens, loss``), rows by run then tokens."""
+    """A curves table (CSV or Parquet): ``run, step, lr, loss`` as it is (:mod:`.traces`
+    checks it), else (``scaling collect --curves``, with or without ``lr``) validated by
+    :func:`scaling.analysis.table.read_run_table` (``run_id, params, tokens, loss``), rows by
+    run then tokens."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    df = _read_any(path)
+    df.columns = [str(c).strip() for c in df.columns]
+    collected = {"run_id", "params", "tokens", "loss"} <= set(df.columns)
+    if LR_COLUMN in df.columns and not collected:
+        return df  # another trainer's run, step, lr, loss: traces.py checks it
     try:
         return read_run_table(path, curves=True)
     except DataError as err:
@@ -96,6 +107,11 @@ def predictions_for(
     out = []
     for law in fit.sizes:
         for value in tokens:
+            if law.tokens_per_step is None:
+                raise UserError(
+                    "--predict-tokens needs the runs' tokens per step: a curves table with a "
+                    "tokens column (or train.batch_size and model.seq_len)"
+                )
             steps = int(value // law.tokens_per_step)
             if steps < 1:
                 raise UserError(
@@ -123,7 +139,7 @@ def curve_doc(
             "schedule": r["schedule"],
             "total_steps": int(r["total_steps"]),
             "step": int(r["step"]),
-            "tokens": int(r["tokens"]),
+            "tokens": None if r["tokens"] is None or pd.isna(r["tokens"]) else int(r["tokens"]),
             "measured": r["measured"],
             "predicted": r["predicted"],
             "loss_ci": [r["ci_lo"], r["ci_hi"]],
@@ -152,21 +168,60 @@ def fit_curves_to_dir(
     predict_tokens: Sequence[float] = (),
     schedule: Mapping[str, Any] | None = None,
     plot: bool = True,
+    score: str | Path | None = None,
 ) -> CurveOutput:
     """Fit the curves table at ``table`` and write ``curve_fit.json`` (and ``curve_fit.png``)
-    into ``out``; raises :class:`UserError` before writing anything."""
+    into ``out``; with ``score`` (a curves table of held-out runs), each of its runs predicted
+    at its last row from its own LR (the document's ``"score"``).  Raises :class:`UserError`
+    before writing anything."""
     table, out = Path(table), Path(out)
     options = options or CurveOptions()
     options.check()
     df = read_curves(table)
+    held = read_curves(score) if score is not None else None
     fit = fit_curves(df, options)
     predictions = predictions_for(fit, predict_tokens, schedule)
     doc = curve_doc(fit, predictions, {"path": str(table), "rows": len(df)})
+    if held is not None:
+        doc["score"] = score_doc(fit, held)
+        doc["data"]["score"] = str(score)
     with staged_dir(out) as (stage, written):
         (stage / CURVE_JSON).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         if plot:
             plot_curves(fit, predictions, stage / CURVE_PNG)
     return CurveOutput(fit, tuple(predictions), doc, tuple(written))
+
+
+def score_doc(fit: CurveFit, held: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each held-out run's last row predicted from its own LR: ``{"run", "params", "step",
+    "predicted", "measured", "error_pct", "pi"}`` (the contract of ``--score``)."""
+    rows = fit.score(held)
+    return jsonable(
+        [
+            {
+                "run": r["run_id"],
+                "params": r["params"],
+                "step": int(r["step"]),
+                "predicted": r["predicted"],
+                "measured": r["measured"],
+                "error_pct": r["error_pct"],
+                "pi": [r["pi_lo"], r["pi_hi"]],
+            }
+            for r in rows.to_dict("records")
+        ]
+    )
+
+
+def score_text(score: Sequence[Mapping[str, Any]]) -> str:
+    """The ``--score`` table: ``run, predicted, measured, error %`` per held-out run."""
+    width = max([len("run")] + [len(str(r["run"])) for r in score])
+    lines = [f"{'run':<{width}}  {'predicted':>10}  {'measured':>10}  {'error %':>8}"]
+    for r in score:
+        lines.append(
+            f"{str(r['run']):<{width}}  {r['predicted']:>10.5g}  {r['measured']:>10.5g}  "
+            f"{r['error_pct']:>+8.3f}"
+        )
+    return "\n".join(lines)
 
 
 def _interval(values: Sequence[float | None] | None) -> str:
@@ -187,8 +242,13 @@ def summary(doc: Mapping[str, Any]) -> str:
         if opts["bootstrap"]
         else "no bootstrap (--bootstrap 0): prediction intervals from the noise only"
     )
-    lam = f"lambda {doc['lam']:g}" + (" (fitted)" if doc.get("lam_scores") else "")
-    lines = [f"curve law {EQUATION}", f"  {CITATION}", f"  {lam}; {how}"]
+    form = form_of(doc.get("form", "tissue"))
+    lam = (
+        f"lambda {doc['lam']:g}" + (" (fitted)" if doc.get("lam_scores") else "") + "; "
+        if doc.get("lam") is not None
+        else ""
+    )
+    lines = [f"curve law ({form.name}) {form.equation}", f"  {form.citation}", f"  {lam}{how}"]
     for size in doc["sizes"]:
         noise = size.get("noise") or {}
         said = f", noise {fmt_g(noise.get('sigma_log'), 3)} ({noise.get('source')})"
@@ -196,7 +256,7 @@ def summary(doc: Mapping[str, Any]) -> str:
             f"size N={fmt_g(size['params'])}: {size['n_runs']} run(s), {size['n_points']} points, "
             f"rms log residual {fmt_g(size['rms_log'], 3)}" + (said if noise else "")
         )
-        for name in PARAMS:
+        for name in form.params:
             lines.append(f"  {name:>6} = {fmt_g(size[name])}  {_interval(size['ci'].get(name))}")
     runs = doc.get("runs") or []
     if runs:
@@ -210,6 +270,9 @@ def summary(doc: Mapping[str, Any]) -> str:
                 f"{fmt_g(r['predicted'])} {_interval(r['loss_pi'])}, error "
                 f"{fmt_g(r['error_pct'], 2)}%"
             )
+    if doc.get("score"):
+        lines.append(f"held-out runs ({doc['data'].get('score')}), each at its last row:")
+        lines.extend("  " + line for line in score_text(doc["score"]).splitlines())
     for p in doc.get("predictions") or []:
         sched = p["schedule"]
         label = sched["schedule"] + (
@@ -239,17 +302,18 @@ def plot_curves(fit: CurveFit, predictions: Sequence[CurvePrediction], path: Pat
         ax.set_visible(False)
     for ax, law in zip(axes.ravel(), fit.sizes, strict=False):
         runs = [r for r in fit.runs if r.params == law.params]
+        per = law.tokens_per_step or 1  # x: tokens, else steps
         for k, r in enumerate(runs):
             color = f"C{k % 10}"
             used = used_mask(r, runs, fit.options)
-            tokens = r.steps * r.tokens_per_step
+            tokens = r.steps * per
             ax.plot(tokens[used], r.loss[used], "o", color=color, ms=3.5, label=r.run_id)
             ax.plot(tokens[~used], r.loss[~used], "o", mfc="none", color=color, ms=3.5)
             first = int(r.steps[used][0]) if used.any() else int(r.steps[-1])
             steps = np.unique(np.geomspace(max(first, 1), r.total_steps, 200).astype(int))
             ax.plot(
-                steps * r.tokens_per_step,
-                law.curve(r.schedule, r.total_steps, steps),
+                steps * per,
+                law.curve(r.lr_source, r.total_steps, steps),
                 "-",
                 color=color,
                 lw=1.2,
@@ -258,7 +322,7 @@ def plot_curves(fit: CurveFit, predictions: Sequence[CurvePrediction], path: Pat
             first = max(1, int(0.1 * p.total_steps))
             steps = np.unique(np.geomspace(first, p.total_steps, 200).astype(int))
             ax.plot(
-                steps * law.tokens_per_step,
+                steps * per,
                 law.curve(p.schedule, p.total_steps, steps),
                 "--",
                 color="0.4",
@@ -267,7 +331,7 @@ def plot_curves(fit: CurveFit, predictions: Sequence[CurvePrediction], path: Pat
             err = None
             if p.loss_ci is not None:
                 err = [[max(0.0, p.loss - p.loss_ci[0])], [max(0.0, p.loss_ci[1] - p.loss)]]
-            ax.errorbar([p.tokens], [p.loss], yerr=err, fmt="s", color="0.2", ms=4, capsize=3)
+            ax.errorbar([p.steps * per], [p.loss], yerr=err, fmt="s", color="0.2", ms=4, capsize=3)
         shown = [r.loss[used_mask(r, runs, fit.options)] for r in runs]
         shown += [np.array([p.loss]) for p in predictions if p.params == law.params]
         values = np.concatenate(shown) if shown else np.array([])
@@ -276,17 +340,15 @@ def plot_curves(fit: CurveFit, predictions: Sequence[CurvePrediction], path: Pat
             pad = 0.08 * max(hi - lo, 0.02 * hi)
             ax.set_ylim(lo - pad, hi + 2 * pad)
         ax.set_xscale("log")
-        ax.set_xlabel("tokens")
+        ax.set_xlabel("tokens" if law.tokens_per_step else "optimizer steps")
         ax.set_ylabel("validation loss (nats/token)")
-        ax.set_title(
-            f"N={fmt_g(law.params, 3)}: L0={fmt_g(law.L0, 3)}, α={fmt_g(law.alpha, 3)}, "
-            f"C={fmt_g(law.C, 3)}",
-            fontsize=9,
-        )
+        shown_values = ", ".join(f"{k}={fmt_g(v, 3)}" for k, v in law.values().items())
+        ax.set_title(f"N={fmt_g(law.params, 3)}: {shown_values}", fontsize=7)
         ax.grid(True, alpha=0.3)
         if len(runs) <= 8:
             ax.legend(fontsize=7)
-    fig.suptitle(f"{EQUATION}  (λ={law.lam:g}; dashed: predicted horizons)", fontsize=9)
+    form = form_of(fit.options.form)
+    fig.suptitle(f"{form.name}: {form.equation}  (dashed: predicted horizons)", fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

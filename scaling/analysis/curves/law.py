@@ -30,7 +30,7 @@ the validation loss after ``s`` optimizer steps of a run whose learning rate at 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from typing import Any
@@ -51,6 +51,10 @@ LAMBDA = 0.999  # the paper's decay factor of the annealing momentum
 LAMBDA_GRID = (0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995)  # lam="fit" picks one
 SKIP = 0.1  # points before this fraction of the size's longest horizon are not fitted
 RESAMPLE_KINDS = ("blocks", "runs")
+FORM_NAMES = (
+    "mpl",
+    "tissue",
+)  # the curve forms (scaling.analysis.curves.forms); the first: default
 
 # TrainConfig's defaults: a Schedule's, and a curves table's where a schedule column is missing
 TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
@@ -119,26 +123,64 @@ def schedule_areas(
 
 
 @lru_cache(maxsize=256)
-def _cached_areas(
-    schedule: Schedule, total_steps: int, lam: float, warmup_as_peak: bool
-) -> tuple[Array, Array]:
+def _cached_eta(schedule: Schedule, total_steps: int, warmup_as_peak: bool) -> Array:
     factors = lr_factors(total_steps, schedule)
     if warmup_as_peak:
         factors[: min(warmup_length(total_steps, schedule), total_steps)] = 1.0
-    S1, S2 = schedule_areas(factors, schedule.lr, lam)
-    S1.setflags(write=False)
-    S2.setflags(write=False)
-    return S1, S2
+    eta = schedule.lr * factors
+    eta.setflags(write=False)
+    return eta
+
+
+def run_eta(schedule: Schedule, total_steps: int, warmup_as_peak: bool = True) -> Array:
+    """The LR of each update ``0 .. total_steps - 1`` of a run of ``schedule``:
+    ``scaling.schedule.lr_factors`` times the peak LR, the warmup at the peak unless
+    ``warmup_as_peak`` is False (read-only)."""
+    if total_steps < 1:
+        raise UserError(f"a run needs at least one optimizer step, got {total_steps}")
+    return _cached_eta(schedule, int(total_steps), bool(warmup_as_peak))
+
+
+LRSource = Schedule | Sequence[float] | Array | Callable[[int], float]
+
+
+def eta_from(source: LRSource, total_steps: int, warmup_as_peak: bool = True) -> Array:
+    """The LR of each update of a ``total_steps`` run from a :class:`Schedule` (:func:`run_eta`),
+    an LR trace (one LR per update, at least ``total_steps`` of them) or a function of the
+    0-based update; raises :class:`UserError` for a trace too short or an LR < 0 or not finite."""
+    if isinstance(source, Schedule):
+        return run_eta(source, total_steps, warmup_as_peak)
+    if total_steps < 1:
+        raise UserError(f"a run needs at least one optimizer step, got {total_steps}")
+    if callable(source):
+        eta = np.array([float(source(i)) for i in range(int(total_steps))])
+    else:
+        eta = np.asarray(source, dtype=float)
+        if eta.ndim != 1 or eta.size < total_steps:
+            raise UserError(
+                f"an LR trace needs one LR per update: {total_steps} values, got {eta.size}"
+            )
+        eta = eta[: int(total_steps)]
+    if not np.all(np.isfinite(eta)) or np.any(eta < 0):
+        raise UserError("learning rates must be finite and >= 0")
+    return eta
 
 
 def run_areas(
     schedule: Schedule, total_steps: int, lam: float = LAMBDA, warmup_as_peak: bool = True
 ) -> tuple[Array, Array]:
-    """``S1``, ``S2`` (length ``total_steps + 1``) of a run: ``scaling.schedule.lr_factors`` times
-    the peak LR, the warmup counted at the peak unless ``warmup_as_peak`` is False (read-only)."""
-    if total_steps < 1:
-        raise UserError(f"a run needs at least one optimizer step, got {total_steps}")
+    """``S1``, ``S2`` (length ``total_steps + 1``) of a run: :func:`run_eta`'s LRs."""
     return _cached_areas(schedule, int(total_steps), float(lam), bool(warmup_as_peak))
+
+
+@lru_cache(maxsize=256)
+def _cached_areas(
+    schedule: Schedule, total_steps: int, lam: float, warmup_as_peak: bool
+) -> tuple[Array, Array]:
+    S1, S2 = schedule_areas(run_eta(schedule, total_steps, warmup_as_peak), 1.0, lam)
+    S1.setflags(write=False)
+    S2.setflags(write=False)
+    return S1, S2
 
 
 def law_loss(theta: Sequence[float] | Array, S1: Array | float, S2: Array | float) -> Array:
@@ -153,7 +195,8 @@ class CurveOptions:
     """How :func:`~scaling.analysis.curves.curve.fit_curves` fits (defaults: those of
     :mod:`.size_fit`'s docstring)."""
 
-    lam: float | str = LAMBDA  # or "fit": the best of LAMBDA_GRID over all sizes
+    form: str = "mpl"  # the curve form: "mpl" (Luo et al. 2025) or "tissue" (Tissue et al. 2024)
+    lam: float | str = LAMBDA  # tissue: or "fit", the best of LAMBDA_GRID over all sizes
     warmup_as_peak: bool = True
     skip: float = SKIP
     bootstrap: int = 200
@@ -161,9 +204,19 @@ class CurveOptions:
     block: int | None = None
     level: float = 0.9
     seed: int = 0
+    max_blocks: int = 256  # mpl: blocks of LR drops per run (scaling.analysis.curves.mpl)
 
     def check(self) -> None:
         """Raise :class:`UserError` with one line for an option out of range."""
+        if self.form not in FORM_NAMES:
+            raise UserError(f"curve form {self.form!r} is not one of {', '.join(FORM_NAMES)}")
+        if self.form != "tissue" and self.lam != LAMBDA:
+            raise UserError(
+                "lambda (the annealing momentum's decay) applies to the tissue form only "
+                "(--curve-form tissue)"
+            )
+        if self.max_blocks < 1:
+            raise UserError(f"max_blocks must be >= 1, got {self.max_blocks}")
         if isinstance(self.lam, str):
             if self.lam != "fit":
                 raise UserError(f"lambda must be a number in (0, 1) or 'fit', got {self.lam!r}")
