@@ -27,10 +27,21 @@ from scaling.counting import count_params
 from scaling.errors import UserError
 from scaling.run_config import RunConfig
 
-# ladders that the default rules afford: the model's aspect rule from 1e15 FLOPs, free widths
+# The first recipe (a fixed LR and batch, the model's aspect rule, 128-token context, 16-wide
+# heads), which the tests below were written around; the defaults are now the measured recipe
+# (`test_with_no_flag_plan_writes_a_ladder_for_3e13_whose_every_run_passes_the_guards`).
+CLASSIC = {
+    "lr": 3e-3, "batch_size": 32, "shapes": "aspect", "seq_len": 128, "head_dim": 16,
+    "replicates": 2,
+}  # fmt: skip
+CLASSIC_FLAGS = [
+    "--lr", "0.003", "--batch-size", "32", "--shapes", "aspect", "--seq-len", "128",
+    "--head-dim", "16", "--replicates", "2",
+]  # fmt: skip
+# ladders that the classic recipe affords: the model's aspect rule from 1e15 FLOPs, free widths
 # (and more optimizer steps from a smaller batch) from 3e13
-ASPECT = PlanOptions(target_flops=1e15)
-FREE = PlanOptions(target_flops=3e13, shapes="free", batch_size=8)
+ASPECT = PlanOptions(target_flops=1e15, **CLASSIC)
+FREE = PlanOptions(target_flops=3e13, **{**CLASSIC, "shapes": "free", "batch_size": 8})
 
 
 @pytest.fixture(scope="module", params=[ASPECT, FREE], ids=["aspect", "free"])
@@ -195,7 +206,7 @@ def test_throughput_is_fitted_from_a_run_table(tmp_path) -> None:
 
 
 def test_a_prior_with_a_4x_larger_optimum_centres_the_sizes_4x_higher(tmp_path) -> None:
-    opts = PlanOptions(target_flops=1e16, shapes="free")
+    opts = PlanOptions(target_flops=1e16, **{**CLASSIC, "shapes": "free"})
     low = plan_ladder(opts, prior_from_fit(write_prior(tmp_path / "low.json", 0.25)))
     high = plan_ladder(opts, prior_from_fit(write_prior(tmp_path / "high.json", 1.0)))
     assert [b.flops for b in low.budgets] == [b.flops for b in high.budgets]
@@ -214,6 +225,21 @@ def test_a_prior_with_a_4x_larger_optimum_centres_the_sizes_4x_higher(tmp_path) 
     # the same law through fit.json as the default prior: the same ladder
     same = plan_ladder(opts, prior_from_fit(write_prior(tmp_path / "eq10.json", 1.0)))
     assert [r.params for r in same.runs] == [r.params for r in plan_ladder(opts).runs]
+
+
+def test_with_no_flag_plan_writes_a_ladder_for_3e13_whose_every_run_passes_the_guards(
+    tmp_path, monkeypatch
+) -> None:
+    """The defaults are the measured recipe: `scaling plan --target-flops 3e13 --budget-flops
+    3e13` alone is a healthy ladder (with the first recipe's fixed LR and batch it was refused)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", "--target-flops", "3e13", "--budget-flops", "3e13"]) == 0
+    text = (tmp_path / "sweeps" / "ladder.yaml").read_text()
+    assert "lr: auto" in text and "batch_size: auto" in text
+    plan = plan_ladder(PlanOptions(target_flops=3e13, budget_flops=3e13))
+    validate_points(plan)
+    assert all(guard_problem(r, plan.options) is None for r in plan.runs)
+    assert plan.total_flops <= 3e13 and len(plan.budgets) >= 3
 
 
 def _one_line_error(capsys, argv: list[str]) -> str:
@@ -257,10 +283,10 @@ def test_a_target_too_small_for_the_guards_names_the_smallest_that_works(
     tmp_path, monkeypatch, capsys
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    err = _one_line_error(capsys, ["plan", "--target-flops", "3e13"])
+    err = _one_line_error(capsys, ["plan", "--target-flops", "3e13", *CLASSIC_FLAGS])
     assert "cannot get a healthy ladder" in err and ">= 200 steps" in err
     smallest = float(re.search(r"the smallest --target-flops that works is (\S+?);", err).group(1))
-    plan_ladder(PlanOptions(target_flops=smallest))  # works as said
+    plan_ladder(PlanOptions(target_flops=smallest, **CLASSIC))  # works as said
     fix = re.search(r"; (--[^;]*) makes this target work", err).group(1)
     assert fix == "--shapes free --batch-size 8"
     assert not (tmp_path / "sweeps").exists()

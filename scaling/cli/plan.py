@@ -14,8 +14,8 @@ EPILOG_PLAN = """\
 examples:
   scaling plan --target-flops 1e15 --budget-hours 8               # the default prior and machine
   scaling plan --target-flops 1e15 --prior analysis/pilot/fit.json --runs results/pilot.csv
-  scaling plan --target-flops 3e13 --shapes free --batch-size 8 --name ladder3e13
-  scaling plan --target-flops 1e12 --lr auto --batch-size auto --seq-len 32 --verify
+  scaling plan --target-flops 3e13 --budget-flops 3e13 --name ladder3e13
+  scaling plan --target-flops 1e12 --verify           # ends the sweep with the closed loop
   python -m scaling.sweep -m sweeps=ladder                          # then run what it wrote
 
 design: budgets x--ratio apart up to C*/--extrapolation (the target is a 10x extrapolation),
@@ -23,11 +23,13 @@ as many as the budget affords (at least --min-budgets); at each, --sizes model s
 +-span decades around N_opt(C) (from --prior, else Hoffmann et al. 2022 eq. 10) that bracket
 it; the centre size of each budget again with seeds 1..--replicates (the noise estimate). A run
 with fewer than --min-steps optimizer steps or tokens per parameter outside --tpp-range is not
-planned. Shapes follow the model's aspect rule (d_model = 16 n_layer; --shapes free lets d_model
-vary within 2x of it, for nearly continuous sizes). lr and batch are the project's defaults, or
-with --lr auto --batch-size auto the hparams rule's at each budget (what train.lr=auto and
-train.batch_size=auto resolve to in the sweep). --verify ends the sweep with the closed loop:
-the fit's predicted optimum at C* is trained and its prediction scored (sweep.verify_flops).
+planned. The defaults are the recipe measured best here: free shapes (d_model any multiple of
+--head-dim within 2x of the aspect rule's 16 n_layer, for nearly continuous sizes; --shapes
+aspect keeps d_model = 16 n_layer), a 32-token context, 8-wide heads, and the hparams rule's LR
+and batch at each budget (train.lr=auto, train.batch_size=auto, resolved in the sweep to the
+numbers printed); --lr 0.003 --batch-size 32 fixes them for every run. --verify ends the
+sweep with the closed loop: the fit's predicted optimum at C* is trained and its prediction
+scored (sweep.verify_flops).
 Wall-clock comes from --runs (a collected run table's tokens_per_s against params), else from
 the README's measured throughput on the 2-core CPU plus a fixed cost per optimizer step and per
 run (at the smallest sizes the step count, not the FLOPs, sets the time).
@@ -167,7 +169,7 @@ def add_plan(commands: Commands) -> None:
         type=or_auto(float, "a number"),
         default=d.lr,
         help="train.lr of every run, or auto: the hparams rule's LR at each budget (default: "
-        "%(default)g)",
+        "%(default)s)",
     )
     p.add_argument(
         "--hparams-rule",

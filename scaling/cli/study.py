@@ -38,14 +38,11 @@ exit status: 0 the fit is healthy (and with --verify the run at C was trained), 
 C), 130 / 143 interrupted (rerun the same command to finish).
 """
 
-# The recipe measured best on this machine (README, "Your own corpus"): the hparams rule's LR
-# and batch at each budget, nearly continuous sizes, a 32-token context, 8-wide heads.
+# What the study sets beyond `scaling plan`'s defaults (which are the measured recipe: the hparams
+# rule's LR and batch, free shapes, 32-token context, 8-wide heads): sizes over +-0.45 decades of
+# the pilot's optimum (the pilot has placed it), a ladder up to C/3 (README, "Your own corpus":
+# at 10x the interval's model error refuses), at most 5 budgets, one seed replicate.
 STUDY_RECIPE = {
-    "lr": "auto",
-    "batch_size": "auto",
-    "shapes": "free",
-    "seq_len": 32,
-    "head_dim": 8,
     "replicates": 1,
     "span": 0.45,
     "extrapolation": 3.0,

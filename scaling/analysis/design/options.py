@@ -23,6 +23,10 @@ from scaling.counting import count_params
 from scaling.errors import UserError
 from scaling.run_config import RunConfig
 
+# The recipe measured best on this machine (README, "Your own corpus"): the hparams rule's LR and
+# batch at each budget, free shapes, a 32-token context and 8-wide heads (sizes down to 3.2K).
+RECIPE_SEQ_LEN = 32
+RECIPE_HEAD_DIM = 8
 PLAN_MIN_STEPS = 200  # a run with fewer optimizer steps is decided by its step count, not its size
 _DATA = DataConfig()  # the horizon does not depend on the data group
 
@@ -43,15 +47,15 @@ class PlanOptions:
     max_budgets: int | None = None
     min_steps: int = PLAN_MIN_STEPS
     tpp_range: tuple[float, float] = TOKENS_PER_PARAM_RANGE
-    replicates: int = 2  # the centre size of each budget again with seeds 1..replicates
-    batch_size: int | str = TrainConfig.batch_size  # sequences per step, or "auto" (the rule)
-    lr: float | str = TrainConfig.lr  # peak LR, or "auto" (the hparams rule of each budget)
+    replicates: int = 1  # the centre size of each budget again with seeds 1..replicates
+    batch_size: int | str = AUTO  # sequences per step, or "auto" (the rule)
+    lr: float | str = AUTO  # peak LR, or "auto" (the hparams rule of each budget)
     hparams_rule: str | None = None  # train.hparams_rule for auto (None: ./hparams.json|shipped)
     verify: bool = False  # the preset ends with sweep.verify_flops = target_flops
-    seq_len: int = GPTConfig.seq_len
-    head_dim: int = GPTConfig.head_dim  # d_model per head: free widths are its multiples
+    seq_len: int = RECIPE_SEQ_LEN
+    head_dim: int = RECIPE_HEAD_DIM  # d_model per head: free widths are its multiples
     vocab_size: int = DataConfig().nominal_vocab_size  # the byte tokenizer's 256
-    shapes: str = "aspect"  # aspect (only n_layer varies) | free (d_model too): SHAPE_FAMILIES
+    shapes: str = "free"  # aspect (only n_layer varies) | free (d_model too): SHAPE_FAMILIES
 
     def check(self) -> None:
         """One line for the first option that cannot work."""
