@@ -8,9 +8,15 @@ import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scaling.cli.common import Commands, number
 from scaling.errors import EXIT_UNHEALTHY_FIT, UnhealthyFitError, UserError
+
+if TYPE_CHECKING:
+    from scaling.analysis.design.options import PlanOptions
+    from scaling.analysis.design.prior import Prior
+    from scaling.cli.study_run import Study
 
 EPILOG_STUDY = """\
 examples:
@@ -170,8 +176,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     if vocab != opts.vocab_size:
         opts = replace(opts, vocab_size=vocab)
         check_study(opts, start, throughput)
-    study = Study(args.name, opts, overrides, start, throughput, uri, corpus_id)
-    study.bracket = args.bracket
+    study = Study(args.name, opts, overrides, start, throughput, uri, corpus_id, args.bracket)
     prior = study.pilot()
     study.lr_stage(prior)
     plan = study.ladder_plan(prior)
@@ -181,7 +186,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     return status or (1 if study.failed else 0)
 
 
-def _check_corpus(opts, overrides: list[str], prior) -> tuple[str, int, str]:  # type: ignore[no-untyped-def]
+def _check_corpus(opts: PlanOptions, overrides: list[str], prior: Prior) -> tuple[str, int, str]:
     """The corpus of the overrides loaded (its token cache built) and checked against the
     study's longest run; its id, vocabulary and the tracking store."""
     from scaling.analysis.design.shapes import nearest_shape
@@ -216,7 +221,7 @@ def _check_corpus(opts, overrides: list[str], prior) -> tuple[str, int, str]:  #
     return prep.corpus.corpus_id, int(prep.corpus.vocab_size), str(prep.cfg.tracking.uri)
 
 
-def _fit_and_verify(study, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+def _fit_and_verify(study: Study, args: argparse.Namespace) -> int:
     """Stages 4-6: fit the ladder, judge it, predict at C, verify, write the report."""
     import time
 
@@ -304,7 +309,7 @@ def _fit_and_verify(study, args: argparse.Namespace) -> int:  # type: ignore[no-
     return status
 
 
-def study_train_overrides(study) -> list[str]:  # type: ignore[no-untyped-def]
+def study_train_overrides(study: Study) -> list[str]:
     """The keys every run of the study's ladder set, as overrides (what verify trains with)."""
     o = study.opts
     keys = [
@@ -320,7 +325,7 @@ def study_train_overrides(study) -> list[str]:  # type: ignore[no-untyped-def]
     return [*keys, *study.overrides]
 
 
-def write_report(study, args: argparse.Namespace, prediction: list[str]) -> None:  # type: ignore[no-untyped-def]
+def write_report(study: Study, args: argparse.Namespace, prediction: list[str]) -> None:
     """The study section at the top of ``analysis/NAME/report.md`` and ``study.json``."""
     from scaling.analysis.report.study_report import study_section, with_study_section
     from scaling.files import atomic_write_text

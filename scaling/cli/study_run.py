@@ -117,6 +117,7 @@ class Study:
         throughput: Throughput,
         tracking_uri: str,
         corpus_id: str,
+        bracket: bool = False,
     ) -> None:
         self.name = name
         self.opts = opts
@@ -131,6 +132,9 @@ class Study:
         self.lr: LrCheck | None = None
         self.rule_path: str | None = opts.hparams_rule
         self._seen: set[tuple[int, int, float, int, float]] = set()
+        self.bracket = bracket  # the verification trains 3 runs at C, not 1
+        self.pilot_budgets: list[float] = []
+        self.ladder_runs: list[PlannedRun] = []
 
     # ---- running sweeps -------------------------------------------------------------------
 
@@ -235,8 +239,6 @@ class Study:
             runs = runs + extra
         vertices = [pilot_vertex(b, measured[b]) for b in budgets if len(measured[b]) >= 3]
         prior = pilot_prior(vertices)
-        self.pilot_runs = runs
-        self.pilot_measured = measured
         notes.append(f"Centre for the ladder: {prior.source}.")
         self._record("pilot", runs, seconds, notes)
         return prior
@@ -308,7 +310,7 @@ class Study:
         if opts.budget_flops is None:
             return None
         spent = sum(s.flops for s in self.stages)
-        verify = opts.target_flops * (3.5 if getattr(self, "bracket", False) else 1.0)
+        verify = opts.target_flops * (3.5 if self.bracket else 1.0)
         left = opts.budget_flops - spent - verify
         if left <= 0:
             raise UserError(
