@@ -4,6 +4,7 @@ no run trained twice."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -259,3 +260,5 @@ def test_a_study_killed_in_its_pilot_finishes_on_rerun_with_no_run_trained_twice
     assert set(before) <= set(finished)
     assert all(r[2] <= 1e11 / 3 for r in finished), "a pilot or ladder run at the target budget"
     assert (tmp_path / "analysis" / "k" / "report.md").read_text().count(STUDY_HEAD) == 1
+    fit = json.loads((tmp_path / "analysis" / "k" / "fit.json").read_text())
+    assert fit["bootstrap"]["n_resamples"] == 200  # the interval holds the fit's uncertainty

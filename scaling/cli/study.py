@@ -226,18 +226,21 @@ def _fit_and_verify(study: Study, args: argparse.Namespace) -> int:
     import time
 
     from scaling.analysis.fitting.fit_dir import fit_to_dir
-    from scaling.analysis.fitting.results import load_fit
+    from scaling.analysis.fitting.results import FitOptions, load_fit
     from scaling.analysis.prediction.health import problem_line
     from scaling.analysis.prediction.predict import Predictor
     from scaling.analysis.prediction.question import judge
     from scaling.analysis.report.study_report import StageRecord
     from scaling.cli.study_run import progress, run_child
+    from scaling.config import SweepConfig
 
     C = float(args.target_flops)
     table = study.write_table()
     progress(f"fit: approach 2 on {table}")
     started = time.monotonic()
-    output = fit_to_dir(table, study.out, approach=2)
+    output = fit_to_dir(
+        table, study.out, approach=2, options=FitOptions(bootstrap=SweepConfig.bootstrap)
+    )
     fit_path = study.out / "fit.json"
     study.stages.append(StageRecord("fit", 0, 0.0, time.monotonic() - started, []))
     health = output.result.health or {}
