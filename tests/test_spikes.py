@@ -295,6 +295,8 @@ def test_the_fit_leaves_diverged_runs_out_and_names_them(tmp_path, capsys) -> No
     runs["diverged"] = False
     runs["spikes"] = 0
     runs["skipped_steps"] = 0
+    runs["rollbacks"] = 0
+    runs.loc[3, ["spikes", "skipped_steps", "rollbacks"]] = [2, 20, 1]  # rolled back: contained
     stopped = runs.iloc[[0]].assign(run_name="stopped", diverged=True, loss=float("nan"))
     spoiled = runs.iloc[[1]].assign(run_name="spoiled", diverged=True, loss=runs.loss[1] * 1.5)
     runs.loc[2, "spikes"] = 3  # spiked under warn: fitted, but named
@@ -308,12 +310,19 @@ def test_the_fit_leaves_diverged_runs_out_and_names_them(tmp_path, capsys) -> No
     report = (tmp_path / "a" / "report.md").read_text()
     assert "left out 2 diverged run(s)" in report and "stopped, spoiled" in report
     assert "run2" in report  # its spikes were not contained
+    section = report[report.index("## Loss spikes") :]
+    assert "| run2 | 3 | 0 | 0 | no | yes |" in section
+    assert "| run3 | 2 | 20 | 1 | no | yes |" in section
+    assert "| stopped | 0 | 0 | 0 | yes | no |" in section
+    assert "| run4 |" not in section  # untouched runs have no line
     assert "stopped, spoiled" in capsys.readouterr().err
 
     assert main(["fit", str(table), "--out", str(tmp_path / "b"), "--keep-diverged", *fast]) == 0
     doc = json.loads((tmp_path / "b" / "fit.json").read_text())
     assert doc["n_points"] == 41  # the spoiled run, which has a loss; the stopped one has none
-    assert "left out 1 diverged run(s)" in (tmp_path / "b" / "report.md").read_text()
+    report = (tmp_path / "b" / "report.md").read_text()
+    assert "left out 1 diverged run(s)" in report
+    assert "| spoiled | 0 | 0 | 0 | yes | yes |" in report
 
 
 @pytest.mark.slow

@@ -40,6 +40,7 @@ from scaling.analysis.report.plots import (
     plot_residuals,
     style,
 )
+from scaling.analysis.report.spikes_section import spikes_section
 from scaling.analysis.report.stats import final_rows
 from scaling.numbers import fmt_g
 
@@ -77,6 +78,9 @@ def write_report(
     parts += shift_section(final, result)
     parts += _verification_section(history)
     parts.append(warnings_section(result))
+    spikes = spikes_section(runs)
+    if spikes:
+        parts.append(spikes)
     parts.append(suspects_section(result))
     parts.append(
         "## Plots\n\n" + "\n\n".join(f"![{cap}]({name})\n\n*{cap}*" for name, cap in plots) + "\n"
