@@ -5,7 +5,8 @@ with bootstrap intervals; compute-optimal allocation for a range of budgets
 (:mod:`.fit_sections`); a comparison of laws by held-out error (leave-top-budgets-out and
 cross-validation) naming the law selected for extrapolation; a backtest by whole budgets; the
 exponent shift under other N and C conventions (:mod:`.heldout_sections`); the verifications of
-the fit (here); warnings; plots; method (:mod:`.method`).
+the fit (here); warnings; the runs that spiked, skipped, rolled back or diverged
+(:mod:`.spikes_section`); suspect runs; plots; method (:mod:`.method`).
 """
 
 from __future__ import annotations
