@@ -260,8 +260,10 @@ class RunConfig:
           (global), the effective micro-batch (accumulation), ``lr``, ``min_lr_ratio``,
           ``warmup`` (or ``warmup_steps`` when set), ``schedule``, ``cooldown`` (``wsd`` only),
           ``horizons`` (a branched group, as trained tokens), ``weight_decay``, ``beta1``,
-          ``beta2``, ``grad_clip``, ``precision``, and ``spike`` under ``train.spike.action=skip``
-          only (skipping updates changes what trains; warning or stopping does not);
+          ``beta2``, ``grad_clip``, ``precision``, and ``spike`` under
+          ``train.spike.action=skip`` (without ``max_rollbacks``, which it never reads) or
+          ``rollback`` only (skipping updates or restoring a snapshot changes what trains;
+          warning or stopping does not);
           ``compile`` only with ``model.dropout`` > 0 (compiled code draws its own dropout
           masks; without dropout a compiled run's loss is the eager run's to rounding);
         - ``seed`` and the world size (devices x nodes: how the global batch is split).
@@ -308,7 +310,7 @@ class RunConfig:
             train["warmup_steps"] = t.warmup_steps
         if t.horizons is not None:  # a group of branches, not one run: its members' horizons
             train["horizons"] = sorted(self.horizon_tokens())
-        if t.spike.identity() is not None:  # spike skipping changes what trains (unset: as before)
+        if t.spike.identity() is not None:  # skip / rollback change what trains (unset: as before)
             train["spike"] = t.spike.identity()
         if t.compile and self.model.dropout > 0:  # compiled code draws other dropout masks
             train["compile"] = True

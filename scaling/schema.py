@@ -131,7 +131,7 @@ def _check_positive_int(key: str, value: object) -> None:
 
 # ---- optimisation and horizon -----------------------------------------------------------------
 
-SPIKE_ACTIONS = ("off", "warn", "skip", "stop")
+SPIKE_ACTIONS = ("off", "warn", "skip", "rollback", "stop")
 
 
 @dataclass
@@ -143,14 +143,18 @@ class SpikeConfig:
     gradient norm's test decides only when ``train.grad_clip`` is 0 (clipping bounds the update).
 
     ``action``: ``warn`` (record it, train on), ``skip`` (the spiking batch's update is not
-    applied), ``stop`` (the run ends FAILED as diverged), ``off`` (no detection, no gradient
-    norm). Not frozen: OmegaConf makes a frozen nested dataclass read-only.
+    applied), ``rollback`` (the weights, optimizer moments and detector window go back to a
+    snapshot one to two windows old, :mod:`scaling.training.rollback`; at most
+    ``max_rollbacks`` times, the next spike ends the run as ``stop`` does), ``stop`` (the run
+    ends FAILED as diverged), ``off`` (no detection, no gradient norm). Not frozen: OmegaConf
+    makes a frozen nested dataclass read-only.
     """
 
     action: str = "warn"
     window: int = 128  # steps of the rolling mean and standard deviation
     threshold: float = 6.0  # standard deviations above the window's mean
     ratio: float = 2.0  # before the window is half full: loss above ratio x the least so far
+    max_rollbacks: int = 3  # rollback only: rollbacks per run; the next spike ends it diverged
 
     def __post_init__(self) -> None:
         if self.action not in SPIKE_ACTIONS:
@@ -164,6 +168,12 @@ class SpikeConfig:
                 f"train.spike.window={window!r} must be a whole number of steps in [4, 100000], "
                 "e.g. train.spike.window=128"
             )
+        rollbacks = self.max_rollbacks
+        if isinstance(rollbacks, bool) or not isinstance(rollbacks, int) or not 0 <= rollbacks:
+            raise ConfigError(
+                f"train.spike.max_rollbacks={rollbacks!r} must be a whole number >= 0, e.g. "
+                "train.spike.max_rollbacks=3"
+            )
         for key, lo, example in (("threshold", 0.0, "6"), ("ratio", 1.0, "2")):
             value = getattr(self, key)
             ok = not isinstance(value, bool) and isinstance(value, (int, float))
@@ -174,9 +184,15 @@ class SpikeConfig:
                 )
 
     def identity(self) -> dict[str, Any] | None:
-        """What of it is in the run key: only ``skip`` changes what a run trains (``warn``
-        and ``off`` never do; ``stop`` either trains as they do or ends the run FAILED)."""
-        return asdict(self) if self.action == "skip" else None
+        """What of it is in the run key: only ``skip`` and ``rollback`` change what a run trains
+        (``warn`` and ``off`` never do; ``stop`` either trains as they do or ends the run
+        FAILED). ``max_rollbacks`` only under ``rollback``, so that ``skip`` keys are as they
+        were before the key existed."""
+        if self.action == "skip":
+            out = asdict(self)
+            del out["max_rollbacks"]
+            return out
+        return asdict(self) if self.action == "rollback" else None
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,8 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("spike-threshold-nan", ["train.spike.threshold=nan"], "train.spike.threshold"),
     ("spike-ratio-below-one", ["train.spike.ratio=0.5"], "train.spike.ratio"),
     ("spike-unknown-key", ["train.spike.sigma=6"], "train.spike.sigma"),
+    ("spike-max-rollbacks-negative", ["train.spike.max_rollbacks=-1"], "train.spike.max_rollbacks"),
+    ("spike-max-rollbacks-text", ["train.spike.max_rollbacks=many"], "train.spike.max_rollbacks"),
     # ---- top-level keys ----------------------------------------------------------------------
     ("seed-text", ["seed=abc"], "seed"),
     ("seed-negative", ["seed=-1"], "seed"),

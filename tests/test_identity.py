@@ -195,6 +195,14 @@ def test_skipping_spikes_changes_the_key_and_so_do_its_settings(key) -> None:  #
     assert key("train.spike.action=skip", "train.spike.window=64") != skip
     assert key("train.spike.action=skip", "train.spike.threshold=4") != skip
     assert key("train.spike.action=off") == key() == key("train.spike.action=stop")
+    assert key("train.spike.action=skip", "train.spike.max_rollbacks=5") == skip  # unread
+
+
+def test_rolling_back_changes_the_key_and_so_does_its_limit(key) -> None:  # type: ignore[no-untyped-def]
+    rollback = key("train.spike.action=rollback")
+    assert rollback not in (key(), key("train.spike.action=skip"))  # restores, not only skips
+    assert key("train.spike.action=rollback", "train.spike.max_rollbacks=0") != rollback
+    assert key("train.spike.action=rollback", "train.spike.window=64") != rollback
 
 
 def test_compiling_a_model_with_dropout_changes_the_key(key) -> None:  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Container
 
 import pandas as pd
 import pytest
@@ -29,7 +30,7 @@ LONGER = ["train.tokens=60000"]
 BAD_STEPS = range(150, 155)  # five corrupted batches at the peak LR's plateau of the decay
 
 
-def _corrupt(monkeypatch: pytest.MonkeyPatch, steps: range) -> None:
+def _corrupt(monkeypatch: pytest.MonkeyPatch, steps: Container[int]) -> None:
     """The batches of optimizer ``steps`` (1-based) replaced by uniformly random tokens."""
     original = LMModule.training_step
 
@@ -109,7 +110,8 @@ def test_without_spikes_detection_changes_nothing_and_logs_the_gradient_norm(
     prep = prepare(compose(*text_data, *LONGER, "tracking.experiment=on"))
     on = train(prep)  # the default: warn
     skip = train(prepare(compose(*text_data, *LONGER, "train.spike.action=skip")))
-    assert on.val_loss == off.val_loss == skip.val_loss  # bit for bit
+    rollback = train(prepare(compose(*text_data, *LONGER, "train.spike.action=rollback")))
+    assert on.val_loss == off.val_loss == skip.val_loss == rollback.val_loss  # bit for bit
     assert _metric(prep, on.run_id, "train/spikes") == 0
     assert _metric(prep, on.run_id, "train/skipped_steps") == 0
     norms = _history(prep, on.run_id, "train/grad_norm")
@@ -210,6 +212,80 @@ def test_a_run_with_spikes_resumes_exactly_from_between_two_logged_points(
         assert _history(prep, resumed.run_id, key) == _history(ref, reference.run_id, key), key
 
 
+# ---- rollback ----------------------------------------------------------------------------------
+
+# snapshots every 8 steps: the good one is 8 to 16 steps old when a spike comes
+ROLLBACK = ["train.spike.action=rollback", "train.spike.window=8"]
+LATE_BAD_STEPS = range(200, 205)  # in the cosine's tail, where 20 lost updates cost < 1%
+
+
+@pytest.mark.slow
+def test_rollback_restores_the_state_from_before_the_spike_and_finishes_near_the_clean_run(
+    compose, text_data, one_torch_thread, monkeypatch, capsys
+) -> None:
+    """Spikes at steps 200-204: the snapshot after step 184 (good since step 192) comes back at
+    step 200, the other four bad batches are skipped; the batches of steps 185-204 are never
+    trained (their updates count as skipped), and the run ends within 1% of the clean run."""
+    clean = train(prepare(compose(*text_data, *LONGER, "tracking.experiment=clean")))
+    _corrupt(monkeypatch, LATE_BAD_STEPS)
+    skip = train(prepare(compose(*text_data, *LONGER, "train.spike.action=skip")))
+    prep = prepare(compose(*text_data, *LONGER, *ROLLBACK))
+    rolled = train(prep)
+    assert rolled.status == "FINISHED"
+    assert abs(rolled.val_loss / clean.val_loss - 1) < 0.01
+    assert rolled.val_loss != skip.val_loss  # not the skip action under another name
+    assert _metric(prep, rolled.run_id, "train/rollbacks") == 1
+    assert _metric(prep, rolled.run_id, "train/spikes") == len(LATE_BAD_STEPS)
+    assert _metric(prep, rolled.run_id, "train/skipped_steps") == 204 - 184
+    client = tracking.mlflow_client(prep.cfg.tracking.uri)
+    assert client.get_run(rolled.run_id).data.tags[tracking.ROLLBACKS_TAG] == "1"
+    assert "rolled back at step 200 to the state after step 184" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_rollback_ends_the_run_diverged_when_spikes_come_back_after_the_last_rollback(
+    compose, text_data, one_torch_thread, monkeypatch
+) -> None:
+    _corrupt(monkeypatch, [100, 101, 102, 150])  # rolled back (the only one allowed) at 100
+    prep = prepare(compose(*text_data, *LONGER, *ROLLBACK, "train.spike.max_rollbacks=1"))
+    with pytest.raises(RuntimeError, match="step 150.*no rollback left"):
+        train(prep)  # and at step 150 there is none left
+    record = _failed_run(prep)
+    assert record.data.tags[tracking.DIVERGED_TAG] == "true"
+    assert record.data.tags[tracking.DIVERGED_STEP_TAG] == "150"
+    assert record.data.tags[tracking.ROLLBACKS_TAG] == "1"
+    assert record.data.metrics["train/rollbacks"] == 1
+
+
+@pytest.mark.slow
+def test_a_rolling_back_run_killed_after_a_checkpoint_rolls_back_to_the_same_snapshot(
+    compose, text_data, one_torch_thread, monkeypatch
+) -> None:
+    """Checkpoints at 7, 14, ..., 147 hold the snapshots (good: after step 136); spikes at
+    149-150 roll back to it; killed at 152 and resumed from 147, the run rolls back the same."""
+    from tests.test_resume import Killed, _die_at
+
+    args = [*text_data, *LONGER, *ROLLBACK, "train.checkpoint_every=7"]
+    bad = range(149, 151)
+    _corrupt(monkeypatch, bad)
+    ref = prepare(compose(*args, "tracking.experiment=ref"))
+    reference = train(ref)
+    prep = prepare(compose(*args, "tracking.experiment=killed"))
+    _die_at(monkeypatch, 152, timer_flush=False)
+    with pytest.raises(Killed):
+        train(prep)
+    monkeypatch.undo()
+    _corrupt(monkeypatch, bad)
+    resumed = train(prep)
+    assert resumed.resumed_from_step == 147
+    assert resumed.val_loss == reference.val_loss
+    assert _metric(prep, resumed.run_id, "train/rollbacks") == 1
+    assert _metric(prep, resumed.run_id, "train/skipped_steps") == 150 - 136
+    keys = ("train/loss", "train/skipped_steps", "train/rollbacks", "spike/loss")
+    for key in keys:
+        assert _history(prep, resumed.run_id, key) == _history(ref, reference.run_id, key), key
+
+
 # ---- the fit keeps diverged runs out --------------------------------------------------------
 
 
@@ -219,6 +295,8 @@ def test_the_fit_leaves_diverged_runs_out_and_names_them(tmp_path, capsys) -> No
     runs["diverged"] = False
     runs["spikes"] = 0
     runs["skipped_steps"] = 0
+    runs["rollbacks"] = 0
+    runs.loc[3, ["spikes", "skipped_steps", "rollbacks"]] = [2, 20, 1]  # rolled back: contained
     stopped = runs.iloc[[0]].assign(run_name="stopped", diverged=True, loss=float("nan"))
     spoiled = runs.iloc[[1]].assign(run_name="spoiled", diverged=True, loss=runs.loss[1] * 1.5)
     runs.loc[2, "spikes"] = 3  # spiked under warn: fitted, but named
@@ -232,12 +310,19 @@ def test_the_fit_leaves_diverged_runs_out_and_names_them(tmp_path, capsys) -> No
     report = (tmp_path / "a" / "report.md").read_text()
     assert "left out 2 diverged run(s)" in report and "stopped, spoiled" in report
     assert "run2" in report  # its spikes were not contained
+    section = report[report.index("## Loss spikes") :]
+    assert "| run2 | 3 | 0 | 0 | no | yes |" in section
+    assert "| run3 | 2 | 20 | 1 | no | yes |" in section
+    assert "| stopped | 0 | 0 | 0 | yes | no |" in section
+    assert "| run4 |" not in section  # untouched runs have no line
     assert "stopped, spoiled" in capsys.readouterr().err
 
     assert main(["fit", str(table), "--out", str(tmp_path / "b"), "--keep-diverged", *fast]) == 0
     doc = json.loads((tmp_path / "b" / "fit.json").read_text())
     assert doc["n_points"] == 41  # the spoiled run, which has a loss; the stopped one has none
-    assert "left out 1 diverged run(s)" in (tmp_path / "b" / "report.md").read_text()
+    report = (tmp_path / "b" / "report.md").read_text()
+    assert "left out 1 diverged run(s)" in report
+    assert "| spoiled | 0 | 0 | 0 | yes | yes |" in report
 
 
 @pytest.mark.slow

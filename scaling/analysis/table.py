@@ -70,7 +70,9 @@ METRIC_COLUMNS: dict[str, str] = {
     # loss spikes the run's detector saw and updates it skipped (train.spike.*); absent: off
     "spikes": "train/spikes",
     "skipped_steps": "train/skipped_steps",
+    "rollbacks": "train/rollbacks",  # train.spike.action=rollback only
 }
+SPIKE_COLUMNS = ("spikes", "skipped_steps", "rollbacks")
 # True for a run that diverged (MLflow tag scaling.diverged: a non-finite loss, or stopped by
 # the spike detector): FAILED, without a final loss; fits leave such rows out unless told
 DIVERGED = "diverged"
@@ -192,7 +194,8 @@ def read_run_table(
 
     Rows of diverged runs (column ``diverged`` true) are left out, before any check (a diverged
     run has no final loss); with ``keep_diverged`` only those without a loss are. The names of
-    the runs left out are in ``df.attrs["left_out_diverged"]``.
+    the runs left out are in ``df.attrs["left_out_diverged"]``, their spike counts in
+    ``df.attrs["left_out_spikes"]`` (:func:`spike_counts`).
     """
     path = Path(path)
     if not path.exists():
@@ -223,7 +226,7 @@ def read_run_table(
         raise DataError(f"{path}: a curves table (--approach 1) needs a run_id column")
     if len(df) == 0:
         raise DataError(f"{path}: the table has no rows")
-    df, left_out = _leave_out_diverged(df, keep_diverged)
+    df, left_out, dropped = _leave_out_diverged(df, keep_diverged)
     if len(df) == 0:
         raise DataError(
             f"{path}: every run in the table diverged ({', '.join(left_out)}); nothing to fit"
@@ -270,7 +273,30 @@ def read_run_table(
             )
     df.attrs["conventions"] = table_conventions(df, params_column)
     df.attrs["left_out_diverged"] = left_out
+    df.attrs["left_out_spikes"] = spike_counts(dropped)
     return df
+
+
+def spike_counts(rows: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Each run of ``rows`` by name -> its largest value of each :data:`SPIKE_COLUMNS` column
+    the table has (a curves table repeats them on every row)."""
+    cols = [c for c in SPIKE_COLUMNS if c in rows.columns]
+    out: dict[str, dict[str, float]] = {}
+    for name, row in zip(run_names_per_row(rows), rows[cols].to_dict("records")):
+        counts = out.setdefault(name, {})
+        for col, value in row.items():
+            value = pd.to_numeric(value, errors="coerce")
+            if value == value:  # not NaN
+                counts[col] = max(float(value), counts.get(col, 0.0))
+    return out
+
+
+def run_names_per_row(rows: pd.DataFrame) -> list[str]:
+    """The run name of each row (``run_name``, else ``run_id``, else its row number)."""
+    for col in ("run_name", "run_id"):
+        if col in rows.columns:
+            return [str(v) for v in rows[col]]
+    return [f"row {i + 1}" for i in rows.index]
 
 
 def diverged_mask(df: pd.DataFrame) -> pd.Series:
@@ -289,15 +315,17 @@ def run_names(rows: pd.DataFrame) -> list[str]:
     return [f"row {i + 1}" for i in rows.index]
 
 
-def _leave_out_diverged(df: pd.DataFrame, keep: bool) -> tuple[pd.DataFrame, list[str]]:
+def _leave_out_diverged(
+    df: pd.DataFrame, keep: bool
+) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
     """``df`` without diverged runs (with ``keep``: without those that have no loss to fit),
-    and the names of the runs left out."""
+    the names of the runs left out and their rows."""
     out = diverged_mask(df)
     if keep:
         out &= pd.to_numeric(df["loss"], errors="coerce").isna()
     if not out.any():
-        return df, []
-    return df[~out].reset_index(drop=True), run_names(df[out])
+        return df, [], df.iloc[:0]
+    return df[~out].reset_index(drop=True), run_names(df[out]), df[out]
 
 
 def without_stable_runs(df: pd.DataFrame) -> pd.DataFrame:

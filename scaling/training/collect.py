@@ -37,7 +37,8 @@ def collect_runs(
     Runs that diverged (FAILED with the tag ``scaling.diverged=true``) are rows too, with
     ``diverged`` true and no ``loss`` (curves: their validation points so far), unless their key
     also FINISHED; fits leave them out (:func:`scaling.analysis.table.read_run_table`). Every
-    row has ``diverged``, and ``spikes`` / ``skipped_steps`` where the run's detector was on.
+    row has ``diverged``, and ``spikes`` / ``skipped_steps`` where the run's detector was on
+    (``rollbacks`` under ``train.spike.action=rollback``).
     """
     check_reachable(uri)
     client = mlflow_client(uri)

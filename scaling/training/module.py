@@ -14,9 +14,10 @@ from it neither misses nor repeats a logged point.
 Loss spikes (``train.spike.*``, :mod:`scaling.training.spikes`): each optimizer step's loss and
 gradient norm (the norm that clipping computes, :meth:`LMModule.configure_gradient_clipping`)
 go to a :class:`~scaling.training.spikes.SpikeDetector`, whose state is in the checkpoint too.
-Under ``skip`` a step is judged before its update (one device-to-host transfer a step) and a
-spike's gradients are dropped, so AdamW leaves the weights and its moments as they were; under
-``warn`` and ``stop`` the steps are judged when ``train/loss`` is logged (one transfer per
+Under ``skip`` and ``rollback`` a step is judged before its update (one device-to-host transfer
+a step) and a spike's gradients are dropped, so AdamW leaves the weights and its moments as they
+were (``rollback`` then also restores an earlier snapshot, :mod:`scaling.training.rollback`);
+under ``warn`` and ``stop`` the steps are judged when ``train/loss`` is logged (one transfer per
 ``log_every`` steps, as the loss already costs).
 """
 
@@ -37,6 +38,7 @@ from scaling.config import GPTConfig, TrainConfig
 from scaling.devices import FUSED_ADAMW_DEVICES
 from scaling.schedule import cooldown_start, lr_factor
 from scaling.training.model import GPT
+from scaling.training.rollback import Rollbacks
 from scaling.training.spikes import Spike, SpikeDetector
 
 MetricSink = Callable[[dict[str, float], int], None]
@@ -44,8 +46,9 @@ MetricSink = Callable[[dict[str, float], int], None]
 
 class DivergedError(RuntimeError):
     """The run diverged at optimizer step ``step``: its training loss became non-finite, or the
-    spike detector stopped it (``train.spike.action=stop``, or ``skip`` with a whole window of
-    steps skipped in a row); the run ends FAILED, tagged diverged (:mod:`scaling.training.run`).
+    spike detector stopped it (``train.spike.action=stop``, ``skip`` or ``rollback`` with a
+    whole window of steps skipped in a row, ``rollback`` with no rollback left); the run ends
+    FAILED, tagged diverged (:mod:`scaling.training.run`).
     """
 
     def __init__(self, message: str, step: int) -> None:
@@ -54,6 +57,7 @@ class DivergedError(RuntimeError):
 
 
 SPIKE_LINES = 10  # spikes printed to stderr per run; the metrics and the counts hold them all
+JUDGED_BEFORE_UPDATE = ("skip", "rollback")  # spike actions that keep a spike's update out
 
 
 def build_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -186,6 +190,12 @@ class LMModule(L.LightningModule):
             if self.spike_action != "off"
             else None
         )
+        spike = train_cfg.spike
+        self.rollbacks = (
+            Rollbacks(spike.window, spike.max_rollbacks)
+            if self.spike_action == "rollback"
+            else None
+        )
         self._step_loss = torch.zeros(())  # this step's micro-batch losses, summed
         self._step_micro = 0
         self._step_start: tuple[torch.Tensor, int] = (self._loss_sum, 0)  # to undo a skipped step
@@ -226,7 +236,8 @@ class LMModule(L.LightningModule):
     ) -> None:
         """Lightning's clipping, after every backward of a step, before the update; with spike
         detection on, it also hands the step's loss and gradient norm to the detector (under
-        ``skip``, a spike's gradients are set to None: AdamW then updates nothing)."""
+        ``skip`` and ``rollback``, a spike's gradients are set to None: AdamW then updates
+        nothing; the first spike of a run of them rolls back under ``rollback``)."""
         if self.detector is None:
             super().configure_gradient_clipping(
                 optimizer, gradient_clip_val, gradient_clip_algorithm
@@ -238,7 +249,7 @@ class LMModule(L.LightningModule):
         if self.trainer.world_size > 1:  # the mean loss over ranks (gradients are already one)
             values = self.trainer.strategy.reduce(values, reduce_op="mean")
         step = self.trainer.global_step + 1
-        if self.spike_action != "skip":
+        if self.spike_action not in JUDGED_BEFORE_UPDATE:
             self._pending.append(values)
             self._pending_steps.append(step)
             return
@@ -246,15 +257,49 @@ class LMModule(L.LightningModule):
         if self._judge(step, loss, grad_norm):
             optimizer.zero_grad(set_to_none=True)
             self._loss_sum, self._loss_count = self._step_start  # train/loss: applied steps
-            self.detector.skipped_one()
+            rollbacks = self.rollbacks
+            if rollbacks is not None:
+                rollbacks.spiked()
+            # a spike right after a rollback is skipped: the state is already the good one
+            if (
+                rollbacks is not None
+                and rollbacks.good is not None
+                and self.detector.consecutive == 1
+            ):
+                self._roll_back(step, optimizer, rollbacks)
+            else:
+                self.detector.skipped_one()
             if self.detector.consecutive >= self.detector.window:  # no update for a window
                 last = self._new_spikes[-1].evidence
                 self._stopping(step)
                 raise DivergedError(
                     f"diverged: {self.detector.consecutive} steps in a row skipped as loss "
-                    f"spikes up to step {step:,} (train.spike.action=skip); the last: {last}",
+                    f"spikes up to step {step:,} (train.spike.action={self.spike_action}); "
+                    f"the last: {last}",
                     step - self.detector.consecutive + 1,
                 )
+
+    def _roll_back(self, step: int, optimizer: torch.optim.Optimizer, rollbacks: Rollbacks) -> None:
+        """The spike at ``step`` rolls the run back to its good snapshot, or, with no rollback
+        left, ends it as diverged."""
+        assert self.detector is not None
+        spike = self._new_spikes[-1]
+        if rollbacks.exhausted:
+            self._stopping(step)
+            raise DivergedError(
+                f"diverged: loss spike at {spike.describe()} with no rollback left "
+                f"({rollbacks.count} done, train.spike.max_rollbacks={rollbacks.max_rollbacks})",
+                step,
+            )
+        to = rollbacks.restore(step, self.model, optimizer, self.detector)
+        if self.trainer.is_global_zero:
+            print(
+                f"warning: rolled back at step {step:,} to the state after step {to:,} "
+                f"(rollback {rollbacks.count} of at most {rollbacks.max_rollbacks}); the "
+                f"batches of steps {to + 1:,}-{step:,} are skipped",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _clip_and_norm(
         self, optimizer: torch.optim.Optimizer, clip: float | None, algorithm: str | None
@@ -276,7 +321,8 @@ class LMModule(L.LightningModule):
 
     def _judge(self, step: int, loss: float, grad_norm: float) -> bool:
         """One step through the detector; True for a spike. A non-finite loss ends the run
-        (diverged) unless ``skip`` keeps its update out; ``stop`` ends it on any spike."""
+        (diverged) unless ``skip`` or ``rollback`` keeps its update out; ``stop`` ends it on any
+        spike."""
         assert self.detector is not None
         if math.isfinite(grad_norm):
             self._interval_norms.append(grad_norm)
@@ -295,7 +341,8 @@ class LMModule(L.LightningModule):
                 file=sys.stderr,
                 flush=True,
             )
-        if self.spike_action == "stop" or (self.spike_action != "skip" and not math.isfinite(loss)):
+        kept_out = self.spike_action in JUDGED_BEFORE_UPDATE  # a non-finite update too
+        if self.spike_action == "stop" or (not kept_out and not math.isfinite(loss)):
             self._stopping(step)
             raise DivergedError(f"diverged: loss spike at {spike.describe()}", step)
         return True
@@ -329,6 +376,8 @@ class LMModule(L.LightningModule):
         rolling test is on) and the run's counts of spikes and skipped steps so far."""
         assert self.detector is not None
         out = {"train/spikes": self.detector.spikes, "train/skipped_steps": self.detector.skipped}
+        if self.rollbacks is not None:
+            out["train/rollbacks"] = self.rollbacks.count
         norms = self._interval_norms
         if norms:
             out["train/grad_norm"] = math.fsum(norms) / len(norms)
@@ -358,6 +407,8 @@ class LMModule(L.LightningModule):
             for group, base in zip(sched.optimizer.param_groups, sched.base_lrs):
                 group["lr"] = base * factor
             sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
+        elif self.rollbacks is not None and self.detector is not None:
+            self.rollbacks.after_step(0, self.model, self.trainer.optimizers[0], self.detector)
 
     def configure_callbacks(self) -> list[L.Callback]:
         return [_StepEnd()]
@@ -385,6 +436,8 @@ class LMModule(L.LightningModule):
                 "interval_norms": list(self._interval_norms),
                 "interval_norm_z": self._interval_norm_z,
             }
+            if self.rollbacks is not None:
+                checkpoint[CHECKPOINT_KEY]["spikes"]["rollback"] = self.rollbacks.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get(CHECKPOINT_KEY)
@@ -401,6 +454,8 @@ class LMModule(L.LightningModule):
             self._pending_steps = [int(s) for s in spikes["pending_steps"]]
             self._interval_norms = [float(v) for v in spikes["interval_norms"]]
             self._interval_norm_z = spikes.get("interval_norm_z")
+            if self.rollbacks is not None and spikes.get("rollback") is not None:
+                self.rollbacks.load_state_dict(spikes["rollback"])
 
     def step_end(self) -> None:
         """Bookkeeping after each training batch (run by :class:`_StepEnd`): at an optimizer
@@ -416,8 +471,10 @@ class LMModule(L.LightningModule):
             self._timed_tokens += self.tokens_per_step
         self._clock = now
         tokens = self.tokens_seen()
-        if self._new_spikes:  # skip: judged during the step
+        if self._new_spikes:  # skip, rollback: judged during the step
             self._emit_spikes()
+        if self.rollbacks is not None and self.detector is not None:
+            self.rollbacks.after_step(step, self.model, self.trainer.optimizers[0], self.detector)
         if step % self.train_cfg.log_every == 0 or step == self.total_steps:
             self._judge_pending()
             self._emit_spikes()

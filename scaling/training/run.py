@@ -37,6 +37,7 @@ from scaling.training.record import choose_run, open_record
 from scaling.training.tracking import (
     DIVERGED_STEP_TAG,
     DIVERGED_TAG,
+    ROLLBACKS_TAG,
     RunRecorder,
     check_reachable,
     finished_run_id,
@@ -208,6 +209,7 @@ def _train_leased(
             if result.tokens_per_s == result.tokens_per_s:  # not NaN
                 recorder.log_metrics({"throughput/tokens_per_s": result.tokens_per_s}, cfg.tokens)
             recorder.log_dict(_summary(prep, result, module), "summary.json")
+            _tag_rollbacks(recorder, module)
             recorder.finish("FINISHED")
         result.status = "FINISHED"
     except BaseException as err:
@@ -224,6 +226,7 @@ def _train_leased(
             try:
                 if isinstance(err, DivergedError):  # FAILED, and why: diverged at a step
                     recorder.set_tags({DIVERGED_TAG: "true", DIVERGED_STEP_TAG: err.step})
+                    _tag_rollbacks(recorder, module)
                 recorder.finish("FAILED" if signal_name is None else "KILLED", reason=result.reason)
             except Exception as record_err:  # noqa: BLE001 -- keep the original error
                 print(
@@ -245,6 +248,12 @@ def _train_leased(
         # the handler back: the run is complete and recorded; stop now, as the signal asked
         raise SystemExit(SIGNAL_EXIT["SIGTERM"])
     return result
+
+
+def _tag_rollbacks(recorder: RunRecorder, module: Any) -> None:
+    """``scaling.rollbacks``: a rolling-back run's count of rollbacks, at its end."""
+    if module is not None and module.rollbacks is not None:
+        recorder.set_tags({ROLLBACKS_TAG: module.rollbacks.count})
 
 
 def _interruption(err: BaseException, trainer: Any) -> str | None:

@@ -159,6 +159,14 @@ class SpikeDetector:
     def skipped_one(self) -> None:
         self.skipped += 1
 
+    def rewind(self, state: dict[str, Any], skipped: int) -> None:
+        """Back to an earlier :meth:`state_dict`'s windows (``train.spike.action=rollback``),
+        with ``skipped`` steps skipped so far; the count of spikes is kept, and the spike that
+        caused the rollback is the first of a run of consecutive ones."""
+        spikes = self.spikes
+        self.load_state_dict(state)
+        self.spikes, self.skipped, self.consecutive = spikes, skipped, 1
+
     # ---- checkpoints: plain numbers and lists, what a weights_only load accepts ----------------
     def state_dict(self) -> dict[str, Any]:
         return {

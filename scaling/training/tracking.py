@@ -33,6 +33,8 @@ REASON_TAG = "scaling.failure_reason"
 # a run that diverged (a non-finite loss, or stopped by the spike detector): "true", and the step
 DIVERGED_TAG = "scaling.diverged"
 DIVERGED_STEP_TAG = "scaling.diverged_step"
+# train.spike.action=rollback: how many times the run rolled back (as train/rollbacks), at its end
+ROLLBACKS_TAG = "scaling.rollbacks"
 LEASE_TAG = "scaling.lease"  # the lock file of the run's key (absolute path)
 HOLDER_TAG = "scaling.holder"  # host:pid of the process that trains (or last trained) the run
 _MAX_BATCH = 900  # MLflow allows 1000 metrics / 100 params per log_batch

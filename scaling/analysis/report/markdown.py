@@ -5,7 +5,8 @@ with bootstrap intervals; compute-optimal allocation for a range of budgets
 (:mod:`.fit_sections`); a comparison of laws by held-out error (leave-top-budgets-out and
 cross-validation) naming the law selected for extrapolation; a backtest by whole budgets; the
 exponent shift under other N and C conventions (:mod:`.heldout_sections`); the verifications of
-the fit (here); warnings; plots; method (:mod:`.method`).
+the fit (here); warnings; the runs that spiked, skipped, rolled back or diverged
+(:mod:`.spikes_section`); suspect runs; plots; method (:mod:`.method`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from scaling.analysis.report.plots import (
     plot_residuals,
     style,
 )
+from scaling.analysis.report.spikes_section import spikes_section
 from scaling.analysis.report.stats import final_rows
 from scaling.numbers import fmt_g
 
@@ -77,6 +79,9 @@ def write_report(
     parts += shift_section(final, result)
     parts += _verification_section(history)
     parts.append(warnings_section(result))
+    spikes = spikes_section(runs)
+    if spikes:
+        parts.append(spikes)
     parts.append(suspects_section(result))
     parts.append(
         "## Plots\n\n" + "\n\n".join(f"![{cap}]({name})\n\n*{cap}*" for name, cap in plots) + "\n"
