@@ -37,16 +37,13 @@ import numpy as np
 
 from scaling.analysis.design.options import PLAN_MIN_STEPS, PlanOptions
 from scaling.analysis.design.prior import Prior, default_prior
-from scaling.analysis.design.shapes import Shape, shapes
+from scaling.analysis.design.shapes import SNAP_TOLERANCE, Shape, shapes
 from scaling.analysis.design.throughput import Throughput
 from scaling.config import GPTConfig
 from scaling.counting import count_params
 from scaling.errors import UserError
 from scaling.numbers import short
 from scaling.run_config import RunConfig
-
-_SNAP_TOLERANCE = 0.04  # decades: free shapes this close to a wanted size count as equal
-
 
 # ---- the runs of a plan --------------------------------------------------------------------
 
@@ -190,7 +187,7 @@ def _horizon(shape: Shape, budget: float, opts: PlanOptions) -> RunConfig:
 def bracket_margin(opts: PlanOptions) -> float:
     """Decades each budget's smallest and largest sizes reach beyond ``N_opt``: half the span,
     less the snapping tolerance (so the vertex stays interior with a prior off by ~1.8x)."""
-    return opts.span / 2 - _SNAP_TOLERANCE
+    return opts.span / 2 - SNAP_TOLERANCE
 
 
 def design_budget(
@@ -205,7 +202,7 @@ def design_budget(
 
     Each wanted size (the centre first) takes the nearest passing shape at least a third of the
     wanted spacing away from those already taken (two near-equal sizes tell a parabola
-    nothing); among free shapes within :data:`_SNAP_TOLERANCE` of the nearest, the one closest
+    nothing); among free shapes within :data:`SNAP_TOLERANCE` of the nearest, the one closest
     to the default aspect.
     """
     passing = passing_shapes(budget, candidates, opts)
@@ -234,7 +231,7 @@ def design_budget(
             )
         dist = {s: abs(math.log10(s.params) - target) for s in free}
         best = min(dist.values())
-        near = [s for s in free if dist[s] <= best + _SNAP_TOLERANCE]
+        near = [s for s in free if dist[s] <= best + SNAP_TOLERANCE]
         chosen.append(min(near, key=lambda s: (abs(math.log2(s.aspect / aspect)), dist[s])))
     chosen.sort(key=lambda s: s.params)
     margin = bracket_margin(opts)

@@ -25,6 +25,7 @@ from scaling.config import GPTConfig
 from scaling.counting import count_params
 
 SHAPE_FAMILIES = ("aspect", "free")
+SNAP_TOLERANCE = 0.04  # decades: free shapes this close to a wanted size count as equal
 _FREE_ASPECT = 2.0  # free shapes: d_model / n_layer within [aspect / 2, aspect * 2]
 _MAX_LAYERS = 512  # the shape search stops here (about 1e10 parameters at aspect 16)
 
@@ -130,7 +131,13 @@ def nearest_shape(
     family: str = "aspect",
     head_dim: int = GPTConfig.head_dim,
 ) -> Shape:
-    """The valid model shape whose parameter count is nearest ``params`` in log space (what
-    ``scaling verify`` trains for a predicted size)."""
+    """The valid model shape ``scaling verify`` trains for a predicted size: among the shapes
+    within :data:`SNAP_TOLERANCE` decades of the nearest to ``params`` (log space), the one whose
+    aspect is closest to the model's default, as ``scaling plan`` picks a ladder's sizes (a free
+    shape of another depth and width at the same size can differ in loss by more than the noise)."""
     candidates = shapes(Catalogue(family, seq_len, vocab_size, head_dim), max_params=params * 4)
-    return min(candidates, key=lambda s: abs(math.log(s.params / params)))
+    dist = {s: abs(math.log10(s.params / params)) for s in candidates}
+    best = min(dist.values())
+    near = [s for s in candidates if dist[s] <= best + SNAP_TOLERANCE]
+    aspect = GPTConfig().aspect
+    return min(near, key=lambda s: (abs(math.log2(s.aspect / aspect)), dist[s]))
