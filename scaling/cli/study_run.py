@@ -44,6 +44,7 @@ from scaling.analysis.report.study_report import StageRecord
 from scaling.errors import EXIT_SIGINT, EXIT_SIGTERM, UserError
 from scaling.files import atomic_write_text
 
+LADDER_RATIOS = (3.0, 2.0, 1.5)  # between a study ladder's budgets, tried in turn
 _REL = 1e-6  # two planned budgets or LRs this close (relative) are the same
 
 
@@ -302,9 +303,20 @@ class Study:
         )
 
     def ladder_plan(self, prior: Prior) -> Plan:
+        """The ladder centred on ``prior``; when the pilot's optimum leaves the lowest budgets
+        without sizes that bracket it (small targets: the smallest sizes are fixed), budgets
+        closer together (x2, then x1.5) before giving up with the planner's line."""
         opts = replace(self.opts, hparams_rule=self.rule_path)
         opts = replace(opts, budget_flops=self._ladder_budget(opts))
-        return plan_ladder(opts, prior, self.throughput)
+        error: UserError | None = None
+        for ratio in LADDER_RATIOS:
+            try:
+                return plan_ladder(replace(opts, ratio=min(ratio, opts.ratio)), prior,
+                                   self.throughput)  # fmt: skip
+            except UserError as err:
+                error = error or err
+        assert error is not None
+        raise error
 
     def _ladder_budget(self, opts: PlanOptions) -> float | None:
         if opts.budget_flops is None:
