@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_study.py --corpus stdlib                 # ~45 min at 1e13
     .venv/bin/python benchmarks/bench_study.py --corpus stdlib sitepackages --flops 1e13
     .venv/bin/python benchmarks/bench_study.py --corpus text:path/to/prose --flops 1e12
+    .venv/bin/python benchmarks/bench_study.py --quick                        # 2e11, ~4 min
 
 For each corpus, in a fresh work folder (``--work``, default a new temporary folder), runs
 ``scaling study --target-flops C --verify --bracket --name <corpus>`` with the corpus's data
@@ -110,7 +111,10 @@ def main() -> None:
     ap.add_argument("--corpus", nargs="+", default=["stdlib"])
     ap.add_argument("--flops", type=float, default=1e13)
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--quick", action="store_true", help="the demo's 2e11 on stdlib (~4 min)")
     args = ap.parse_args()
+    if args.quick:
+        args.flops, args.corpus = 2e11, ["stdlib"]
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_study_"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"work folder: {work}", flush=True)
