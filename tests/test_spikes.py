@@ -180,6 +180,28 @@ def test_skip_gives_up_as_diverged_after_a_whole_window_of_skipped_steps(
     assert record.data.metrics["train/skipped_steps"] == 8
 
 
+def _killed_at_152_and_resumed(compose, monkeypatch, args: list[str], bad: range):  # type: ignore[no-untyped-def]
+    """A reference run and the same run killed at step 152 and resumed (spikes injected at
+    ``bad`` in both): ``(ref, reference, prep, resumed)``; the resume starts at 147."""
+    from tests.test_resume import Killed, _die_at
+
+    _corrupt(monkeypatch, bad)
+    ref = prepare(compose(*args, "tracking.experiment=ref"))
+    reference = train(ref)
+    prep = prepare(compose(*args, "tracking.experiment=killed"))
+    _die_at(monkeypatch, 152, timer_flush=False)
+    with pytest.raises(Killed):
+        train(prep)
+    monkeypatch.undo()
+    _corrupt(monkeypatch, bad)
+    ckpt = run.checkpoint_dir(prep.cfg) / "last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 147
+    resumed = train(prep)
+    assert resumed.resumed_from_step == 147
+    assert resumed.val_loss == reference.val_loss
+    return ref, reference, prep, resumed
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("action", ["skip", "warn"])
 def test_a_run_with_spikes_resumes_exactly_from_between_two_logged_points(
@@ -188,24 +210,9 @@ def test_a_run_with_spikes_resumes_exactly_from_between_two_logged_points(
     """Spikes at steps 140-144; checkpoints at steps 7, 14, ..., 147; train/loss every 5 steps:
     the checkpoint at 147 holds the detector's window and counts and the two steps since the
     last log (under warn, not yet judged). Killed at 152, the resumed run logs from 148 on."""
-    from tests.test_resume import Killed, _die_at
-
     args = [*text_data, *LONGER, f"train.spike.action={action}", "train.checkpoint_every=7"]
     early = range(140, 145)
-    _corrupt(monkeypatch, early)
-    ref = prepare(compose(*args, "tracking.experiment=ref"))
-    reference = train(ref)
-    prep = prepare(compose(*args, "tracking.experiment=killed"))
-    _die_at(monkeypatch, 152, timer_flush=False)
-    with pytest.raises(Killed):
-        train(prep)
-    monkeypatch.undo()
-    _corrupt(monkeypatch, early)
-    ckpt = run.checkpoint_dir(prep.cfg) / "last.ckpt"
-    assert torch.load(ckpt, weights_only=True)["global_step"] == 147
-    resumed = train(prep)
-    assert resumed.resumed_from_step == 147
-    assert resumed.val_loss == reference.val_loss
+    ref, reference, prep, resumed = _killed_at_152_and_resumed(compose, monkeypatch, args, early)
     assert _metric(prep, resumed.run_id, "train/spikes") == len(early)
     keys = ("train/loss", "train/grad_norm", "train/spikes", "train/skipped_steps", "spike/loss")
     for key in keys:
@@ -263,22 +270,9 @@ def test_a_rolling_back_run_killed_after_a_checkpoint_rolls_back_to_the_same_sna
 ) -> None:
     """Checkpoints at 7, 14, ..., 147 hold the snapshots (good: after step 136); spikes at
     149-150 roll back to it; killed at 152 and resumed from 147, the run rolls back the same."""
-    from tests.test_resume import Killed, _die_at
-
     args = [*text_data, *LONGER, *ROLLBACK, "train.checkpoint_every=7"]
     bad = range(149, 151)
-    _corrupt(monkeypatch, bad)
-    ref = prepare(compose(*args, "tracking.experiment=ref"))
-    reference = train(ref)
-    prep = prepare(compose(*args, "tracking.experiment=killed"))
-    _die_at(monkeypatch, 152, timer_flush=False)
-    with pytest.raises(Killed):
-        train(prep)
-    monkeypatch.undo()
-    _corrupt(monkeypatch, bad)
-    resumed = train(prep)
-    assert resumed.resumed_from_step == 147
-    assert resumed.val_loss == reference.val_loss
+    ref, reference, prep, resumed = _killed_at_152_and_resumed(compose, monkeypatch, args, bad)
     assert _metric(prep, resumed.run_id, "train/rollbacks") == 1
     assert _metric(prep, resumed.run_id, "train/skipped_steps") == 150 - 136
     keys = ("train/loss", "train/skipped_steps", "train/rollbacks", "spike/loss")

@@ -45,7 +45,7 @@ def shipped_presets() -> tuple[str, ...]:
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
@@ -80,7 +80,7 @@ def plan_table(plan: Plan) -> str:
         rows.extend(_row(r) for r in plan.replicates)
     total = (
         f"total: {len(plan.runs)} runs, {plan.total_flops:.3g} FLOPs, about "
-        f"{_duration(plan.total_hours * 3600)} of training"
+        f"{duration(plan.total_hours * 3600)} of training"
     )
     if o.budget_hours is not None:
         total += f" (budget {o.budget_hours:g} h, {plan.total_hours / o.budget_hours:.0%} used)"
@@ -107,7 +107,7 @@ def _row(r: PlannedRun) -> str:
     return (
         f"{r.name:<30} {r.shape.n_layer:>7} {r.shape.d_model:>7} {r.params:>9,} {r.tokens:>11,} "
         f"{r.steps:>6,} {r.tokens_per_param:>6.3g} {r.batch_size:>5} {r.lr:>7.3g} "
-        f"{r.flops:>9.3g} {_duration(r.seconds):>9}"
+        f"{r.flops:>9.3g} {duration(r.seconds):>9}"
     )
 
 

@@ -5,7 +5,7 @@ design and cost is a :class:`StageRecord`. :func:`study_section` is the section 
 of the fit's report: what each stage trained, what it cost, what the pilot found, what the LR
 check decided and what the study predicts.
 
-Pure: the standard library only.
+Pure: the standard library and the planner's text forms.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from scaling.analysis.design.preset import duration
 
 STUDY_HEAD = "## The study\n"
 
@@ -32,14 +34,6 @@ class StageRecord:
         return asdict(self)
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
-
-
 def stage_table(stages: Sequence[StageRecord]) -> list[str]:
     """Markdown rows: stage, runs, FLOPs, share of the study's FLOPs, wall-clock."""
     total = sum(s.flops for s in stages) or math.nan
@@ -50,11 +44,11 @@ def stage_table(stages: Sequence[StageRecord]) -> list[str]:
     for s in stages:
         rows.append(
             f"| {s.name} | {s.runs} | {s.flops:.3g} | {100 * s.flops / total:.1f}% | "
-            f"{_duration(s.seconds)} |"
+            f"{duration(s.seconds)} |"
         )
     rows.append(
         f"| total | {sum(s.runs for s in stages)} | {sum(s.flops for s in stages):.3g} | 100% | "
-        f"{_duration(sum(s.seconds for s in stages))} |"
+        f"{duration(sum(s.seconds for s in stages))} |"
     )
     return rows
 
