@@ -34,6 +34,7 @@ from scaling.analysis.design.throughput import Throughput
 from scaling.analysis.report.study_report import STUDY_HEAD, with_study_section
 from scaling.cli import main
 from scaling.cli.study import STUDY_RECIPE
+from scaling.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 TP = Throughput.default()
@@ -262,3 +263,22 @@ def test_a_study_killed_in_its_pilot_finishes_on_rerun_with_no_run_trained_twice
     assert (tmp_path / "analysis" / "k" / "report.md").read_text().count(STUDY_HEAD) == 1
     fit = json.loads((tmp_path / "analysis" / "k" / "fit.json").read_text())
     assert fit["bootstrap"]["n_resamples"] == 200  # the interval holds the fit's uncertainty
+
+
+def test_a_pilot_optimum_below_the_smallest_sizes_still_gets_a_ladder_kept_inside_the_guards() -> (
+    None
+):
+    """`make demo` found it: at 2e11 the pilot put N_opt(6.67e10) at 9.7K, 0.09 decades above
+    the smallest size the guards allow there (7.92K): no ladder bracketed it, at any ratio. The
+    study then centres the ladder 0.45 decades inside the passing sizes."""
+    from scaling.cli.study_run import Study
+
+    opts = _opts(2e11)
+    low = Prior(n_opt=lambda C: 9.7e3 * (C / 6.67e10) ** 0.45, source="low")
+    with pytest.raises(UserError):
+        plan_ladder(opts, low, TP)
+    study = Study("x", opts, [], low, TP, "sqlite:///unused.db", "corpus")
+    plan = study.ladder_plan(low)
+    assert len(plan.budgets) == 3 and "inside the guards" in plan.prior
+    top = plan.budgets[0]
+    assert top.runs[0].params == 7_920  # the smallest size that passes at 6.67e10

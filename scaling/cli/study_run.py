@@ -38,6 +38,7 @@ from scaling.analysis.design.study import (
     lr_probe_lrs,
     pilot_prior,
     pilot_vertex,
+    within_guards,
 )
 from scaling.analysis.design.throughput import Throughput
 from scaling.analysis.report.study_report import StageRecord
@@ -305,16 +306,19 @@ class Study:
     def ladder_plan(self, prior: Prior) -> Plan:
         """The ladder centred on ``prior``; when the pilot's optimum leaves the lowest budgets
         without sizes that bracket it (small targets: the smallest sizes are fixed), budgets
-        closer together (x2, then x1.5) before giving up with the planner's line."""
+        closer together (x2, then x1.5), then the centre kept inside the sizes the guards allow
+        (:func:`within_guards`), before giving up with the planner's line."""
         opts = replace(self.opts, hparams_rule=self.rule_path)
         opts = replace(opts, budget_flops=self._ladder_budget(opts))
         error: UserError | None = None
-        for ratio in LADDER_RATIOS:
-            try:
-                return plan_ladder(replace(opts, ratio=min(ratio, opts.ratio)), prior,
-                                   self.throughput)  # fmt: skip
-            except UserError as err:
-                error = error or err
+        for centre in (prior, within_guards(prior, opts)):
+            for ratio in LADDER_RATIOS:
+                try:
+                    return plan_ladder(
+                        replace(opts, ratio=min(ratio, opts.ratio)), centre, self.throughput
+                    )
+                except UserError as err:
+                    error = error or err
         assert error is not None
         raise error
 

@@ -305,3 +305,23 @@ def check_study(opts: PlanOptions, prior: Prior, throughput: Throughput) -> None
     raise UserError(
         f"--target-flops {opts.target_flops:.3g} is too small for a study ({why}); {hint}"
     )
+
+
+def within_guards(prior: Prior, opts: PlanOptions) -> Prior:
+    """``prior`` with each budget's ``N_opt`` moved to at least ``span`` decades inside the sizes
+    that pass the guards there (their middle when they span less than twice that): a ladder can
+    then bracket it; a true optimum beyond the guards shows as an edge vertex in the fit."""
+
+    def n_opt(C: float) -> float:
+        passing = passing_shapes(C, _candidates(opts, C), opts)
+        if not passing:
+            return prior.n_opt(C)
+        lo = math.log10(passing[0].params) + opts.span
+        hi = math.log10(passing[-1].params) - opts.span
+        if lo > hi:
+            return 10 ** ((lo + hi) / 2)
+        return 10 ** min(max(math.log10(prior.n_opt(C)), lo), hi)
+
+    return Prior(
+        n_opt=n_opt, source=f"{prior.source}, kept {opts.span:g} decades inside the guards"
+    )
