@@ -282,3 +282,44 @@ def test_a_pilot_optimum_below_the_smallest_sizes_still_gets_a_ladder_kept_insid
     assert len(plan.budgets) == 3 and "inside the guards" in plan.prior
     top = plan.budgets[0]
     assert top.runs[0].params == 7_920  # the smallest size that passes at 6.67e10
+
+
+def test_a_ladder_budget_whose_lowest_loss_is_at_its_edge_gets_sizes_beyond_it() -> None:
+    """On the GCIDE dictionary at 1e13 the top budget's lowest loss sat at its smallest size
+    (vertex 69K against sizes 51K..337K) and the fit was refused. The ladder stage now trains
+    sizes beyond such an edge (losses here from a truth whose optimum at the top budget lies
+    below the ladder's smallest size)."""
+    import pandas as pd
+
+    from scaling.cli.study_run import Study
+
+    opts = _opts(1e13)
+    prior = Prior(n_opt=lambda C: 3.0 * _true_n_opt(C), source="3x high")
+    trained: list = []
+
+    class Synthetic(Study):
+        def _sweep(self, preset, runs, opts, stage, lr_per_point=False):  # type: ignore[no-untyped-def]
+            trained[:] = list(runs)
+            return 0.0
+
+        def table(self) -> pd.DataFrame:
+            return pd.DataFrame(
+                [
+                    {"n_layer": r.shape.n_layer, "d_model": r.shape.d_model, "seed": r.seed,
+                     "planned_flops": r.budget, "lr": r.lr, "params": r.params,
+                     "loss": _loss(r.params, r.budget)}
+                    for r in trained
+                ]
+            )  # fmt: skip
+
+    study = Synthetic("x", opts, [], prior, TP, "sqlite:///unused.db", "corpus")
+    plan = plan_ladder(opts, prior, TP)
+    top = plan.budgets[0]
+    assert _true_n_opt(top.flops) < top.runs[0].params  # the truth lies below its sizes
+    study.ladder(plan)
+    added = [r for r in study.ladder_runs if r not in plan.runs]
+    assert added and all(r.params < top.runs[0].params for r in added if r.budget == top.flops)
+    points = [Measured(r.params, _loss(r.params, top.flops)) for r in study.ladder_runs
+              if r.budget == top.flops]  # fmt: skip
+    assert pilot_vertex(top.flops, points).interior
+    assert "edge round 1" in " ".join(study.stages[-1].notes)

@@ -336,24 +336,35 @@ class Study:
         return left
 
     def ladder(self, plan: Plan) -> None:
-        """Stage 3: the ladder (runs the pilot already trained are skipped by their key)."""
+        """Stage 3: the ladder (runs the pilot already trained are skipped by their key), then
+        up to :data:`PILOT_ROUNDS` rounds of sizes beyond a budget whose lowest loss sits at
+        its smallest or largest size (an edge vertex makes the fit unhealthy)."""
         runs = list(plan.runs)
-        progress(
-            f"ladder: {len(runs)} runs at {', '.join(f'{b.flops:.3g}' for b in plan.budgets)} FLOPs"
-        )
+        budgets = [b.flops for b in plan.budgets]
+        progress(f"ladder: {len(runs)} runs at {', '.join(f'{b:.3g}' for b in budgets)} FLOPs")
         seconds = self._sweep(self.name, runs, plan.options, "ladder")
+        notes = [
+            f"{len(plan.budgets)} budgets {', '.join(f'{b:.3g}' for b in budgets)}"
+            f" FLOPs (up to C/{plan.options.extrapolation:g}), {plan.options.sizes} sizes "
+            f"each centred on {plan.prior}, {plan.options.replicates} seed replicate(s) of "
+            "each centre size."
+        ]
+        for round_ in range(1, PILOT_ROUNDS + 1):
+            measured = self._measured(runs, budgets)
+            extra = [
+                r for b in budgets for r in edge_runs(b, measured[b], plan.options, self.throughput)
+            ]
+            if not extra:
+                break
+            notes.append(
+                f"edge round {round_}: {len(extra)} sizes added beyond a budget's edge minimum "
+                f"({', '.join(f'{r.params:,} at {r.budget:.3g}' for r in extra)})."
+            )
+            progress(f"ladder (edge round {round_}): {len(extra)} runs")
+            runs += extra
+            seconds += self._sweep(self.name, runs, plan.options, "ladder")
         self.ladder_runs = runs
-        self._record(
-            "ladder",
-            runs,
-            seconds,
-            [
-                f"{len(plan.budgets)} budgets {', '.join(f'{b.flops:.3g}' for b in plan.budgets)}"
-                f" FLOPs (up to C/{plan.options.extrapolation:g}), {plan.options.sizes} sizes "
-                f"each centred on {plan.prior}, {plan.options.replicates} seed replicate(s) of "
-                "each centre size."
-            ],
-        )
+        self._record("ladder", runs, seconds, notes)
 
     def write_table(self) -> Path:
         from scaling.analysis.table import write_table
