@@ -26,7 +26,7 @@ import pandas as pd
 
 from scaling.analysis.design.options import PlanOptions
 from scaling.analysis.design.plan import Plan, PlannedRun, plan_ladder
-from scaling.analysis.design.preset import _yaml_float
+from scaling.analysis.design.preset import _yaml_float, point_run_keys
 from scaling.analysis.design.prior import Prior
 from scaling.analysis.design.study import (
     PILOT_ROUNDS,
@@ -81,18 +81,7 @@ def preset_text(
         "defaults:",
         "  - override /hydra/launcher: joblib",
         "threads: 1",
-        "tracking:",
-        f"  experiment: {experiment}",
-        "train:",
-        "  tokens: null",
-        "  flops: ${sweep.point.flops}",
-        *(f"  {k}: {v if isinstance(v, str) else _yaml_float(float(v))}" for k, v in keys.items()),
-        "model:",
-        "  n_layer: ${sweep.point.n_layer}",
-        "  d_model: ${sweep.point.d_model}",
-        f"  seq_len: {opts.seq_len}",
-        f"  head_dim: {opts.head_dim}",
-        "seed: ${sweep.point.seed}",
+        *point_run_keys(experiment, keys, opts.seq_len, opts.head_dim),
         "sweep:",
         "  collect: false",
         "  fit: false",

@@ -145,6 +145,27 @@ def _point(r: PlannedRun) -> str:
     )
 
 
+def point_run_keys(
+    experiment: str, train_keys: dict[str, Any], seq_len: int, head_dim: int
+) -> list[str]:
+    """The YAML lines of a preset that make each ``sweep.point`` a run: its experiment, its
+    ``train.*`` keys, ``train.flops``, the model's shape and the seed from the point."""
+    return [
+        "tracking:",
+        f"  experiment: {experiment}",
+        "train:",
+        "  tokens: null",
+        "  flops: ${sweep.point.flops}",
+        *(f"  {k}: {_yaml_value(v)}" for k, v in train_keys.items()),
+        "model:",
+        "  n_layer: ${sweep.point.n_layer}",
+        "  d_model: ${sweep.point.d_model}",
+        f"  seq_len: {seq_len}",
+        *([f"  head_dim: {head_dim}"] if head_dim != GPTConfig.head_dim else []),
+        "seed: ${sweep.point.seed}",
+    ]
+
+
 def preset_yaml(plan: Plan, name: str, command: str) -> str:
     """The sweep preset ``sweeps/NAME.yaml``: one ``sweep.point`` per planned run."""
     o = plan.options
@@ -184,18 +205,7 @@ def preset_yaml(plan: Plan, name: str, command: str) -> str:
     ]
     points = ",\n".join(f"        {_point(r)}" for r in runs)
     body = [
-        "tracking:",
-        f"  experiment: {name}",
-        "train:",
-        "  tokens: null",
-        "  flops: ${sweep.point.flops}",
-        *(f"  {k}: {_yaml_value(v)}" for k, v in o.train_keys().items()),
-        "model:",
-        "  n_layer: ${sweep.point.n_layer}",
-        "  d_model: ${sweep.point.d_model}",
-        f"  seq_len: {o.seq_len}",
-        *([f"  head_dim: {o.head_dim}"] if o.head_dim != GPTConfig.head_dim else []),
-        "seed: ${sweep.point.seed}",
+        *point_run_keys(name, o.train_keys(), o.seq_len, o.head_dim),
         "sweep:",
         "  approach: 2",
         *([f"  verify_flops: {_yaml_float(o.target_flops)}"] if o.verify else []),
