@@ -204,35 +204,51 @@ class Study:
         """Stage 1: the pilot and its edge extensions; the prior it gives the ladder."""
         budgets, runs = design_pilot(self.opts, self.start_prior, self.throughput)
         self.pilot_budgets = budgets
-        seconds = 0.0
         notes = [
             f"{len(runs)} runs at {', '.join(f'{b:.3g}' for b in budgets)} FLOPs, sizes "
             f"{min(r.params for r in runs):,}..{max(r.params for r in runs):,} centred on "
             f"{self.start_prior.source}."
         ]
-        for round_ in range(PILOT_ROUNDS + 1):
-            progress(f"pilot{'' if round_ == 0 else f' (edge round {round_})'}: {len(runs)} runs")
-            seconds += self._sweep(f"{self.name}_pilot", runs, self.opts, "pilot")
-            measured = self._measured(runs, budgets)
-            extra = [
-                r for b in budgets for r in edge_runs(b, measured[b], self.opts, self.throughput)
-            ]
-            if not extra or round_ == PILOT_ROUNDS:
-                if extra:
-                    notes.append(
-                        f"a minimum still at an edge after {PILOT_ROUNDS} rounds (the limit)."
-                    )
-                break
-            notes.append(
-                f"round {round_ + 1}: a minimum at an edge, {len(extra)} sizes added "
-                f"({', '.join(f'{r.params:,}' for r in extra)})."
-            )
-            runs = runs + extra
+        runs, seconds, more, measured = self._train_with_edges(
+            f"{self.name}_pilot", "pilot", runs, budgets, self.opts
+        )
+        notes += more
         vertices = [pilot_vertex(b, measured[b]) for b in budgets if len(measured[b]) >= 3]
         prior = pilot_prior(vertices)
         notes.append(f"Centre for the ladder: {prior.source}.")
         self._record("pilot", runs, seconds, notes)
         return prior
+
+    def _train_with_edges(
+        self,
+        preset: str,
+        stage: str,
+        runs: list[PlannedRun],
+        budgets: Sequence[float],
+        opts: PlanOptions,
+    ) -> tuple[list[PlannedRun], float, list[str], dict[float, list[Measured]]]:
+        """Train ``runs``, then up to :data:`PILOT_ROUNDS` rounds of sizes beyond a budget whose
+        lowest loss sits at its smallest or largest size (an edge vertex makes a fit
+        unhealthy); the runs, the wall-clock, the notes and the last losses measured."""
+        progress(f"{stage}: {len(runs)} runs at {', '.join(f'{b:.3g}' for b in budgets)} FLOPs")
+        seconds = self._sweep(preset, runs, opts, stage)
+        notes: list[str] = []
+        for round_ in range(1, PILOT_ROUNDS + 2):
+            measured = self._measured(runs, budgets)
+            extra = [r for b in budgets for r in edge_runs(b, measured[b], opts, self.throughput)]
+            if not extra:
+                break
+            if round_ > PILOT_ROUNDS:
+                notes.append(f"a minimum still at an edge after {PILOT_ROUNDS} rounds (the limit).")
+                break
+            notes.append(
+                f"edge round {round_}: {len(extra)} sizes added beyond a budget's edge minimum "
+                f"({', '.join(f'{r.params:,} at {r.budget:.3g}' for r in extra)})."
+            )
+            progress(f"{stage} (edge round {round_}): {len(extra)} runs")
+            runs = runs + extra
+            seconds += self._sweep(preset, runs, opts, stage)
+        return runs, seconds, notes, measured
 
     def _measured(self, runs: Sequence[PlannedRun], budgets: Sequence[float]) -> dict:
         df = self.rows_of(self.table(), runs)
@@ -328,30 +344,17 @@ class Study:
         """Stage 3: the ladder (runs the pilot already trained are skipped by their key), then
         up to :data:`PILOT_ROUNDS` rounds of sizes beyond a budget whose lowest loss sits at
         its smallest or largest size (an edge vertex makes the fit unhealthy)."""
-        runs = list(plan.runs)
         budgets = [b.flops for b in plan.budgets]
-        progress(f"ladder: {len(runs)} runs at {', '.join(f'{b:.3g}' for b in budgets)} FLOPs")
-        seconds = self._sweep(self.name, runs, plan.options, "ladder")
+        runs, seconds, more, _ = self._train_with_edges(
+            self.name, "ladder", list(plan.runs), budgets, plan.options
+        )
         notes = [
             f"{len(plan.budgets)} budgets {', '.join(f'{b:.3g}' for b in budgets)}"
             f" FLOPs (up to C/{plan.options.extrapolation:g}), {plan.options.sizes} sizes "
             f"each centred on {plan.prior}, {plan.options.replicates} seed replicate(s) of "
-            "each centre size."
+            "each centre size.",
+            *more,
         ]
-        for round_ in range(1, PILOT_ROUNDS + 1):
-            measured = self._measured(runs, budgets)
-            extra = [
-                r for b in budgets for r in edge_runs(b, measured[b], plan.options, self.throughput)
-            ]
-            if not extra:
-                break
-            notes.append(
-                f"edge round {round_}: {len(extra)} sizes added beyond a budget's edge minimum "
-                f"({', '.join(f'{r.params:,} at {r.budget:.3g}' for r in extra)})."
-            )
-            progress(f"ladder (edge round {round_}): {len(extra)} runs")
-            runs += extra
-            seconds += self._sweep(self.name, runs, plan.options, "ladder")
         self.ladder_runs = runs
         self._record("ladder", runs, seconds, notes)
 

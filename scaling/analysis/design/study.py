@@ -264,11 +264,6 @@ def lr_probe_lrs(rule_lr: float) -> list[float]:
     return sorted([rule_lr * f for f in LR_FACTORS] + [rule_lr])
 
 
-def study_ladder_options(opts: PlanOptions, hparams_rule: str | None) -> PlanOptions:
-    """The ladder's options: the study's, with the rule the LR check settled on."""
-    return replace(opts, hparams_rule=hparams_rule)
-
-
 def _designs(opts: PlanOptions, prior: Prior, throughput: Throughput) -> str | None:
     """Why no study can be designed for ``opts`` (its pilot or its ladder), or None."""
     from scaling.analysis.design.plan import _try
