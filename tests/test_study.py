@@ -323,3 +323,17 @@ def test_a_ladder_budget_whose_lowest_loss_is_at_its_edge_gets_sizes_beyond_it()
               if r.budget == top.flops]  # fmt: skip
     assert pilot_vertex(top.flops, points).interior
     assert "edge round 1" in " ".join(study.stages[-1].notes)
+
+
+def test_a_study_preset_is_the_users_not_a_shipped_one(tmp_path) -> None:
+    """`make demo` twice in a checkout: the study's presets land in the repository's ./sweeps/,
+    and a preset not marked as written by a command counted as shipped, so the second run was
+    refused (`--name study is a shipped preset`)."""
+    from scaling.analysis.design.preset import _planned
+    from scaling.cli.study_run import preset_text
+
+    opts = _opts(2e11)
+    _, runs = design_pilot(opts, default_prior(), TP)
+    path = tmp_path / "study_pilot.yaml"
+    path.write_text(preset_text("study", runs, opts, "pilot", lr_per_point=False))
+    assert _planned(path)

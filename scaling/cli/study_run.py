@@ -26,7 +26,7 @@ import pandas as pd
 
 from scaling.analysis.design.options import PlanOptions
 from scaling.analysis.design.plan import Plan, PlannedRun, plan_ladder
-from scaling.analysis.design.preset import _yaml_float, point_run_keys
+from scaling.analysis.design.preset import WRITTEN_BY, _yaml_float, point_run_keys
 from scaling.analysis.design.prior import Prior
 from scaling.analysis.design.study import (
     PILOT_ROUNDS,
@@ -76,8 +76,8 @@ def preset_text(
     points = ",\n".join(f"        {_point(r, lr_per_point)}" for r in runs)
     lines = [
         "# @package _global_",
-        f"# scaling study {experiment}: the {stage} stage ({len(runs)} runs); written by "
-        "`scaling study`, which runs it",
+        f"{WRITTEN_BY}scaling study (the {stage} stage of study {experiment}, {len(runs)} runs; "
+        "the study runs it)",
         "defaults:",
         "  - override /hydra/launcher: joblib",
         "threads: 1",
