@@ -136,6 +136,10 @@ def test_skip_contains_corrupted_batches_that_warn_lets_through(
     tokens = [s for s, _ in _history(prep, skipped.run_id, "spike/loss")]
     assert tokens == [s * prep.cfg.tokens_per_step for s in BAD_STEPS]
     assert all(math.isfinite(v) for _, v in _history(prep, skipped.run_id, "train/loss"))
+    curves = collect_runs(prep.cfg.tracking.uri, "scaling", curves=True)  # the report's figure
+    seen = curves.set_index("tokens")["spikes_so_far"]
+    assert (seen[seen.index < tokens[0]] == 0).all() and seen.iloc[-1] == len(BAD_STEPS)
+    assert (seen[seen.index >= tokens[-1]] == len(BAD_STEPS)).all()
 
 
 def _failed_run(prep):  # type: ignore[no-untyped-def]

@@ -73,6 +73,10 @@ METRIC_COLUMNS: dict[str, str] = {
     "rollbacks": "train/rollbacks",  # train.spike.action=rollback only
 }
 SPIKE_COLUMNS = ("spikes", "skipped_steps", "rollbacks")
+# curves rows of a run whose detector was on: the spikes it saw up to that point (metric
+# spike/loss, one value at each spike's tokens)
+SPIKES_SO_FAR = "spikes_so_far"
+SPIKE_EVENT_METRIC = "spike/loss"
 # True for a run that diverged (MLflow tag scaling.diverged: a non-finite loss, or stopped by
 # the spike detector): FAILED, without a final loss; fits leave such rows out unless told
 DIVERGED = "diverged"
@@ -117,10 +121,13 @@ def curve_rows(
     params: Mapping[str, str],
     points: Iterable[tuple[int, float]],
     lrs: Mapping[int, float] | None = None,
+    spikes: Iterable[int] | None = None,
 ) -> list[dict[str, Any]]:
     """``row`` (from :func:`run_row`) repeated at each ``(tokens, loss)`` point of its curve,
     FLOPs columns scaled to those tokens; ``final_tokens`` keeps the run's horizon; ``lr`` the
-    LR logged at those tokens, when ``lrs`` has it."""
+    LR logged at those tokens, when ``lrs`` has it; :data:`SPIKES_SO_FAR` the number of
+    ``spikes`` (the tokens at which each was seen) at or before those tokens, when given."""
+    seen = None if spikes is None else np.sort(np.asarray(list(spikes), dtype=float))
     per_token = {c: float(params[k]) for c, k in PER_TOKEN_PARAMS.items() if k in params}
     out = []
     for tokens, loss in sorted(points):
@@ -131,6 +138,8 @@ def curve_rows(
         point["flops_exact"] = point.get(EXACT_FLOPS)
         if lrs is not None:
             point["lr"] = lrs.get(tokens)
+        if seen is not None:
+            point[SPIKES_SO_FAR] = int(np.searchsorted(seen, tokens, side="right"))
         out.append(point)
     return out
 

@@ -139,6 +139,14 @@ def add_fit(commands: Commands) -> None:
         help="fit the runs marked diverged (column diverged) that have a loss; by default they "
         "are left out and named in the report",
     )
+    p.add_argument(
+        "--curves",
+        type=Path,
+        metavar="CURVES",
+        help="a curves table of the same runs (scaling collect --curves; a sweep writes "
+        "results/<experiment>_curves.csv): the report draws their training curves with the "
+        "loss spikes marked",
+    )
     _add_curve_options(p)
     p.set_defaults(handler=cmd_fit)
 
@@ -243,6 +251,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         params_column=args.params_column,
         report=not args.no_report,
         keep_diverged=args.keep_diverged,
+        curves=args.curves,
     )
     for w in output.result.warnings:
         print(f"warning: {w}", file=sys.stderr)

@@ -239,7 +239,11 @@ def _fit_and_verify(study: Study, args: argparse.Namespace) -> int:
     progress(f"fit: approach 2 on {table}")
     started = time.monotonic()
     output = fit_to_dir(
-        table, study.out, approach=2, options=FitOptions(bootstrap=SweepConfig.bootstrap)
+        table,
+        study.out,
+        approach=2,
+        options=FitOptions(bootstrap=SweepConfig.bootstrap),
+        curves=study.write_curves(),
     )
     fit_path = study.out / "fit.json"
     study.stages.append(StageRecord("fit", 0, 0.0, time.monotonic() - started, []))

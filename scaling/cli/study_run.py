@@ -152,17 +152,18 @@ class Study:
             raise SystemExit(status)
         return seconds
 
-    def table(self) -> pd.DataFrame:
-        """The finished runs of this study's experiment on this corpus."""
+    def table(self, curves: bool = False) -> pd.DataFrame:
+        """The finished runs of this study's experiment on this corpus (``curves``: their
+        curves table, diverged runs' curves included)."""
         from scaling.training.collect import collect_runs
 
         try:
-            df = collect_runs(self.uri, self.name)
+            df = collect_runs(self.uri, self.name, curves=curves)
         except UserError:
             return pd.DataFrame()
         if "corpus" in df:
             df = df[df["corpus"].astype(str) == self.corpus_id]
-        if "diverged" in df:
+        if "diverged" in df and not curves:
             df = df[~df["diverged"].astype(bool)]
         return df
 
@@ -363,6 +364,21 @@ class Study:
 
         df = self.rows_of(self.table(), self.ladder_runs)
         return write_table(df, Path("results") / f"{self.name}.csv")
+
+    def write_curves(self) -> Path | None:
+        """The ladder's curves table, ``results/NAME_curves.csv`` (the report's figure); None
+        when no run has a curve."""
+        from scaling.analysis.table import write_table
+
+        curves = self.table(curves=True)
+        if not curves.empty:
+            firsts = curves.drop_duplicates("run_id")  # a curve's lr is the schedule's
+            firsts = firsts.assign(lr=pd.to_numeric(firsts["train.lr"], errors="coerce"))
+            ids = set(self.rows_of(firsts, self.ladder_runs)["run_id"].astype(str))
+            curves = curves[curves["run_id"].astype(str).isin(ids)]
+        if curves.empty:
+            return None
+        return write_table(curves, Path("results") / f"{self.name}_curves.csv")
 
     def save(self) -> None:
         record = {"stages": [s.to_json() for s in self.stages]}

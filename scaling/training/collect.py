@@ -79,7 +79,8 @@ def collect_runs(
         if curves:
             points = _curve(client, run.info.run_id)
             lrs = _lr_at(client, run.info.run_id, [t for t, _ in points])
-            rows.extend(table.curve_rows(row, params, points, lrs))
+            spikes = _spike_tokens(client, run.info.run_id, run.data.metrics)
+            rows.extend(table.curve_rows(row, params, points, lrs, spikes))
         elif row.get("branch_role") != table.STABLE:  # a WSD group's stable run: no result
             rows.append(row)
     if not rows and where:
@@ -151,6 +152,17 @@ def _curve(client: Any, run_id: str) -> list[tuple[int, float]]:
         client.get_metric_history(run_id, table.CURVE_METRIC), key=lambda m: m.timestamp
     )
     return list({m.step: (m.step, m.value) for m in history}.values())
+
+
+def _spike_tokens(client: Any, run_id: str, metrics: Mapping[str, float]) -> list[int] | None:
+    """The tokens at which the run's detector saw each spike; None when it was off (the run
+    logged no ``train/spikes``)."""
+    if table.METRIC_COLUMNS["spikes"] not in metrics:
+        return None
+    if not metrics[table.METRIC_COLUMNS["spikes"]]:
+        return []
+    history = client.get_metric_history(run_id, table.SPIKE_EVENT_METRIC)
+    return sorted({m.step for m in history})  # a resumed run may log a spike twice
 
 
 def _lr_at(client: Any, run_id: str, tokens: list[int]) -> dict[int, float] | None:

@@ -87,12 +87,14 @@ def collect_and_fit(config: DictConfig, points: list[GridPoint], options: SweepC
         if diverged:  # rows without a loss, left out of the fit
             extra += f"; {diverged} diverged run(s), left out of the fit"
         print(f"run table: {table} ({len(df) - diverged} finished runs{extra})")
-        if options.approach == 1:  # the envelope reads every run's loss curve
-            curves = collect_runs(uri, experiment, curves=True)
-            table = write_table(curves, Path(config.results_dir) / f"{experiment}_curves.csv")
-            print(f"curves table: {table} ({len(curves)} points)")
+        # the envelope (approach 1) fits every run's loss curve; the report draws them
+        curves = collect_runs(uri, experiment, curves=True)
+        curve_table = write_table(curves, Path(config.results_dir) / f"{experiment}_curves.csv")
+        print(f"curves table: {curve_table} ({len(curves)} points)")
+        if options.approach == 1:
+            table = curve_table
         if options.fit:
-            fitted = fit_table(table, Path("analysis") / experiment, options)
+            fitted = fit_table(table, Path("analysis") / experiment, options, curve_table)
             if options.verify_flops and not fitted:
                 raise UnhealthyFitError(
                     "sweep.verify_flops: no fit to verify (see 'fit skipped' above): add "
@@ -120,8 +122,11 @@ def verify_optimum(
     print("\n".join(f"verify {line}" for line in summary_lines(results, fit_path)))
 
 
-def fit_table(table: Path, out: Path, options: SweepConfig) -> bool:
-    """Fit the run table into ``out`` as ``scaling fit`` would; True when a fit was written.
+def fit_table(
+    table: Path, out: Path, options: SweepConfig, curves: Path | None = None
+) -> bool:
+    """Fit the run table into ``out`` as ``scaling fit`` would (``curves``: ``--curves``);
+    True when a fit was written.
 
     A table the law cannot be fitted to (too few runs or budgets) is reported and skipped: the
     sweep did its job.  Anything else raises, and the sweep exits non-zero.
@@ -136,6 +141,7 @@ def fit_table(table: Path, out: Path, options: SweepConfig) -> bool:
             law=options.law,
             approach=options.approach,
             options=FitOptions(bootstrap=options.bootstrap),
+            curves=curves,
         )
     except UserError as err:  # e.g. too few runs for the law: the sweep itself succeeded
         print(f"fit skipped: {err}")

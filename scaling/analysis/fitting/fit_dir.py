@@ -50,6 +50,7 @@ def fit_to_dir(
     params_column: str = "params",
     report: bool = True,
     keep_diverged: bool = False,
+    curves: Path | None = None,
 ) -> FitOutput:
     """Fit the run table at ``table`` and write the results into ``out`` (raises UserError).
 
@@ -57,7 +58,12 @@ def fit_to_dir(
     warning names them; another names finished runs with loss spikes that nothing contained.
     Finished runs whose final loss is an outlier of their IsoFLOP budget or seed group are
     recorded as suspects (:mod:`..fitting.outliers`), which the health verdict judges.
+    ``curves`` (a curves table of the same runs, ``scaling collect --curves``; diverged runs
+    kept) is drawn in the report as the runs' training curves with their spikes marked.
     """
+    curve_table = None
+    if curves is not None:
+        curve_table = read_run_table(curves, params_column, curves=True, keep_diverged=True)
     runs = read_run_table(table, params_column, curves=approach == 1, keep_diverged=keep_diverged)
     left_out = list(runs.attrs.get("left_out_diverged", []))
     if approach != 1:
@@ -92,6 +98,7 @@ def fit_to_dir(
                 source=str(table),
                 backtest_result=bt,
                 history=out / "verifications.csv",
+                curves=curve_table,
             )
     return FitOutput(result=result, doc=doc, written=tuple(written))
 

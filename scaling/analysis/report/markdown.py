@@ -6,7 +6,8 @@ with bootstrap intervals; compute-optimal allocation for a range of budgets
 cross-validation) naming the law selected for extrapolation; a backtest by whole budgets; the
 exponent shift under other N and C conventions (:mod:`.heldout_sections`); the verifications of
 the fit (here); warnings; the runs that spiked, skipped, rolled back or diverged
-(:mod:`.spikes_section`); suspect runs; plots; method (:mod:`.method`).
+(:mod:`.spikes_section`); suspect runs; plots (the training curves with their spikes marked,
+:mod:`.curves_plot`, when a curves table is given); method (:mod:`.method`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from scaling.analysis.report.heldout_sections import (
     form_error_section,
     shift_section,
 )
+from scaling.analysis.report.curves_plot import CAPTION as CURVES_CAPTION
+from scaling.analysis.report.curves_plot import plot_training_curves
 from scaling.analysis.report.method import method_text
 from scaling.analysis.report.plots import (
     plot_allocation,
@@ -54,16 +57,22 @@ def write_report(
     source: str = "runs.csv",
     backtest_result: dict | None = None,
     history: Path | None = None,
+    curves: pd.DataFrame | None = None,
 ) -> Path:
     """Render ``report.md`` and its plots into ``out_dir``; returns the report path.
 
     ``backtest_result`` is :func:`~scaling.analysis.report.stats.backtest`'s answer when the
     caller already computed it (the health verdict needs it too). ``history`` is the fit
     directory's ``verifications.csv`` (``scaling verify``), shown as a table when it exists.
+    ``curves`` (a curves table; approach 1's ``runs`` are one) adds the training-curves figure.
     """
     out_dir = Path(out_dir)
     p = Predictor(result)
     plots = _draw(runs, result, p, out_dir)
+    if curves is None and result.approach == 1:
+        curves = runs
+    if curves is not None and plot_training_curves(curves, out_dir / "training_curves.png"):
+        plots.append(("training_curves.png", CURVES_CAPTION))
     final = final_rows(runs, result.approach)
     title = f"approach {result.approach}" + (
         f", law `{result.law}`" if result.approach == 3 else ""
