@@ -95,3 +95,39 @@ def test_one_of_six_seeds_spoiled_is_caught_by_its_seed_group() -> None:
     suspects = find_suspects(runs, 0.05)["suspects"]
     assert [s["run"] for s in suspects] == ["seed3"]
     assert suspects[0]["against"] == "its seed replicates"
+
+
+# Trained (README, "Loss spikes and divergence"): sweeps=horizons_wsd, model.n_layer=3 (103,344
+# params), train.lr=0.007225, train.warmup_steps=12, seeds 0-5; final val/loss of each
+# cooldown branch, by horizon (tokens) and seed. Seed 2 spiked at step 15 (loss 6.64 > 2x the
+# least so far) and every one of its branches ended 13-17% above the other seeds.
+SPOILED_SEED_LADDER = {
+    249856: [2.5531, 2.5368, 2.7033, 2.5591, 2.5643, 2.5562],
+    499712: [2.3434, 2.3034, 2.5200, 2.3244, 2.3564, 2.3159],
+    749568: [2.1697, 2.1390, 2.4002, 2.1718, 2.1864, 2.1458],
+    999424: [2.0331, 2.0283, 2.2962, 2.0306, 2.0710, 2.0267],
+    1249280: [1.9423, 1.9323, 2.2177, 1.9351, 1.9578, 1.9273],
+    1499136: [1.8799, 1.8600, 2.1438, 1.8662, 1.8778, 1.8517],
+    1748992: [1.8081, 1.7944, 2.0740, 1.8163, 1.8189, 1.7849],
+    1999872: [1.7533, 1.7357, 2.0017, 1.7733, 1.7596, 1.7341],
+}
+
+
+def test_the_trained_one_of_six_case_is_caught_at_every_horizon_and_nothing_else() -> None:
+    runs = pd.DataFrame(
+        [
+            {
+                "params": 103344.0,
+                "tokens": float(t),
+                "seed": s,
+                "loss": loss,
+                "run_name": f"D{t}-s{s}",
+            }
+            for t, losses in SPOILED_SEED_LADDER.items()
+            for s, loss in enumerate(losses)
+        ]
+    )
+    runs["flops"] = 6 * runs["params"] * runs["tokens"]
+    suspects = find_suspects(runs, 0.05)["suspects"]
+    assert sorted(s["run"] for s in suspects) == sorted(f"D{t}-s2" for t in SPOILED_SEED_LADDER)
+    assert {s["against"] for s in suspects} == {"its seed replicates"}

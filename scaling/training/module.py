@@ -199,7 +199,9 @@ class LMModule(L.LightningModule):
         self._step_loss = torch.zeros(())  # this step's micro-batch losses, summed
         self._step_micro = 0
         self._step_start: tuple[torch.Tensor, int] = (self._loss_sum, 0)  # to undo a skipped step
-        self._pending: list[torch.Tensor] = []  # [loss, grad norm] of steps not yet judged
+        # the loss and gradient norm of each step not yet judged (warn, stop), and its step
+        self._pending_losses: list[torch.Tensor] = []
+        self._pending_norms: list[torch.Tensor] = []
         self._pending_steps: list[int] = []
         self._interval_norms: list[float] = []  # gradient norms judged since the last log
         self._interval_norm_z: float | None = None  # their largest z-score (detector.norm_z)
@@ -222,7 +224,9 @@ class LMModule(L.LightningModule):
         if self.detector is not None:
             if self._step_micro == 0:
                 self._step_start = (self._loss_sum, self._loss_count)
-            self._step_loss = self._step_loss + loss.detach().float()
+                self._step_loss = loss.detach()
+            else:
+                self._step_loss = self._step_loss + loss.detach()
             self._step_micro += 1
         self._loss_sum = self._loss_sum + loss.detach().float()
         self._loss_count += 1
@@ -244,16 +248,20 @@ class LMModule(L.LightningModule):
             )
             return
         norm = self._clip_and_norm(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        values = torch.stack([self._step_loss / max(1, self._step_micro), norm.float()])
-        self._step_loss, self._step_micro = torch.zeros(()), 0
+        step_loss = self._step_loss
+        if self._step_micro > 1:
+            step_loss = step_loss / self._step_micro
+        self._step_micro = 0
         if self.trainer.world_size > 1:  # the mean loss over ranks (gradients are already one)
-            values = self.trainer.strategy.reduce(values, reduce_op="mean")
+            values = torch.stack([step_loss.float(), norm.float()])
+            step_loss, norm = self.trainer.strategy.reduce(values, reduce_op="mean")
         step = self.trainer.global_step + 1
-        if self.spike_action not in JUDGED_BEFORE_UPDATE:
-            self._pending.append(values)
+        if self.spike_action not in JUDGED_BEFORE_UPDATE:  # judged at the next log, together
+            self._pending_losses.append(step_loss)
+            self._pending_norms.append(norm)
             self._pending_steps.append(step)
             return
-        loss, grad_norm = values.tolist()
+        loss, grad_norm = torch.stack([step_loss.float(), norm.float()]).tolist()
         if self._judge(step, loss, grad_norm):
             optimizer.zero_grad(set_to_none=True)
             self._loss_sum, self._loss_count = self._step_start  # train/loss: applied steps
@@ -349,13 +357,20 @@ class LMModule(L.LightningModule):
 
     def _judge_pending(self) -> None:
         """Judge the steps waiting since the last log (``warn``, ``stop``): one transfer."""
-        if not self._pending:
+        if not self._pending_steps:
             return
-        values = torch.stack(self._pending).tolist()
+        values = self._pending_values()
         steps = self._pending_steps
-        self._pending, self._pending_steps = [], []
+        self._pending_losses, self._pending_norms, self._pending_steps = [], [], []
         for step, (loss, grad_norm) in zip(steps, values):
             self._judge(step, loss, grad_norm)
+
+    def _pending_values(self) -> list[list[float]]:
+        """``[loss, grad norm]`` of each step not yet judged, as floats: one transfer."""
+        if not self._pending_steps:
+            return []
+        losses = torch.stack(self._pending_losses).float()
+        return torch.stack([losses, torch.stack(self._pending_norms).float()], 1).tolist()
 
     def _stopping(self, step: int) -> None:
         """Before a diverged run stops: its spikes and their counts, as of ``step``."""
@@ -428,7 +443,7 @@ class LMModule(L.LightningModule):
             "loss_count": self._loss_count,
         }
         if self.detector is not None:
-            pending = torch.stack(self._pending).tolist() if self._pending else []
+            pending = self._pending_values()
             checkpoint[CHECKPOINT_KEY]["spikes"] = {
                 "detector": self.detector.state_dict(),
                 "pending": pending,
@@ -450,7 +465,9 @@ class LMModule(L.LightningModule):
         spikes = state.get("spikes")
         if self.detector is not None and spikes is not None:
             self.detector.load_state_dict(spikes["detector"])
-            self._pending = [torch.tensor(v, dtype=torch.float32) for v in spikes["pending"]]
+            pending = [torch.tensor(v, dtype=torch.float32) for v in spikes["pending"]]
+            self._pending_losses = [v[0] for v in pending]
+            self._pending_norms = [v[1] for v in pending]
             self._pending_steps = [int(s) for s in spikes["pending_steps"]]
             self._interval_norms = [float(v) for v in spikes["interval_norms"]]
             self._interval_norm_z = spikes.get("interval_norm_z")

@@ -122,9 +122,7 @@ def verify_optimum(
     print("\n".join(f"verify {line}" for line in summary_lines(results, fit_path)))
 
 
-def fit_table(
-    table: Path, out: Path, options: SweepConfig, curves: Path | None = None
-) -> bool:
+def fit_table(table: Path, out: Path, options: SweepConfig, curves: Path | None = None) -> bool:
     """Fit the run table into ``out`` as ``scaling fit`` would (``curves``: ``--curves``);
     True when a fit was written.
 

@@ -71,6 +71,14 @@ def _compute(rows: pd.DataFrame) -> float:
     return 6.0 * float(rows["params"].iloc[0]) * float(horizon)
 
 
+def _spiked(rows: pd.DataFrame) -> bool:
+    """Whether a run counts a spike (column ``spikes``), e.g. a cooldown branch of a stable run
+    that spiked before the branch began: drawn bold, though its own curve holds no mark."""
+    if "spikes" not in rows:
+        return False
+    return bool((pd.to_numeric(rows["spikes"], errors="coerce").fillna(0) > 0).any())
+
+
 def plot_training_curves(curves: pd.DataFrame, path: Path) -> bool:
     """Draw the figure into ``path``; False (nothing drawn) when the table has no curve of two
     points or more."""
@@ -88,7 +96,7 @@ def plot_training_curves(curves: pd.DataFrame, path: Path) -> bool:
     marked = {m.run for m in found}
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for run, rows in runs.items():
-        hit = run in marked
+        hit = run in marked or _spiked(rows)
         ax.plot(
             rows["tokens"],
             rows["loss"],
@@ -100,7 +108,11 @@ def plot_training_curves(curves: pd.DataFrame, path: Path) -> bool:
     style = {
         SPIKE: dict(marker="x", color="crimson", s=70, linewidths=2, label="spike (trained on)"),
         CONTAINED: dict(
-            marker="o", facecolors="none", edgecolors="darkorange", s=80, linewidths=2,
+            marker="o",
+            facecolors="none",
+            edgecolors="darkorange",
+            s=80,
+            linewidths=2,
             label="spike (skipped / rolled back)",
         ),
         STOPPED: dict(marker="X", color="black", s=90, label="diverged: stopped"),

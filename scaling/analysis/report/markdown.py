@@ -19,6 +19,8 @@ import pandas as pd
 from scaling.analysis.fitting.results import FitResult
 from scaling.analysis.prediction.predict import Predictor
 from scaling.analysis.report.cells import interval, md_table, sci
+from scaling.analysis.report.curves_plot import CAPTION as CURVES_CAPTION
+from scaling.analysis.report.curves_plot import plot_training_curves
 from scaling.analysis.report.fit_sections import (
     allocation_section,
     data_section,
@@ -33,8 +35,6 @@ from scaling.analysis.report.heldout_sections import (
     form_error_section,
     shift_section,
 )
-from scaling.analysis.report.curves_plot import CAPTION as CURVES_CAPTION
-from scaling.analysis.report.curves_plot import plot_training_curves
 from scaling.analysis.report.method import method_text
 from scaling.analysis.report.plots import (
     plot_allocation,
