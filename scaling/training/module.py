@@ -138,8 +138,34 @@ class _StepEnd(L.Callback):
         pl_module.step_end()
 
 
+# Attributes set on every optimizer step that are never parameters, buffers or submodules:
+# assigned directly, not through ``nn.Module.__setattr__`` (its checks cost microseconds a call,
+# and Lightning sets ``_current_fx_name`` around each of the ~20 hooks it calls a step).
+PLAIN_ATTRIBUTES = frozenset(
+    {
+        "_current_fx_name",
+        "_step_micro",
+        "_step_loss",
+        "_step_start",
+        "_loss_sum",
+        "_loss_count",
+        "_clock",
+        "_last_seen_step",
+        "_train_seconds",
+        "_timed_tokens",
+        "_interval_norm_z",
+    }
+)
+
+
 class LMModule(L.LightningModule):
     """Trains a :class:`GPT`; validation on a fixed token set at log-spaced token counts."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in PLAIN_ATTRIBUTES:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def __init__(
         self,
@@ -205,6 +231,7 @@ class LMModule(L.LightningModule):
         self._pending_steps: list[int] = []
         self._interval_norms: list[float] = []  # gradient norms judged since the last log
         self._interval_norm_z: float | None = None  # their largest z-score (detector.norm_z)
+        self._logged_counts: dict[str, float] | None = None  # the counts as last logged
         self._new_spikes: list[Spike] = []  # judged, not yet emitted
 
     # ---- optimisation ------------------------------------------------------------------------
@@ -375,7 +402,7 @@ class LMModule(L.LightningModule):
     def _stopping(self, step: int) -> None:
         """Before a diverged run stops: its spikes and their counts, as of ``step``."""
         self._emit_spikes()
-        self._emit(self._spike_metrics(), step * self.tokens_per_step)
+        self._emit(self._spike_metrics(final=True), step * self.tokens_per_step)
 
     def _emit_spikes(self) -> None:
         for spike in self._new_spikes:
@@ -385,14 +412,22 @@ class LMModule(L.LightningModule):
             )
         self._new_spikes = []
 
-    def _spike_metrics(self) -> dict[str, float]:
+    def _spike_metrics(self, final: bool = False) -> dict[str, float]:
         """``train/grad_norm`` (mean and max over the steps since the last log), the largest
         z-score of its logarithm in the detector's window (``train/grad_norm_z_max``, once the
-        rolling test is on) and the run's counts of spikes and skipped steps so far."""
+        rolling test is on) and the run's counts of spikes and skipped steps so far (logged at
+        the first log, when they change and at the run's end: a count is a step function)."""
         assert self.detector is not None
-        out = {"train/spikes": self.detector.spikes, "train/skipped_steps": self.detector.skipped}
+        counts = {
+            "train/spikes": self.detector.spikes,
+            "train/skipped_steps": self.detector.skipped,
+        }
         if self.rollbacks is not None:
-            out["train/rollbacks"] = self.rollbacks.count
+            counts["train/rollbacks"] = self.rollbacks.count
+        out: dict[str, float] = {}
+        if final or counts != self._logged_counts:
+            out.update(counts)
+            self._logged_counts = counts
         norms = self._interval_norms
         if norms:
             out["train/grad_norm"] = math.fsum(norms) / len(norms)
@@ -450,6 +485,7 @@ class LMModule(L.LightningModule):
                 "pending_steps": list(self._pending_steps),
                 "interval_norms": list(self._interval_norms),
                 "interval_norm_z": self._interval_norm_z,
+                "logged_counts": self._logged_counts,
             }
             if self.rollbacks is not None:
                 checkpoint[CHECKPOINT_KEY]["spikes"]["rollback"] = self.rollbacks.state_dict()
@@ -471,6 +507,7 @@ class LMModule(L.LightningModule):
             self._pending_steps = [int(s) for s in spikes["pending_steps"]]
             self._interval_norms = [float(v) for v in spikes["interval_norms"]]
             self._interval_norm_z = spikes.get("interval_norm_z")
+            self._logged_counts = spikes.get("logged_counts")
             if self.rollbacks is not None and spikes.get("rollback") is not None:
                 self.rollbacks.load_state_dict(spikes["rollback"])
 
@@ -510,7 +547,7 @@ class LMModule(L.LightningModule):
             if self._train_seconds > 0:
                 metrics["throughput/tokens_per_s"] = self.throughput()
             if self.detector is not None:
-                metrics.update(self._spike_metrics())
+                metrics.update(self._spike_metrics(final=step == self.total_steps))
             self._emit(metrics, tokens)
         if step in self._eval_at:
             val = self.evaluate()
