@@ -75,6 +75,7 @@ BASE = [
     "train.eval_points=6",
     "train.log_every=5",
     f"train.checkpoint_every={CHECKPOINT_EVERY}",
+    "train.checkpoint_min_s=0",  # every checkpoint: the kills aim at their writes
     "data.val_tokens=4096",
     "data=text",
     f"data.path={TEXT}",

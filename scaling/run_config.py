@@ -24,6 +24,11 @@ from scaling.identity import DataIdentity, canonical, provisional_data_identity
 from scaling.schedule import cooldown_start
 from scaling.schema import MAX_TOKENS, GPTConfig, TrackingConfig, TrainConfig
 
+# Tokens per validation forward when the training micro-batch holds fewer (evaluation keeps
+# nothing for a backward), as long as their logits stay within EVAL_LOGITS elements (256 MiB).
+EVAL_TOKENS = 2048
+EVAL_LOGITS = 1 << 26
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -164,6 +169,13 @@ class RunConfig:
         per_device = self.train.batch_size // self.trainer.world_size
         micro = self.train.micro_batch_size or per_device
         return min(micro, per_device)
+
+    @property
+    def eval_batch_size(self) -> int:
+        """Validation windows per forward: the training micro-batch, or more up to
+        :data:`EVAL_TOKENS` tokens whose logits fit :data:`EVAL_LOGITS`."""
+        tokens = min(EVAL_TOKENS, EVAL_LOGITS // self.model.vocab_size)
+        return max(self.micro_batch_size, tokens // self.model.seq_len)
 
     @property
     def accumulate(self) -> int:

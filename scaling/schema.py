@@ -222,6 +222,9 @@ class TrainConfig:
     eval_points: int = 8  # validation at this many log-spaced token counts; the last is the result
     log_every: int = 10  # optimizer steps between train/loss points
     checkpoint_every: int = 50  # optimizer steps between checkpoints (0 = never)
+    # and at least this many seconds since the run's start or last checkpoint (0: every
+    # checkpoint_every steps): a run of a few seconds writes none, a kill retrains at most this
+    checkpoint_min_s: float = 10.0
     # the rule that train.lr=auto / train.batch_size=auto read (a hparams.json written by
     # `scaling fit --law hparams`); null: ./hparams.json if it exists, else the shipped default.
     # Out of the run key: the numbers it resolves to are in (scaling.config.resolve_auto)
@@ -278,6 +281,11 @@ class TrainConfig:
             raise ConfigError(
                 f"train.checkpoint_every={self.checkpoint_every} must be 0 (never) or a positive "
                 "number of optimizer steps"
+            )
+        if not (self.checkpoint_min_s >= 0 and math.isfinite(self.checkpoint_min_s)):
+            raise ConfigError(
+                f"train.checkpoint_min_s={self.checkpoint_min_s} must be 0 (every "
+                "train.checkpoint_every steps) or a positive number of seconds"
             )
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(

@@ -29,6 +29,7 @@ TINY = [
     "train.eval_points=4",
     "train.log_every=5",
     "train.checkpoint_every=0",
+    "train.checkpoint_min_s=0",  # a test that sets checkpoint_every gets every one
     "data.val_tokens=4096",
     "threads=1",
     "progress=false",

@@ -109,6 +109,7 @@ KEY_OUT = {
     "train.eval_points": "train.eval_points=2",
     "train.log_every": "train.log_every=1",
     "train.checkpoint_every": "train.checkpoint_every=7",
+    "train.checkpoint_min_s": "train.checkpoint_min_s=0",
     # read only under train.lr=auto / batch_size=auto, whose resolved numbers are in the key
     "train.hparams_rule": "train.hparams_rule={tmp}/rule.json",
     # warn and stop never change what a run trains (only skip does: below)

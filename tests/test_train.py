@@ -183,3 +183,26 @@ def test_a_run_killed_after_its_final_checkpoint_finishes_when_rerun(
         if r.info.status == "FINISHED"
     ]
     assert [r.info.run_id for r in finished] == [result.run_id]
+
+
+@pytest.mark.slow
+def test_a_run_shorter_than_checkpoint_min_s_writes_no_checkpoint(
+    compose, text_data, monkeypatch
+) -> None:
+    """``train.checkpoint_min_s``: checkpoints wait that long since the run's start, so a run of
+    a few seconds killed before FINISHED leaves none (its rerun trains from step 0)."""
+    from scaling.training import run
+
+    every = ["train.tokens=8192", "train.checkpoint_every=8", "train.checkpoint_min_s=3600"]
+    prep = prepare(compose(*text_data, *every))
+
+    def killed(*args, **kwargs):  # the process dies between the last step and FINISHED
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "_summary", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(prep)
+    assert not (run.checkpoint_dir(prep.cfg) / "last.ckpt").exists()
+    monkeypatch.undo()
+    result = train(prep)
+    assert result.status == "FINISHED" and result.resumed_from_step == 0

@@ -578,7 +578,7 @@ class LMModule(L.LightningModule):
         self.model.eval()
         total, count = torch.zeros((), dtype=torch.float64), 0
         windows = self.val_windows
-        with self.trainer.precision_plugin.forward_context():
+        with torch.no_grad(), self.trainer.precision_plugin.forward_context():
             for i in range(0, len(windows), self.eval_batch_size):
                 chunk = windows[i : i + self.eval_batch_size].to(self.device)
                 _, loss = self.model(chunk[:, :-1], chunk[:, 1:])

@@ -174,7 +174,7 @@ def _train_leased(
             total_steps=cfg.steps,
             tokens_per_step=cfg.tokens_per_step,
             val_windows=val_windows(prep.corpus, cfg.model.seq_len),
-            eval_batch_size=cfg.micro_batch_size,
+            eval_batch_size=cfg.eval_batch_size,
             sink=recorder.log_metrics if recorder is not None else None,
         )
         datamodule = TokenDataModule(

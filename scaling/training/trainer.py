@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -64,10 +65,38 @@ def make_trainer(
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    class PacedCheckpoint(ModelCheckpoint):
+        """``last.ckpt`` every ``checkpoint_every`` steps once ``checkpoint_min_s`` seconds have
+        passed since the run's start or its last checkpoint (rank 0's clock decides for every
+        rank: saving is collective)."""
+
+        def __init__(self, min_s: float, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.min_s, self.since = min_s, time.monotonic()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # type: ignore[no-untyped-def]
+            if trainer.global_step % self._every_n_train_steps:
+                return
+            if self.min_s > 0:
+                due = time.monotonic() - self.since >= self.min_s
+                if not trainer.strategy.broadcast(due):
+                    return
+            saved = self._last_global_step_saved
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            if self._last_global_step_saved != saved:
+                self.since = time.monotonic()
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:  # type: ignore[no-untyped-def]
+            """No ``last.ckpt`` at the end of the run's one epoch: nothing would resume it."""
+
+        def on_train_end(self, trainer, pl_module) -> None:  # type: ignore[no-untyped-def]
+            """Nor at the end of training."""
+
     callbacks = list(extra_callbacks)
     if cfg.train.checkpoint_every > 0:
         callbacks.append(
-            ModelCheckpoint(
+            PacedCheckpoint(
+                cfg.train.checkpoint_min_s,
                 dirpath=ckpt_dir,
                 filename="last",
                 save_top_k=0,
