@@ -59,6 +59,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("weight-decay-nan", ["train.weight_decay=nan"], "train.weight_decay"),
     ("grad-clip-negative", ["train.grad_clip=-1"], "train.grad_clip"),
     ("checkpoint-every-negative", ["train.checkpoint_every=-1"], "train.checkpoint_every"),
+    ("checkpoint-min-s-negative", ["train.checkpoint_min_s=-1"], "train.checkpoint_min_s"),
     ("batch-size-zero", ["train.batch_size=0"], "train.batch_size"),
     ("micro-batch-not-dividing", ["train.micro_batch_size=3"], "train.micro_batch_size"),
     ("warmup-above-one", ["train.warmup=2"], "train.warmup"),
