@@ -88,10 +88,15 @@ def collect_and_fit(config: DictConfig, points: list[GridPoint], options: SweepC
             extra += f"; {diverged} diverged run(s), left out of the fit"
         print(f"run table: {table} ({len(df) - diverged} finished runs{extra})")
         # the envelope (approach 1) fits every run's loss curve; the report draws them
-        curves = collect_runs(uri, experiment, curves=True)
-        curve_table = write_table(curves, Path(config.results_dir) / f"{experiment}_curves.csv")
-        print(f"curves table: {curve_table} ({len(curves)} points)")
-        if options.approach == 1:
+        curve_table: Path | None = None
+        try:
+            curves = collect_runs(uri, experiment, curves=True)
+        except UserError as err:
+            print(f"collect --curves: {err}")
+        else:
+            curve_table = write_table(curves, Path(config.results_dir) / f"{experiment}_curves.csv")
+            print(f"curves table: {curve_table} ({len(curves)} points)")
+        if options.approach == 1 and curve_table is not None:
             table = curve_table
         if options.fit:
             fitted = fit_table(table, Path("analysis") / experiment, options, curve_table)
