@@ -318,10 +318,7 @@ def diverged_mask(df: pd.DataFrame) -> pd.Series:
 
 def run_names(rows: pd.DataFrame) -> list[str]:
     """Each distinct run of ``rows`` by name (``run_name``, else ``run_id``, else its row)."""
-    for col in ("run_name", "run_id"):
-        if col in rows.columns:
-            return list(dict.fromkeys(str(v) for v in rows[col]))
-    return [f"row {i + 1}" for i in rows.index]
+    return list(dict.fromkeys(run_names_per_row(rows)))
 
 
 def _leave_out_diverged(

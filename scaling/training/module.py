@@ -248,14 +248,15 @@ class LMModule(L.LightningModule):
     ) -> torch.Tensor:
         x, y = batch  # (B, T), (B, T)
         _, loss = (self._compiled or self.model)(x, y)
+        detached = loss.detach()
         if self.detector is not None:
             if self._step_micro == 0:
                 self._step_start = (self._loss_sum, self._loss_count)
-                self._step_loss = loss.detach()
+                self._step_loss = detached
             else:
-                self._step_loss = self._step_loss + loss.detach()
+                self._step_loss = self._step_loss + detached
             self._step_micro += 1
-        self._loss_sum = self._loss_sum + loss.detach().float()
+        self._loss_sum = self._loss_sum + detached.float()
         self._loss_count += 1
         return loss
 

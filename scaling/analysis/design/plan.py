@@ -37,9 +37,8 @@ import numpy as np
 
 from scaling.analysis.design.options import PLAN_MIN_STEPS, PlanOptions
 from scaling.analysis.design.prior import Prior, default_prior
-from scaling.analysis.design.shapes import SNAP_TOLERANCE, Shape, shapes
+from scaling.analysis.design.shapes import SNAP_TOLERANCE, Shape, shapes, snap
 from scaling.analysis.design.throughput import Throughput
-from scaling.config import GPTConfig
 from scaling.counting import count_params
 from scaling.errors import UserError
 from scaling.numbers import short
@@ -212,7 +211,6 @@ def design_budget(
             f"(>= {opts.min_steps} steps, {opts.tpp_range[0]:g}..{opts.tpp_range[1]:g} "
             f"tokens/param) at {budget:.3g} FLOPs"
         )
-    aspect = GPTConfig().aspect
     log_opt = math.log10(n_opt)
     wanted = log_opt + np.linspace(-opts.span, opts.span, opts.sizes)
     apart = 2 * opts.span / (opts.sizes - 1) / 3  # a third of the wanted spacing, at least
@@ -229,10 +227,7 @@ def design_budget(
                 f"apart pass the guards ({opts.min_steps} steps, {opts.tpp_range[0]:g}.."
                 f"{opts.tpp_range[1]:g} tokens/param)"
             )
-        dist = {s: abs(math.log10(s.params) - target) for s in free}
-        best = min(dist.values())
-        near = [s for s in free if dist[s] <= best + SNAP_TOLERANCE]
-        chosen.append(min(near, key=lambda s: (abs(math.log2(s.aspect / aspect)), dist[s])))
+        chosen.append(snap(free, target))
     chosen.sort(key=lambda s: s.params)
     margin = bracket_margin(opts)
     low, high = math.log10(chosen[0].params), math.log10(chosen[-1].params)

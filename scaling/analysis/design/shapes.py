@@ -136,7 +136,14 @@ def nearest_shape(
     aspect is closest to the model's default, as ``scaling plan`` picks a ladder's sizes (a free
     shape of another depth and width at the same size can differ in loss by more than the noise)."""
     candidates = shapes(Catalogue(family, seq_len, vocab_size, head_dim), max_params=params * 4)
-    dist = {s: abs(math.log10(s.params / params)) for s in candidates}
+    return snap(candidates, math.log10(params))
+
+
+def snap(candidates: Sequence[Shape], log10_params: float) -> Shape:
+    """Of ``candidates``, those within :data:`SNAP_TOLERANCE` decades of the nearest to
+    ``10**log10_params``, the one whose aspect is closest to the model's default (then the
+    nearest): how a planned size and a verified size become a shape."""
+    dist = {s: abs(math.log10(s.params) - log10_params) for s in candidates}
     best = min(dist.values())
     near = [s for s in candidates if dist[s] <= best + SNAP_TOLERANCE]
     aspect = GPTConfig().aspect

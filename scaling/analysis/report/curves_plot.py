@@ -39,15 +39,20 @@ class Mark:
     count: int = 1
 
 
+def _by_run(curves: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Each run's rows of a curves table, in tokens order."""
+    if curves.empty:
+        return {}
+    df = curves.assign(_run=run_names_per_row(curves)).sort_values(["_run", "tokens"])
+    return {str(run): rows for run, rows in df.groupby("_run", sort=False)}
+
+
 def marks(curves: pd.DataFrame) -> list[Mark]:
     """The marks of a curves table's runs, run by run in tokens order: a spike mark at each
     validation point where the run's spike count rose (counted from zero before its first
     point), and a stop mark at a diverged run's last point."""
-    if curves.empty:
-        return []
-    df = curves.assign(_run=run_names_per_row(curves)).sort_values(["_run", "tokens"])
     out: list[Mark] = []
-    for run, rows in df.groupby("_run", sort=False):
+    for run, rows in _by_run(curves).items():
         tokens = rows["tokens"].to_numpy(float)
         loss = rows["loss"].to_numpy(float)
         if SPIKES_SO_FAR in rows:
@@ -56,17 +61,16 @@ def marks(curves: pd.DataFrame) -> list[Mark]:
             kind = CONTAINED if action in CONTAINING_ACTIONS else SPIKE
             rises = np.diff(np.concatenate([[0.0], counts]))
             for i in np.flatnonzero(rises > 0):
-                out.append(Mark(str(run), tokens[i], loss[i], kind, int(rises[i])))
+                out.append(Mark(run, tokens[i], loss[i], kind, int(rises[i])))
         if DIVERGED in rows and diverged_mask(rows).any():
-            out.append(Mark(str(run), tokens[-1], loss[-1], STOPPED))
+            out.append(Mark(run, tokens[-1], loss[-1], STOPPED))
     return out
 
 
 def _compute(rows: pd.DataFrame) -> float:
     """A run's compute: its planned budget, else 6 N D at its horizon, else at its last point."""
-    for col in ("planned_flops",):
-        if col in rows and pd.notna(rows[col].iloc[0]):
-            return float(rows[col].iloc[0])
+    if "planned_flops" in rows and pd.notna(rows["planned_flops"].iloc[0]):
+        return float(rows["planned_flops"].iloc[0])
     horizon = rows["final_tokens"].iloc[0] if "final_tokens" in rows else rows["tokens"].max()
     return 6.0 * float(rows["params"].iloc[0]) * float(horizon)
 
@@ -85,10 +89,9 @@ def plot_training_curves(curves: pd.DataFrame, path: Path) -> bool:
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
-    if curves.empty or not (curves.groupby(run_names_per_row(curves)).size() > 1).any():
+    runs = _by_run(curves)
+    if not any(len(rows) > 1 for rows in runs.values()):
         return False
-    df = curves.assign(_run=run_names_per_row(curves)).sort_values(["_run", "tokens"])
-    runs = {run: rows for run, rows in df.groupby("_run", sort=False)}
     budgets = {run: _compute(rows) for run, rows in runs.items()}
     norm = LogNorm(min(budgets.values()), max(budgets.values()) * 1.0001)
     cmap = plt.get_cmap("viridis")
