@@ -61,10 +61,10 @@ def fit_to_dir(
     ``curves`` (a curves table of the same runs, ``scaling collect --curves``; diverged runs
     kept) is drawn in the report as the runs' training curves with their spikes marked.
     """
+    runs = read_run_table(table, params_column, curves=approach == 1, keep_diverged=keep_diverged)
     curve_table = None
     if curves is not None:
         curve_table = read_run_table(curves, params_column, curves=True, keep_diverged=True)
-    runs = read_run_table(table, params_column, curves=approach == 1, keep_diverged=keep_diverged)
     left_out = list(runs.attrs.get("left_out_diverged", []))
     if approach != 1:
         runs = canonical_order(runs)
