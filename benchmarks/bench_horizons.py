@@ -18,14 +18,17 @@
 2. **Branches.** ``sweeps=horizons_wsd``: the same 24 points as warmup-stable-decay cooldown
    branches of one stable run per size (``train.horizons``), into store B.
 3. **Checks** (exit status 1 if one fails): B's wall-clock is at most ``--max-ratio`` (0.5) of
-   A's; every point's final validation loss in B is within ``--max-loss-diff`` (1%) of A's; the
-   Chinchilla law fitted to each table (approach 3, bootstrap 95% intervals) has every
-   parameter of one fit inside the other's interval; the loss-curve law (``--law curve``,
-   Tissue et al. 2024) fitted per size on the stable run plus ONE cooldown branch (the middle
-   horizon) predicts every other horizon's final loss within ``--max-curve-error`` (1%).
-   With ``seed=...`` the points are means over seeds (with the standard error of the
-   difference) and the curve law is fitted per (size, seed). Printed, not checked: the curve
-   law's floor, fitted on every branch (in-sample), also with ``C * S2^zeta``.
+   A's; no point's final validation loss in B is worse than A's by more than 2 standard errors
+   of the difference (with ``seed=...``; one seed: by more than ``--max-loss-diff``, 1%), WSD
+   being judged as "not worse than cosine" (Hägele et al. 2024 find it better); the Chinchilla
+   law fitted to each table (approach 3, bootstrap 95% intervals) has every parameter of one fit
+   inside the other's interval; the multi-power curve law (``--law curve``, Luo et al. 2025)
+   fitted per size (and seed) on the stable run plus ONE cooldown branch (the middle horizon)
+   predicts every other horizon's final loss within ``--max-curve-error`` (1%) or 2 standard
+   deviations of that point's seeds, whichever is larger; Tissue et al.'s law on the same
+   split is printed beside it. With ``seed=...`` the points are means over seeds. Printed, not
+   checked: the curve law's floor, fitted on every branch (in-sample), also with
+   ``C * S2^zeta``.
 
 Both sweeps are the real CLI in a subprocess (``python -m scaling.sweep -m sweeps=...``),
 one after the other (never concurrently: 2 cores), with the same extra overrides (the data
@@ -219,9 +222,12 @@ def point_means(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def curve_check(curves: pd.DataFrame) -> list[tuple[float, int, float, float, float]]:
-    """The curve law per size, fitted on the stable run plus the middle horizon's branch;
-    (params, horizon tokens, predicted, measured, error %) for every other branch."""
+def curve_check(
+    curves: pd.DataFrame, form: str = "mpl"
+) -> list[tuple[float, int, float, float, float]]:
+    """The curve law (``form``: the multi-power law or Tissue et al.'s) per size, fitted on the
+    stable run plus the middle horizon's branch; (params, horizon tokens, predicted, measured,
+    error %) for every other branch."""
     from scaling.analysis.curves.curve import CurveOptions, fit_size
 
     out = []
@@ -230,7 +236,7 @@ def curve_check(curves: pd.DataFrame) -> list[tuple[float, int, float, float, fl
         branches = sorted((r for r in size if r.role == "branch"), key=lambda r: r.final_step)
         stable = [r for r in size if r.role == "stable"]
         held = branches[len(branches) // 2]
-        law = fit_size(stable + [held], CurveOptions(bootstrap=0))
+        law = fit_size(stable + [held], CurveOptions(bootstrap=0, form=form))
         for r in branches:
             if r is held:
                 continue
@@ -369,8 +375,20 @@ def main() -> int:
     if len(merged) != len(pa) or len(pa) != len(pb):
         failures.append(f"points differ: {len(pa)} cosine, {len(pb)} wsd, {len(merged)} matched")
     worst = float(merged["diff_pct"].abs().max())
-    if worst > args.max_loss_diff:
-        failures.append(f"a point's loss differs by {worst:.2f}% > {args.max_loss_diff}%")
+    # decision 1: no branch worse than cosine's run of its point by more than 2 standard errors
+    # of the difference (seeds), or than --max-loss-diff with one seed
+    allowed = 2 * merged["se_pct"] if seeds > 1 else pd.Series(args.max_loss_diff, merged.index)
+    worse = merged[merged["diff_pct"] > allowed]
+    rule = "2 standard errors of the difference" if seeds > 1 else f"{args.max_loss_diff}%"
+    print(
+        f"decision 1 (no branch worse than cosine by more than {rule}): "
+        + ("passed" if worse.empty else f"{len(worse)} point(s) worse")
+    )
+    for _, r in worse.iterrows():
+        failures.append(
+            f"N {r['params']:,.0f} D {r['tokens']:,.0f}: wsd {r['diff_pct']:+.2f}% worse than "
+            f"cosine (allowed {allowed[r.name]:.2f}%)"
+        )
 
     from scaling.analysis.table import compute_spent
 
@@ -393,22 +411,36 @@ def main() -> int:
         if "OUTSIDE" in inside:
             failures.append(f"law parameter {name}: {inside}")
 
-    print("\nCurve law per size, fitted on the stable run + the middle horizon's cooldown:")
-    errors = curve_check(curves)
-    for n, tokens, pred, meas, err in errors:
+    print(
+        "\nCurve law per size (and seed), fitted on the stable run + the middle horizon's "
+        "cooldown: the multi-power law (Luo et al. 2025; Tissue et al. 2024 beside it). A "
+        f"held-out horizon passes within {args.max_curve_error}% or 2 sd of its point's seeds:"
+    )
+    errors = curve_check(curves, "mpl")
+    tissue = [e[-1] for e in curve_check(curves, "tissue")]  # the same groups, same order
+    spread = pb.set_index(["params", "tokens"])
+    misses = 0
+    for (n, tokens, pred, meas, err), err_tissue in zip(errors, tissue, strict=True):
+        sd = spread.loc[(n, tokens), "sd"] / spread.loc[(n, tokens), "loss"] * 100
+        tol = max(args.max_curve_error, 2 * sd) if np.isfinite(sd) else args.max_curve_error
+        misses += abs(err) > tol
         print(
             f"  N {n:>9,.0f}  D {tokens:>10,.0f}  predicted {pred:.4f}  measured {meas:.4f}  "
-            f"error {err:+.2f}%"
+            f"error {err:+.2f}% (allowed {tol:.2f}%)  tissue {err_tissue:+.2f}%"
         )
     worst_curve = max(abs(e[-1]) for e in errors) if errors else math.nan
-    print(f"  worst |error| {worst_curve:.2f}% over {len(errors)} held-out horizons")
+    worst_tissue = max(abs(e) for e in tissue) if tissue else math.nan
+    print(
+        f"  worst |error| {worst_curve:.2f}% (multi-power), {worst_tissue:.2f}% (Tissue et al.) "
+        f"over {len(errors)} held-out horizons; {misses} beyond their allowance"
+    )
     print("  noise floor: the law fitted on every branch of a size (in-sample), worst |error|:")
     for n, tissue, zeta in curve_floor(curves):
         print(
             f"  N {n:>9,.0f}  Tissue et al. {tissue:.2f}%   with C*S2^zeta, zeta free {zeta:.2f}%"
         )
-    if not worst_curve <= args.max_curve_error:
-        failures.append(f"curve law error {worst_curve:.2f}% > {args.max_curve_error}%")
+    if misses or not errors:
+        failures.append(f"curve law: {misses} held-out horizon(s) beyond their allowance")
 
     return verdict(work, failures)
 

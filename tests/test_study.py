@@ -300,7 +300,7 @@ def test_a_ladder_budget_whose_lowest_loss_is_at_its_edge_gets_sizes_beyond_it()
     class Synthetic(Study):
         def _sweep(self, preset, runs, opts, stage, lr_per_point=False):  # type: ignore[no-untyped-def]
             trained[:] = list(runs)
-            return 0.0
+            return 0.0, 0.0
 
         def table(self) -> pd.DataFrame:
             return pd.DataFrame(

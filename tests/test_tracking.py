@@ -111,7 +111,9 @@ def test_collect_curves_gives_one_row_per_validation_point(compose, text_data) -
     from scaling.training.run import train
 
     prep = prepare(compose(*text_data, "train.eval_points=5"))
+    started = time.time()
     result = train(prep)
+    elapsed = time.time() - started
     uri, experiment = prep.cfg.tracking.uri, prep.cfg.tracking.experiment
     final = collect_runs(uri, experiment)
     curves = collect_runs(uri, experiment, curves=True)
@@ -133,6 +135,9 @@ def test_collect_curves_gives_one_row_per_validation_point(compose, text_data) -
     assert curves.flops.tolist() == [6 * 21_984 * t for t in curves.tokens]
     assert curves.flops_6N_attn.tolist() == [82_752 * t for t in curves.tokens]
     assert curves.loss.iloc[-1] == row.loss and curves.loss.iloc[0] > row.loss
+    # the run's wall-clock, MLflow start to end: inside the time train() took, its training
+    # (tokens at the logged steady rate) inside it
+    assert row.tokens / row.tokens_per_s < row.wall_s <= elapsed
 
 
 def test_collect_names_the_experiments_that_exist_and_needs_finished_runs(tmp_path) -> None:

@@ -73,6 +73,9 @@ METRIC_COLUMNS: dict[str, str] = {
     "rollbacks": "train/rollbacks",  # train.spike.action=rollback only
 }
 SPIKE_COLUMNS = ("spikes", "skipped_steps", "rollbacks")
+# seconds from the run's MLflow start to its end (set-up, training, evaluations, tracking; a
+# resumed run: from its first start): what the planner's throughput model is fitted to
+WALL_S = "wall_s"
 # curves rows of a run whose detector was on: the spikes it saw up to that point (metric
 # spike/loss, one value at each spike's tokens)
 SPIKES_SO_FAR = "spikes_so_far"

@@ -225,6 +225,7 @@ def _fit_and_verify(study: Study, args: argparse.Namespace) -> int:
     """Stages 4-6: fit the ladder, judge it, predict at C, verify, write the report."""
     import time
 
+    from scaling.analysis.design.preset import duration
     from scaling.analysis.fitting.fit_dir import fit_to_dir
     from scaling.analysis.fitting.results import FitOptions, load_fit
     from scaling.analysis.prediction.health import problem_line
@@ -279,7 +280,10 @@ def _fit_and_verify(study: Study, args: argparse.Namespace) -> int:
     progress(f"prediction {pred}")
     lines.insert(0, pred)
     if status == 0 and args.verify:
-        progress(f"verify: training the predicted optimum at {C:.3g} FLOPs")
+        estimate = verify_estimate(study, optimum.params, C, args.bracket)
+        progress(
+            f"verify: training the predicted optimum at {C:.3g} FLOPs, about {duration(estimate)}"
+        )
         argv = [
             sys.executable,
             "-m",
@@ -305,6 +309,7 @@ def _fit_and_verify(study: Study, args: argparse.Namespace) -> int:
                 C * runs,
                 time.monotonic() - started,
                 [f"the predicted optimum at {C:.3g} FLOPs."],
+                estimate,
             )
         )
         if code != 0:
@@ -314,6 +319,24 @@ def _fit_and_verify(study: Study, args: argparse.Namespace) -> int:
     if status == 0 and args.verify:
         print("\n".join(verified[:1]), flush=True)  # the contract's last line
     return status
+
+
+def verify_estimate(study: Study, params: float, flops: float, bracket: bool) -> float:
+    """What the throughput model expects the verification to take: the runs ``scaling verify``
+    will train (the shapes it snaps to, one after another), those already finished left out."""
+    from scaling.analysis.design.plan import planned_run
+    from scaling.analysis.design.shapes import nearest_shape
+    from scaling.training.verify import ROLES
+
+    o = replace(study.opts, hparams_rule=study.rule_path)
+    factors = ROLES.values() if bracket else (1.0,)
+    shapes = {
+        nearest_shape(params * f, o.seq_len, o.vocab_size, "free", o.head_dim) for f in factors
+    }
+    runs = [planned_run(s, flops, 0, o, study.throughput) for s in shapes]
+    done = study.finished(runs)
+    todo = [r.seconds for r in runs if r not in done]
+    return study.throughput.wall_seconds(todo, workers=1)
 
 
 def study_train_overrides(study: Study) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import pandas as pd
 
 from scaling.analysis.design.options import PlanOptions
 from scaling.analysis.design.plan import Plan, PlannedRun, plan_ladder
-from scaling.analysis.design.preset import WRITTEN_BY, _yaml_float, point_run_keys
+from scaling.analysis.design.preset import WRITTEN_BY, _yaml_float, duration, point_run_keys
 from scaling.analysis.design.prior import Prior
 from scaling.analysis.design.study import (
     PILOT_ROUNDS,
@@ -40,12 +41,13 @@ from scaling.analysis.design.study import (
     pilot_vertex,
     within_guards,
 )
-from scaling.analysis.design.throughput import Throughput
+from scaling.analysis.design.throughput import Throughput, throughput_from_wall
 from scaling.analysis.report.study_report import StageRecord
 from scaling.errors import EXIT_SIGINT, EXIT_SIGTERM, UserError
 from scaling.files import atomic_write_text
 
 LADDER_RATIOS = (3.0, 2.0, 1.5)  # between a study ladder's budgets, tried in turn
+WORKERS = os.cpu_count() or 1  # runs a stage trains at once: the joblib launcher, n_jobs=-1
 _REL = 1e-6  # two planned budgets or LRs this close (relative) are the same
 
 
@@ -136,11 +138,16 @@ class Study:
         opts: PlanOptions,
         stage: str,
         lr_per_point: bool = False,
-    ) -> float:
-        """Write ``sweeps/<preset>.yaml`` and train it; the wall-clock it took."""
+    ) -> tuple[float, float]:
+        """Write ``sweeps/<preset>.yaml`` and train it; the wall-clock it took and the one the
+        throughput model estimated for the runs not yet finished."""
         path = Path("sweeps") / f"{preset}.yaml"
         atomic_write_text(path, preset_text(self.name, runs, opts, stage, lr_per_point))
         argv = [sys.executable, "-m", "scaling.sweep", "-m", f"sweeps={preset}", *self.overrides]
+        done = {_ident(r) for r in self.finished(runs)}
+        todo = [r.seconds for r in runs if _ident(r) not in done]
+        estimate = self.throughput.wall_seconds(todo, workers=WORKERS)
+        progress(f"{stage}: {len(todo)} of {len(runs)} runs to train, about {duration(estimate)}")
         started = time.monotonic()
         status = run_child(argv)
         seconds = time.monotonic() - started
@@ -150,7 +157,22 @@ class Study:
             self.failed += 1
         elif status != 0:
             raise SystemExit(status)
-        return seconds
+        return seconds, estimate
+
+    def finished(self, runs: Sequence[PlannedRun]) -> list[PlannedRun]:
+        """The runs of ``runs`` this study's experiment has FINISHED on this corpus."""
+        df = self.table()
+        if df.empty:
+            return []
+        return [r for r in runs if not self.rows_of(df, [r]).empty]
+
+    def refit_throughput(self) -> None:
+        """The throughput model fitted to the wall-clock of this study's finished runs (this
+        machine, this corpus, the study's launcher), when enough of them span enough sizes."""
+        fitted = throughput_from_wall(self.table(), f"study {self.name}")
+        if fitted is not None:
+            self.throughput = replace(fitted, sweep_s=self.throughput.sweep_s)
+            progress(f"throughput: {self.throughput.describe()}")
 
     def table(self, curves: bool = False) -> pd.DataFrame:
         """The finished runs of this study's experiment on this corpus (``curves``: their
@@ -187,7 +209,12 @@ class Study:
         return df.loc[keep]
 
     def _record(
-        self, name: str, runs: Sequence[PlannedRun], seconds: float, notes: list[str]
+        self,
+        name: str,
+        runs: Sequence[PlannedRun],
+        seconds: float,
+        notes: list[str],
+        estimate: float | None = None,
     ) -> None:
         """A stage's record: the runs it added (a run an earlier stage trained is reused and
         counted there)."""
@@ -196,7 +223,7 @@ class Study:
         if len(new) < len(runs):
             notes = [*notes, f"{len(runs) - len(new)} of its runs were an earlier stage's, reused."]
         self.stages.append(
-            StageRecord(name, len(new), float(sum(r.flops for r in new)), seconds, notes)
+            StageRecord(name, len(new), float(sum(r.flops for r in new)), seconds, notes, estimate)
         )
 
     # ---- stages -----------------------------------------------------------------------------
@@ -210,14 +237,15 @@ class Study:
             f"{min(r.params for r in runs):,}..{max(r.params for r in runs):,} centred on "
             f"{self.start_prior.source}."
         ]
-        runs, seconds, more, measured = self._train_with_edges(
+        runs, seconds, estimate, more, measured = self._train_with_edges(
             f"{self.name}_pilot", "pilot", runs, budgets, self.opts
         )
         notes += more
         vertices = [pilot_vertex(b, measured[b]) for b in budgets if len(measured[b]) >= 3]
         prior = pilot_prior(vertices)
         notes.append(f"Centre for the ladder: {prior.source}.")
-        self._record("pilot", runs, seconds, notes)
+        self._record("pilot", runs, seconds, notes, estimate)
+        self.refit_throughput()
         return prior
 
     def _train_with_edges(
@@ -227,12 +255,13 @@ class Study:
         runs: list[PlannedRun],
         budgets: Sequence[float],
         opts: PlanOptions,
-    ) -> tuple[list[PlannedRun], float, list[str], dict[float, list[Measured]]]:
+    ) -> tuple[list[PlannedRun], float, float, list[str], dict[float, list[Measured]]]:
         """Train ``runs``, then up to :data:`PILOT_ROUNDS` rounds of sizes beyond a budget whose
         lowest loss sits at its smallest or largest size (an edge vertex makes a fit
-        unhealthy); the runs, the wall-clock, the notes and the last losses measured."""
+        unhealthy); the runs, the wall-clock, its estimate, the notes and the last losses
+        measured."""
         progress(f"{stage}: {len(runs)} runs at {', '.join(f'{b:.3g}' for b in budgets)} FLOPs")
-        seconds = self._sweep(preset, runs, opts, stage)
+        seconds, estimate = self._sweep(preset, runs, opts, stage)
         notes: list[str] = []
         for round_ in range(1, PILOT_ROUNDS + 2):
             measured = self._measured(runs, budgets)
@@ -248,8 +277,9 @@ class Study:
             )
             progress(f"{stage} (edge round {round_}): {len(extra)} runs")
             runs = runs + extra
-            seconds += self._sweep(preset, runs, opts, stage)
-        return runs, seconds, notes, measured
+            more_seconds, more_estimate = self._sweep(preset, runs, opts, stage)
+            seconds, estimate = seconds + more_seconds, estimate + more_estimate
+        return runs, seconds, estimate, notes, measured
 
     def _measured(self, runs: Sequence[PlannedRun], budgets: Sequence[float]) -> dict:
         df = self.rows_of(self.table(), runs)
@@ -279,10 +309,14 @@ class Study:
             for lr in lr_probe_lrs(float(base.lr))
         ]
         progress(f"LR check: {len(runs)} runs of {shape.params:,} params at {budget:.3g} FLOPs")
-        seconds = self._sweep(f"{self.name}_lr", runs, self.opts, "LR check", lr_per_point=True)
+        seconds, estimate = self._sweep(
+            f"{self.name}_lr", runs, self.opts, "LR check", lr_per_point=True
+        )
         df = self.rows_of(self.table(), runs)
         if len(df) < 3:
-            self._record("LR check", runs, seconds, ["too few runs finished: the rule stands."])
+            self._record(
+                "LR check", runs, seconds, ["too few runs finished: the rule stands."], estimate
+            )
             return
         check = lr_check(float(base.lr), df["lr"].astype(float), df["loss"].astype(float))
         self.lr = check
@@ -307,6 +341,7 @@ class Study:
                 "0.5..2 of the rule's;",
                 verdict,
             ],
+            estimate,
         )
 
     def ladder_plan(self, prior: Prior) -> Plan:
@@ -346,7 +381,7 @@ class Study:
         up to :data:`PILOT_ROUNDS` rounds of sizes beyond a budget whose lowest loss sits at
         its smallest or largest size (an edge vertex makes the fit unhealthy)."""
         budgets = [b.flops for b in plan.budgets]
-        runs, seconds, more, _ = self._train_with_edges(
+        runs, seconds, estimate, more, _ = self._train_with_edges(
             self.name, "ladder", list(plan.runs), budgets, plan.options
         )
         notes = [
@@ -357,7 +392,7 @@ class Study:
             *more,
         ]
         self.ladder_runs = runs
-        self._record("ladder", runs, seconds, notes)
+        self._record("ladder", runs, seconds, notes, estimate)
 
     def write_table(self) -> Path:
         from scaling.analysis.table import write_table

@@ -74,6 +74,7 @@ def collect_runs(
             run_key=key,
         )
         row[table.DIVERGED] = failed
+        row[table.WALL_S] = _wall_s(run.info)
         if failed:
             row["loss"] = None  # its last val/loss is not at its horizon
         if curves:
@@ -99,6 +100,13 @@ def collect_runs(
     df = table.frame(rows)
     df.attrs["dropped_duplicates"] = dropped
     return df
+
+
+def _wall_s(info: Any) -> float | None:
+    """Seconds from the run's MLflow start to its end; None while it has no end."""
+    if info.start_time is None or info.end_time is None:
+        return None
+    return (info.end_time - info.start_time) / 1000.0
 
 
 def normal_param(text: str) -> Any:

@@ -1,10 +1,11 @@
 """How long a run takes: the throughput model behind ``scaling plan``'s hours and the sweep's ETA.
 
 A run's wall-clock is its tokens at a throughput that is a power law of the parameters, plus a
-fixed cost per optimizer step and per run (:class:`Throughput`).  The default model
-(:meth:`Throughput.default`) is fitted to the tokens per second measured at three sizes on this
-project's reference machine (README, "Training throughput"); :func:`throughput_from_runs` fits one
-to a collected run table of the user's own machine.
+fixed cost per optimizer step and per run (:class:`Throughput`); a set of runs trained several at
+once (a study's stages: one worker per core) takes :meth:`Throughput.wall_seconds`.  The default
+model (:meth:`Throughput.default`) is this project's measurement on its reference machine (README,
+"What a ladder costs"); :func:`throughput_from_runs` fits one to a collected run table of the
+user's own machine: to each run's wall-clock (``wall_s``) when the table has it.
 
 Pure: numpy and the core; the run table is read only when asked for.
 """
@@ -17,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import least_squares
 
 from scaling.errors import UserError
 
@@ -29,6 +31,11 @@ README_THROUGHPUT = ((124_672, 63_607.0), (842_496, 12_665.0), (3_290_624, 4_135
 # run (start-up, evaluations and tracking).
 README_STEP_S = 0.0075
 README_RUN_S = 3.0
+# The fixed cost of one sweep on the same machine: Hydra's start, the workers' imports, the store.
+README_SWEEP_S = 8.0
+# A wall-clock fit needs this many runs (four coefficients) spanning this many decades of N.
+MIN_WALL_RUNS = 6
+MIN_WALL_DECADES = 0.5
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,8 @@ class Throughput:
     ``step_s`` is the fixed cost of an optimizer step (Python, kernel launches, the optimizer):
     for the smallest models it, not the FLOPs, decides the wall-clock. A throughput fitted to a
     run table's ``tokens_per_s`` already holds the step cost at those runs' batch, so it has
-    ``step_s = 0``. ``run_s``: start-up, evaluations and tracking of one run.
+    ``step_s = 0``. ``run_s``: start-up, evaluations and tracking of one run; ``sweep_s``: the
+    fixed cost of the sweep that trains a set of runs (:meth:`wall_seconds`).
     """
 
     n0: float
@@ -48,6 +56,7 @@ class Throughput:
     source: str
     step_s: float = 0.0
     run_s: float = 0.0
+    sweep_s: float = 0.0
 
     def tokens_per_s(self, params: float) -> float:
         return self.t0 * (params / self.n0) ** self.slope
@@ -56,10 +65,21 @@ class Throughput:
         """Wall-clock of one run of ``tokens`` tokens in ``steps`` optimizer steps."""
         return tokens / self.tokens_per_s(params) + steps * self.step_s + self.run_s
 
+    def wall_seconds(self, seconds: Sequence[float], workers: int = 1) -> float:
+        """Wall-clock of a sweep of runs taking ``seconds`` each, ``workers`` at a time: the
+        sweep's fixed cost plus the longer of an even share of the work and the longest run
+        (0 for no runs)."""
+        if not len(seconds):
+            return 0.0
+        share = sum(seconds) / max(1, workers)
+        return self.sweep_s + max(share, max(seconds))
+
     def describe(self) -> str:
         text = f"{self.source}: tokens/s = {self.t0:,.0f} x (N / {self.n0:.3g})^{self.slope:.3f}"
         if self.step_s or self.run_s:
             text += f", + {1000 * self.step_s:.3g} ms a step + {self.run_s:.3g} s a run"
+        if self.sweep_s:
+            text += f" + {self.sweep_s:.3g} s a sweep"
         return text
 
     @classmethod
@@ -75,6 +95,38 @@ class Throughput:
         return cls(n0=n0, t0=float(np.exp(logt.mean())), slope=slope, source=source)
 
     @classmethod
+    def fit_wall(
+        cls,
+        params: Sequence[float],
+        tokens: Sequence[float],
+        steps: Sequence[float],
+        wall_s: Sequence[float],
+        source: str,
+    ) -> Throughput:
+        """Every coefficient of :meth:`seconds` from runs' measured wall-clock: least squares
+        of ``log wall_s`` (a run's share of the error, whatever its length), ``step_s`` and
+        ``run_s`` non-negative."""
+        n, d, k, w = (np.asarray(x, float) for x in (params, tokens, steps, wall_s))
+        n0 = float(np.exp(np.log(n).mean()))
+
+        def model(x: np.ndarray) -> np.ndarray:
+            log_t0, slope, step_ms, run_s = x
+            return d / (np.exp(log_t0) * (n / n0) ** slope) + k * step_ms / 1e3 + run_s
+
+        start = cls.fit(n, d / w, source)  # every second counted as token time
+        x0 = [np.log(start.t0), start.slope, 0.5, 0.5]
+        lo, hi = [-np.inf, -3.0, 0.0, 0.0], [np.inf, 1.0, np.inf, np.inf]
+        x = least_squares(lambda x: np.log(model(x)) - np.log(w), x0, bounds=(lo, hi)).x
+        return cls(
+            n0=n0,
+            t0=float(np.exp(x[0])),
+            slope=float(x[1]),
+            source=source,
+            step_s=float(x[2]) / 1e3,
+            run_s=float(x[3]),
+        )
+
+    @classmethod
     def default(cls) -> Throughput:
         return _readme_throughput()
 
@@ -88,14 +140,20 @@ def _readme_throughput() -> Throughput:
         "on the 2-core CPU; pass --runs for your machine)"
     )
     fitted = Throughput.fit(params, tps, source)
-    return replace(fitted, step_s=README_STEP_S, run_s=README_RUN_S)
+    return replace(fitted, step_s=README_STEP_S, run_s=README_RUN_S, sweep_s=README_SWEEP_S)
 
 
 def throughput_from_runs(path: str | Path) -> Throughput:
-    """Fit throughput to a collected run table's ``tokens_per_s`` and ``params`` columns."""
+    """Fit throughput to a collected run table: to each run's wall-clock (``wall_s``, with
+    ``tokens``, ``batch_size`` and ``seq_len`` for its steps) when at least
+    :data:`MIN_WALL_RUNS` runs spanning :data:`MIN_WALL_DECADES` of N have it, else to the
+    ``tokens_per_s`` and ``params`` columns (no fixed costs)."""
     from scaling.analysis.table import read_run_table
 
     df = read_run_table(path)
+    wall = throughput_from_wall(df, f"{path}")
+    if wall is not None:
+        return wall
     if "tokens_per_s" not in df.columns:
         raise UserError(
             f"--runs {path}: no tokens_per_s column; use a table written by `scaling collect`"
@@ -107,3 +165,28 @@ def throughput_from_runs(path: str | Path) -> Throughput:
         raise UserError(f"--runs {path}: no row has a positive tokens_per_s and params")
     n = int(ok.sum())
     return Throughput.fit(params[ok], tps[ok], f"fitted to {n} run{'s' if n > 1 else ''} of {path}")
+
+
+def throughput_from_wall(df, where: str) -> Throughput | None:  # df: pandas.DataFrame
+    """:meth:`Throughput.fit_wall` on the rows of a run table that have a wall-clock (a WSD
+    branch's covers its cooldown only: left out); None when too few rows have one."""
+    need = {"wall_s", "params", "tokens", "batch_size", "seq_len"}
+    if not need <= set(df.columns):
+        return None
+    if "branch_role" in df.columns:
+        df = df[df["branch_role"].isna()]
+    cols = {c: np.asarray(df[c], dtype=float) for c in need}
+    steps = cols["tokens"] / (cols["batch_size"] * cols["seq_len"])
+    ok = np.isfinite(cols["wall_s"]) & (cols["wall_s"] > 0) & (cols["params"] > 0)
+    ok &= np.isfinite(steps) & (steps > 0)
+    if ok.sum() < MIN_WALL_RUNS or np.ptp(np.log10(cols["params"][ok])) < MIN_WALL_DECADES:
+        return None
+    n = int(ok.sum())
+    fitted = Throughput.fit_wall(
+        cols["params"][ok],
+        cols["tokens"][ok],
+        steps[ok],
+        cols["wall_s"][ok],
+        f"fitted to the wall-clock of {n} runs of {where}",
+    )
+    return replace(fitted, sweep_s=Throughput.default().sweep_s)

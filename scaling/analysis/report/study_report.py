@@ -22,35 +22,52 @@ STUDY_HEAD = "## The study\n"
 
 @dataclass
 class StageRecord:
-    """One stage: how many runs it asked for and trained, their FLOPs, its wall-clock."""
+    """One stage: how many runs it asked for and trained, their FLOPs, its wall-clock and
+    what the throughput model estimated it would take (None: no estimate)."""
 
     name: str
     runs: int = 0
     flops: float = 0.0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    estimate: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def stage_table(stages: Sequence[StageRecord]) -> list[str]:
-    """Markdown rows: stage, runs, FLOPs, share of the study's FLOPs, wall-clock."""
+    """Markdown rows: stage, runs, FLOPs, share of the study's FLOPs, wall-clock, the
+    estimate the stage started with and the estimate's error."""
     total = sum(s.flops for s in stages) or math.nan
     rows = [
-        "| stage | runs | FLOPs | share of FLOPs | wall-clock |",
-        "|---|---|---|---|---|",
+        "| stage | runs | FLOPs | share of FLOPs | wall-clock | estimated | estimate's error |",
+        "|---|---|---|---|---|---|---|",
     ]
     for s in stages:
         rows.append(
             f"| {s.name} | {s.runs} | {s.flops:.3g} | {100 * s.flops / total:.1f}% | "
-            f"{duration(s.seconds)} |"
+            f"{duration(s.seconds)} | {_estimate(s.estimate, s.seconds)} |"
         )
+    estimated = [s for s in stages if s.estimate is not None]
     rows.append(
         f"| total | {sum(s.runs for s in stages)} | {sum(s.flops for s in stages):.3g} | 100% | "
-        f"{duration(sum(s.seconds for s in stages))} |"
+        f"{duration(sum(s.seconds for s in stages))} | "
+        + (
+            _estimate(sum(s.estimate or 0.0 for s in estimated), sum(s.seconds for s in estimated))
+            + " (the estimated stages) |"
+            if estimated
+            else "- | - |"
+        )
     )
     return rows
+
+
+def _estimate(estimate: float | None, seconds: float) -> str:
+    """The estimate's cells: the estimate and its error relative to the measured seconds."""
+    if estimate is None or seconds <= 0:
+        return "- | -"
+    return f"{duration(estimate)} | {100 * (estimate / seconds - 1):+.0f}%"
 
 
 def study_section(
