@@ -337,3 +337,53 @@ def test_a_study_preset_is_the_users_not_a_shipped_one(tmp_path) -> None:
     path = tmp_path / "study_pilot.yaml"
     path.write_text(preset_text("study", runs, opts, "pilot", lr_per_point=False))
     assert _planned(path)
+
+
+def test_a_ladder_whose_backtest_missed_gets_budgets_between_its_top_ones_once() -> None:
+    """On sitepackages at 1e13 the fit's only problem was its backtest (the top 2 of 5 budgets
+    held out, 3 left to fit). The study then trains budgets at the geometric midpoints of the
+    top three, sized like the ladder's, so the backtest refits 5 budgets; once."""
+    import pandas as pd
+
+    from scaling.analysis.design.study import midpoint_budgets
+    from scaling.cli.study_run import Study
+
+    # by hand: sqrt(3.33e12 * 1.11e12) = 1.9226e12, sqrt(1.11e12 * 3.7e11) = 6.4086e11
+    ladder = [3.33e12, 1.11e12, 3.7e11, 1.23e11, 4.12e10]
+    assert midpoint_budgets(ladder, 2) == [1.92e12, 6.41e11]
+    assert midpoint_budgets(ladder, 1) == [1.92e12]
+    opts = _opts(1e13)
+    prior = Prior(n_opt=_true_n_opt, source="truth")
+    trained: list = []
+
+    class Synthetic(Study):
+        def _sweep(self, preset, runs, opts, stage, lr_per_point=False):  # type: ignore[no-untyped-def]
+            trained[:] = list(runs)
+            return 0.0, 0.0
+
+        def table(self, curves: bool = False) -> pd.DataFrame:
+            return pd.DataFrame(
+                [
+                    {"n_layer": r.shape.n_layer, "d_model": r.shape.d_model, "seed": r.seed,
+                     "planned_flops": r.budget, "lr": r.lr, "params": r.params,
+                     "loss": _loss(r.params, r.budget)}
+                    for r in trained
+                ]
+            )  # fmt: skip
+
+    study = Synthetic("x", opts, [], prior, TP, "sqlite:///unused.db", "corpus")
+    plan = study.ladder_plan(prior)
+    study.ladder(plan)
+    before = list(study.ladder_runs)
+    assert study.denser(plan, 2)
+    added = [r for r in study.ladder_runs if r not in before]
+    budgets = sorted({r.budget for r in added}, reverse=True)
+    top = [b.flops for b in plan.budgets[:3]]
+    assert budgets == midpoint_budgets(top, 2)
+    for b in budgets:
+        sizes = [r.params for r in added if r.budget == b and not r.replicate]
+        assert len(sizes) == opts.sizes and min(sizes) < _true_n_opt(b) < max(sizes)
+        assert [r.seed for r in added if r.budget == b and r.replicate] == [1]
+    assert set(before) <= set(trained)  # the ladder's runs are in the sweep (skipped by key)
+    assert "missed its backtest" in " ".join(study.stages[-1].notes)
+    assert not study.denser(plan, 2)  # one round

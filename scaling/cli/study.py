@@ -15,6 +15,7 @@ from scaling.errors import EXIT_UNHEALTHY_FIT, UnhealthyFitError, UserError
 
 if TYPE_CHECKING:
     from scaling.analysis.design.options import PlanOptions
+    from scaling.analysis.design.plan import Plan
     from scaling.analysis.design.prior import Prior
     from scaling.cli.study_run import Study
 
@@ -182,7 +183,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     plan = study.ladder_plan(prior)
     study.ladder(plan)
     study.save()
-    status = _fit_and_verify(study, args)
+    status = _fit_and_verify(study, plan, args)
     return status or (1 if study.failed else 0)
 
 
@@ -221,14 +222,15 @@ def _check_corpus(opts: PlanOptions, overrides: list[str], prior: Prior) -> tupl
     return prep.corpus.corpus_id, int(prep.corpus.vocab_size), str(prep.cfg.tracking.uri)
 
 
-def _fit_and_verify(study: Study, args: argparse.Namespace) -> int:
-    """Stages 4-6: fit the ladder, judge it, predict at C, verify, write the report."""
+def _fit_and_verify(study: Study, plan: Plan, args: argparse.Namespace) -> int:
+    """Stages 4-6: fit the ladder (made denser once if its backtest alone missed), judge it,
+    predict at C, verify, write the report."""
     import time
 
     from scaling.analysis.design.preset import duration
-    from scaling.analysis.fitting.fit_dir import fit_to_dir
+    from scaling.analysis.fitting.fit_dir import FitOutput, fit_to_dir
     from scaling.analysis.fitting.results import FitOptions, load_fit
-    from scaling.analysis.prediction.health import problem_line
+    from scaling.analysis.prediction.health import backtest_misses_only, problem_line
     from scaling.analysis.prediction.predict import Predictor
     from scaling.analysis.prediction.question import judge
     from scaling.analysis.report.study_report import StageRecord
@@ -236,18 +238,29 @@ def _fit_and_verify(study: Study, args: argparse.Namespace) -> int:
     from scaling.config import SweepConfig
 
     C = float(args.target_flops)
-    table = study.write_table()
-    progress(f"fit: approach 2 on {table}")
-    started = time.monotonic()
-    output = fit_to_dir(
-        table,
-        study.out,
-        approach=2,
-        options=FitOptions(bootstrap=SweepConfig.bootstrap),
-        curves=study.write_curves(),
-    )
+
+    def fit() -> FitOutput:
+        table = study.write_table()
+        progress(f"fit: approach 2 on {table}")
+        started = time.monotonic()
+        output = fit_to_dir(
+            table,
+            study.out,
+            approach=2,
+            options=FitOptions(bootstrap=SweepConfig.bootstrap),
+            curves=study.write_curves(),
+        )
+        study.stages.append(StageRecord("fit", 0, 0.0, time.monotonic() - started, []))
+        return output
+
+    output = fit()
+    health = output.result.health or {}
+    if not health.get("ok") and backtest_misses_only(health) and output.backtest:
+        progress(f"fit health: NOT OK: {problem_line(health)}")
+        if study.denser(plan, len(output.backtest.get("test_budgets") or [])):
+            study.save()
+            output = fit()
     fit_path = study.out / "fit.json"
-    study.stages.append(StageRecord("fit", 0, 0.0, time.monotonic() - started, []))
     health = output.result.health or {}
     lines: list[str] = []
     status = 0

@@ -26,17 +26,26 @@ from typing import Any
 import pandas as pd
 
 from scaling.analysis.design.options import PlanOptions
-from scaling.analysis.design.plan import Plan, PlannedRun, plan_ladder
+from scaling.analysis.design.plan import (
+    Plan,
+    PlannedRun,
+    design_budget,
+    plan_ladder,
+    planned_run,
+)
 from scaling.analysis.design.preset import WRITTEN_BY, _yaml_float, duration, point_run_keys
 from scaling.analysis.design.prior import Prior
 from scaling.analysis.design.study import (
+    DENSER_ROUNDS,
     PILOT_ROUNDS,
     LrCheck,
     Measured,
+    candidate_shapes,
     design_pilot,
     edge_runs,
     lr_check,
     lr_probe_lrs,
+    midpoint_budgets,
     pilot_prior,
     pilot_vertex,
     within_guards,
@@ -128,6 +137,8 @@ class Study:
         self.bracket = bracket  # the verification trains 3 runs at C, not 1
         self.pilot_budgets: list[float] = []
         self.ladder_runs: list[PlannedRun] = []
+        self.ladder_centre: Prior = start_prior  # the prior the ladder was centred on
+        self.denser_rounds = 0
 
     # ---- running sweeps -------------------------------------------------------------------
 
@@ -292,7 +303,6 @@ class Study:
 
     def lr_stage(self, prior: Prior) -> None:
         """Stage 2: the LR check at the pilot's top budget; shifts the rule if it is off."""
-        from scaling.analysis.design.plan import planned_run
         from scaling.analysis.design.shapes import nearest_shape
 
         budget = self.pilot_budgets[0]
@@ -355,11 +365,14 @@ class Study:
         for centre in (prior, within_guards(prior, opts)):
             for ratio in LADDER_RATIOS:
                 try:
-                    return plan_ladder(
+                    plan = plan_ladder(
                         replace(opts, ratio=min(ratio, opts.ratio)), centre, self.throughput
                     )
                 except UserError as err:
                     error = error or err
+                    continue
+                self.ladder_centre = centre
+                return plan
         assert error is not None
         raise error
 
@@ -393,6 +406,53 @@ class Study:
         ]
         self.ladder_runs = runs
         self._record("ladder", runs, seconds, notes, estimate)
+
+    def denser(self, plan: Plan, held_out: int) -> bool:
+        """Stage 3b, when the ladder's fit failed its backtest only (at most
+        :data:`DENSER_ROUNDS` times): budgets at the midpoints between the top ``held_out + 1``
+        budgets, sized as the ladder's (with a seed replicate of each centre size), trained
+        with edge rounds; whether any was added."""
+        if self.denser_rounds >= DENSER_ROUNDS:
+            return False
+        self.denser_rounds += 1
+        opts = plan.options
+        have = {r.budget for r in self.ladder_runs}
+        budgets = [b for b in midpoint_budgets(sorted(have), held_out) if b not in have]
+        new: list[PlannedRun] = []
+        for b in budgets:
+            design = design_budget(
+                b, self.ladder_centre.n_opt(b), candidate_shapes(opts, b), opts, self.throughput
+            )
+            if isinstance(design, str):
+                progress(f"denser ladder: {design}")
+                continue
+            new += design.runs
+            new += [
+                replace(planned_run(design.centre.shape, b, seed, opts, self.throughput),
+                        replicate=True)
+                for seed in range(1, opts.replicates + 1)
+            ]  # fmt: skip
+        if not new:
+            return False
+        added = sorted({r.budget for r in new}, reverse=True)
+        runs, seconds, estimate, more, _ = self._train_with_edges(
+            self.name, "denser ladder", self.ladder_runs + new, added, opts
+        )
+        self.ladder_runs = runs
+        self._record(
+            "denser ladder",
+            runs,
+            seconds,
+            [
+                f"the ladder's fit missed its backtest: {len(added)} budgets "
+                f"{', '.join(f'{b:.3g}' for b in added)} FLOPs added between its top "
+                f"{held_out + 1}, so the backtest refits more budgets and holds out budgets "
+                "nearer them, as the prediction at C does.",
+                *more,
+            ],
+            estimate,
+        )
+        return True
 
     def write_table(self) -> Path:
         from scaling.analysis.table import write_table

@@ -12,7 +12,9 @@ A study predicts the compute-optimal run at a target ``C`` on the user's own cor
 2. **LR check**: at the pilot's top budget, the size nearest its measured optimum trained at the
    hparams rule's LR times :data:`LR_FACTORS`; :func:`lr_check` reads the best LR off a parabola
    in ``ln lr`` and shifts the rule when it lies more than :data:`LR_TOLERANCE` away.
-3. **Ladder**: ``scaling plan``'s ladder centred on :func:`pilot_prior` (the pilot's vertices).
+3. **Ladder**: ``scaling plan``'s ladder centred on :func:`pilot_prior` (the pilot's vertices);
+   when its fit's only problem is a backtest that missed, :func:`midpoint_budgets` between its
+   top budgets, once (:data:`DENSER_ROUNDS`).
 
 Pure: numpy and the design stack, no torch, Lightning or MLflow.
 """
@@ -39,6 +41,7 @@ PILOT_SPAN = 1.0  # decades either side of the starting prior's N_opt
 PILOT_MIN_SIZES = 4  # a pilot budget with fewer passing sizes in its window cannot place a minimum
 PILOT_ROUNDS = 2  # edge extensions at most
 EDGE_SIZES = 2  # sizes added beyond an edge per round
+DENSER_ROUNDS = 1  # rounds of midpoint budgets when a ladder's backtest missed
 LR_FACTORS = (0.5, 2**-0.5, 2**0.5, 2.0)  # the LR check's runs, times the rule's LR (and x1)
 LR_TOLERANCE = 2**0.5  # the rule stands when the best LR is within this factor of it
 LR_SHIFT_LIMIT = 4.0  # a shift is never larger than this factor (the probe spans 0.5..2)
@@ -73,7 +76,9 @@ def _window_sizes(passing: Sequence[Shape], n_opt: float, span: float, count: in
     return sorted(chosen, key=lambda s: s.params)
 
 
-def _candidates(opts: PlanOptions, budget: float) -> tuple[Shape, ...]:
+def candidate_shapes(opts: PlanOptions, budget: float) -> tuple[Shape, ...]:
+    """The shapes a run at ``budget`` may have: up to the size at the fewest tokens per
+    parameter the guards allow."""
     return shapes(opts, max(1.0, math.sqrt(budget / (6.0 * opts.tpp_range[0]))))
 
 
@@ -93,7 +98,7 @@ def _window(passing: Sequence[Shape], n_opt: float) -> tuple[float, float]:
 def _pilot_budget(
     budget: float, opts: PlanOptions, prior: Prior, throughput: Throughput
 ) -> list[PlannedRun] | str:
-    passing = passing_shapes(budget, _candidates(opts, budget), opts)
+    passing = passing_shapes(budget, candidate_shapes(opts, budget), opts)
     if not passing:
         return f"no model size passes the guards at {budget:.3g} FLOPs"
     centre, span = _window(passing, prior.n_opt(budget))
@@ -138,6 +143,14 @@ def _best_index(points: Sequence[Measured]) -> int:
     return int(np.argmin([p.loss for p in points]))
 
 
+def midpoint_budgets(budgets: Sequence[float], held_out: int) -> list[float]:
+    """The geometric midpoints between the top ``held_out + 1`` budgets (3 significant digits):
+    where a ladder whose backtest missed is made denser, so that its backtest refits more
+    budgets and holds out budgets nearer them, as the prediction at C does."""
+    top = sorted(set(budgets), reverse=True)[: held_out + 1]
+    return [float(f"{math.sqrt(a * b):.3g}") for a, b in zip(top, top[1:], strict=False)]
+
+
 def edge_runs(
     budget: float,
     points: Sequence[Measured],
@@ -157,7 +170,7 @@ def edge_runs(
     step = float(np.median(np.diff(logs)))
     below = best == 0
     edge = logs[0] if below else logs[-1]
-    passing = passing_shapes(budget, _candidates(opts, budget), opts)
+    passing = passing_shapes(budget, candidate_shapes(opts, budget), opts)
     have = {p.params for p in points}
     out: list[Shape] = []
     for k in range(1, EDGE_SIZES + 1):
@@ -308,7 +321,7 @@ def within_guards(prior: Prior, opts: PlanOptions) -> Prior:
     then bracket it; a true optimum beyond the guards shows as an edge vertex in the fit."""
 
     def n_opt(C: float) -> float:
-        passing = passing_shapes(C, _candidates(opts, C), opts)
+        passing = passing_shapes(C, candidate_shapes(opts, C), opts)
         if not passing:
             return prior.n_opt(C)
         lo = math.log10(passing[0].params) + opts.span

@@ -38,6 +38,7 @@ class FitOutput:
     result: FitResult
     doc: dict[str, Any]
     written: tuple[Path, ...]
+    backtest: dict[str, Any] | None = None  # stats.backtest's record (None: approach 1)
 
 
 def fit_to_dir(
@@ -100,7 +101,7 @@ def fit_to_dir(
                 history=out / "verifications.csv",
                 curves=curve_table,
             )
-    return FitOutput(result=result, doc=doc, written=tuple(written))
+    return FitOutput(result=result, doc=doc, written=tuple(written), backtest=bt)
 
 
 def spike_warnings(runs: Any, left_out: list[str], keep_diverged: bool) -> list[str]:

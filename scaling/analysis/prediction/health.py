@@ -58,6 +58,7 @@ NOISE_ALLOWANCE = 2.0  # the held-out runs' own noise a backtest may show, in si
 GATE_LEVEL = 0.9  # the interval level the width gates read, whatever level a fit reports
 _EXPONENTS = ("a", "alpha", "beta", "alpha_N", "alpha_D", "alpha_C")
 CENTRE_SIZE = "N_opt at the centre"  # approaches 1-2: the size gated instead of N_coef
+BACKTEST_MISS = "the backtest ("  # how the line of a backtest that missed begins
 
 
 def assess(
@@ -225,13 +226,19 @@ def _backtest(bt: Mapping[str, Any], noise: Mapping[str, Any] | None) -> list[st
     if err is not None and math.isfinite(err) and err > limit:
         test = ", ".join(f"{c:.3g}" for c in bt.get("test_budgets") or [])
         return [
-            f"the backtest ({bt.get('held_out', 'held out the top budgets')}: C = {test}, "
+            f"{BACKTEST_MISS}{bt.get('held_out', 'held out the top budgets')}: C = {test}, "
             f"{backtest_distance(bt):.2g}x beyond the budgets fitted) missed the held-out "
             f"losses by {100 * err:.1f}% on average (limit {100 * limit:.2g}%: the "
             f"{100 * PREDICTION_GOAL:g}% goal at {GOAL_DISTANCE:g}x scaled to that distance, "
             f"plus {NOISE_ALLOWANCE:g} sigma of run noise)"
         ]
     return []
+
+
+def backtest_misses_only(health: Mapping[str, Any]) -> bool:
+    """Whether every problem of a fit's ``health`` is a backtest that missed."""
+    problems = list(health.get("problems") or [])
+    return bool(problems) and all(p.startswith(BACKTEST_MISS) for p in problems)
 
 
 def problem_line(health: Mapping[str, Any]) -> str:
