@@ -80,7 +80,7 @@ def test_a_stage_that_trains_two_runs_at_once_takes_half_the_work_or_its_longest
     assert tp.wall_seconds([10, 10, 10, 10], workers=2) == 8 + 20
     assert tp.wall_seconds([10, 10, 10, 10], workers=1) == 8 + 40
     assert tp.wall_seconds([100, 1, 1], workers=2) == 8 + 100  # the longest run decides
-    assert tp.wall_seconds([], workers=2) == 0
+    assert tp.wall_seconds([], workers=2) == 8  # every run skipped: the sweep still starts
 
 
 def test_the_study_table_shows_each_stages_estimate_and_its_error() -> None:

@@ -68,9 +68,9 @@ class Throughput:
     def wall_seconds(self, seconds: Sequence[float], workers: int = 1) -> float:
         """Wall-clock of a sweep of runs taking ``seconds`` each, ``workers`` at a time: the
         sweep's fixed cost plus the longer of an even share of the work and the longest run
-        (0 for no runs)."""
+        (a sweep with nothing to train still starts)."""
         if not len(seconds):
-            return 0.0
+            return self.sweep_s
         share = sum(seconds) / max(1, workers)
         return self.sweep_s + max(share, max(seconds))
 
