@@ -166,25 +166,6 @@ def test_the_throughput_power_law_predicts_a_size_it_was_not_fitted_to() -> None
         assert tp.tokens_per_s(held_out) == pytest.approx(measured, rel=0.10)
 
 
-def test_the_default_throughput_is_the_least_squares_line_through_the_readme_table() -> None:
-    params, tps = np.log(list(README_TOKENS_PER_S)), np.log(list(README_TOKENS_PER_S.values()))
-    slope, intercept = np.polyfit(params, tps, 1)  # computed here, from the README's numbers
-    tp = Throughput.default()
-    assert tp.slope == pytest.approx(slope, rel=1e-9)
-    for n in (1e4, 3e5, 1e7):
-        assert tp.tokens_per_s(n) == pytest.approx(math.exp(intercept + slope * math.log(n)))
-    assert "default" in tp.describe()
-
-
-def test_the_wall_clock_of_the_smallest_models_is_their_step_count() -> None:
-    # measured (sweeps=demo, 2-core CPU): a 22K-parameter model trained 1,516,032 tokens in
-    # 5,922 steps of 256 tokens in 40.8 s; tokens / tokens_per_s alone says about 6 s
-    tp = Throughput.default()
-    seconds = tp.seconds(21_984, 1_516_032, 5_922)
-    assert 1_516_032 / tp.tokens_per_s(21_984) < 10
-    assert 25 < seconds < 60
-
-
 def test_throughput_is_fitted_from_a_run_table(tmp_path) -> None:
     params = np.array([1e5, 3e5, 1e6, 3e6])
     df = {

@@ -3,13 +3,21 @@ stage that trains several runs at once."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.analysis.design.throughput import Throughput, throughput_from_runs
+from scaling.analysis.design.throughput import (
+    Throughput,
+    throughput_from_runs,
+    throughput_from_wall,
+)
 from scaling.analysis.report.study_report import StageRecord, stage_table
 
+DATA = Path(__file__).parent / "data"
 # a machine with known costs: 80,000 tokens/s at 30K params falling as N^-0.8, 3 ms a step,
 # 1.5 s a run
 TRUTH = Throughput(n0=3e4, t0=8e4, slope=-0.8, source="truth", step_s=0.003, run_s=1.5)
@@ -75,12 +83,42 @@ def test_too_few_runs_with_a_wall_clock_fall_back_to_tokens_per_second(tmp_path)
     assert "wall-clock" not in tp.source and tp.step_s == 0 and tp.run_s == 0
 
 
-def test_a_stage_that_trains_two_runs_at_once_takes_half_the_work_or_its_longest_run() -> None:
+def test_a_sweep_hands_its_jobs_in_order_to_the_first_free_worker() -> None:
     tp = Throughput(n0=1e4, t0=1e4, slope=0.0, source="flat", sweep_s=8.0)
     assert tp.wall_seconds([10, 10, 10, 10], workers=2) == 8 + 20
     assert tp.wall_seconds([10, 10, 10, 10], workers=1) == 8 + 40
     assert tp.wall_seconds([100, 1, 1], workers=2) == 8 + 100  # the longest run decides
-    assert tp.wall_seconds([], workers=2) == 8  # every run skipped: the sweep still starts
+    assert tp.wall_seconds([1, 1, 100], workers=2) == 8 + 101  # it started last
+    assert tp.wall_seconds([], workers=2) == 8  # nothing to train: the sweep still starts
+    jobs = replace(tp, job_s=1.5)  # every job, a skipped one (0 s of training) too
+    assert jobs.wall_seconds([0, 0, 0, 0], workers=2) == 8 + 3.0
+    assert jobs.wall_seconds([10, 0, 0], workers=2) == 8 + 11.5
+
+
+def test_the_default_estimates_stages_it_was_not_fitted_to_within_20_percent() -> None:
+    """The default is Throughput.fit_wall on 22 runs measured on the reference machine on
+    2026-12-07 (tests/data/throughput_reference.csv: `make demo`'s pilot and LR check, and
+    sitepackages' denser ladder at 1e13, 3.2K..170K parameters). Two stages it never saw, as
+    measured the same day: `make demo`'s ladder (18 runs in the preset's order, 4 of them
+    already trained, 2 at a time: 60.6 s) and sitepackages' verification at 1e13 (3 runs of
+    71K..337K parameters one after the other: 761 s)."""
+    tp = Throughput.default()
+    ref = pd.read_csv(DATA / "throughput_reference.csv")
+    fitted = throughput_from_wall(ref, "reference")
+    assert fitted is not None
+    assert tp.slope == pytest.approx(fitted.slope, abs=1e-3)
+    assert tp.step_s == pytest.approx(fitted.step_s, rel=1e-3)
+    assert tp.seconds(1e5, 1e7, 40_000) == pytest.approx(fitted.seconds(1e5, 1e7, 40_000), 1e-3)
+    held = pd.read_csv(DATA / "throughput_heldout.csv")
+    for stage, workers, measured in (("demo ladder", 2, 60.6), ("sitepackages verify", 1, 761.0)):
+        runs = held[held["stage"] == stage]
+        jobs = [
+            tp.seconds(n, t, int(t // (b * s))) if trained else 0.0
+            for n, t, b, s, trained in zip(
+                runs.params, runs.tokens, runs.batch_size, runs.seq_len, runs.trained
+            )
+        ]
+        assert tp.wall_seconds(jobs, workers) == pytest.approx(measured, rel=0.20), stage
 
 
 def test_the_study_table_shows_each_stages_estimate_and_its_error() -> None:

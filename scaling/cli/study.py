@@ -348,8 +348,7 @@ def verify_estimate(study: Study, params: float, flops: float, bracket: bool) ->
     }
     runs = [planned_run(s, flops, 0, o, study.throughput) for s in shapes]
     done = study.finished(runs)
-    todo = [r.seconds for r in runs if r not in done]
-    return study.throughput.wall_seconds(todo, workers=1)
+    return study.throughput.wall_seconds([0.0 if r in done else r.seconds for r in runs])
 
 
 def study_train_overrides(study: Study) -> list[str]:

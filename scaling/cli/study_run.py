@@ -156,9 +156,10 @@ class Study:
         atomic_write_text(path, preset_text(self.name, runs, opts, stage, lr_per_point))
         argv = [sys.executable, "-m", "scaling.sweep", "-m", f"sweeps={preset}", *self.overrides]
         done = {_ident(r) for r in self.finished(runs)}
-        todo = [r.seconds for r in runs if _ident(r) not in done]
-        estimate = self.throughput.wall_seconds(todo, workers=WORKERS)
-        progress(f"{stage}: {len(todo)} of {len(runs)} runs to train, about {duration(estimate)}")
+        jobs = [0.0 if _ident(r) in done else r.seconds for r in runs]  # the preset's order
+        estimate = self.throughput.wall_seconds(jobs, workers=WORKERS)
+        todo = len(runs) - len(done)
+        progress(f"{stage}: {todo} of {len(runs)} runs to train, about {duration(estimate)}")
         started = time.monotonic()
         status = run_child(argv)
         seconds = time.monotonic() - started
@@ -182,7 +183,9 @@ class Study:
         machine, this corpus, the study's launcher), when enough of them span enough sizes."""
         fitted = throughput_from_wall(self.table(), f"study {self.name}")
         if fitted is not None:
-            self.throughput = replace(fitted, sweep_s=self.throughput.sweep_s)
+            self.throughput = replace(
+                fitted, job_s=self.throughput.job_s, sweep_s=self.throughput.sweep_s
+            )
             progress(f"throughput: {self.throughput.describe()}")
 
     def table(self, curves: bool = False) -> pd.DataFrame:

@@ -22,17 +22,21 @@ from scipy.optimize import least_squares
 
 from scaling.errors import UserError
 
-# The default throughput: (params, tokens/s) measured at three sizes on this project's reference
-# machine (README, "Training throughput": benchmarks/bench_train.py).
-README_THROUGHPUT = ((124_672, 63_607.0), (842_496, 12_665.0), (3_290_624, 4_135.0))
-
-# The default fixed costs on the same machine: seconds per optimizer step (what decides the
-# wall-clock of the smallest models, where the FLOPs take under a millisecond a step) and per
-# run (start-up, evaluations and tracking).
-README_STEP_S = 0.0075
-README_RUN_S = 3.0
-# The fixed cost of one sweep on the same machine: Hydra's start, the workers' imports, the store.
-README_SWEEP_S = 8.0
+# The default throughput: Throughput.fit_wall on 22 runs of this project's reference machine
+# (2-core CPU, one torch thread a run, two runs at once: a study's stages), README "What a
+# ladder costs"; tests/data/throughput_reference.csv holds them.
+DEFAULT_FIT = {
+    "n0": 23_270.0,
+    "t0": 177_243.0,
+    "slope": -0.7395,
+    "step_s": 1.535e-3,
+    "run_s": 0.588,
+}
+# A sweep job's time outside its MLflow run (composing, the token cache and run key look-ups;
+# all a finished run costs when the sweep skips it) and a sweep's own start, on the same
+# machine: 5, 13 and 30 skipped runs took 9.2, 15.4 and 27.9 s, 2 at a time.
+DEFAULT_JOB_S = 1.56
+DEFAULT_SWEEP_S = 4.5
 # A wall-clock fit needs this many runs (four coefficients) spanning this many decades of N.
 MIN_WALL_RUNS = 6
 MIN_WALL_DECADES = 0.5
@@ -46,8 +50,9 @@ class Throughput:
     ``step_s`` is the fixed cost of an optimizer step (Python, kernel launches, the optimizer):
     for the smallest models it, not the FLOPs, decides the wall-clock. A throughput fitted to a
     run table's ``tokens_per_s`` already holds the step cost at those runs' batch, so it has
-    ``step_s = 0``. ``run_s``: start-up, evaluations and tracking of one run; ``sweep_s``: the
-    fixed cost of the sweep that trains a set of runs (:meth:`wall_seconds`).
+    ``step_s = 0``. ``run_s``: start-up, evaluations and tracking of one run (inside its MLflow
+    run); ``job_s``: a sweep job's time outside it, ``sweep_s``: a sweep's start
+    (:meth:`wall_seconds`).
     """
 
     n0: float
@@ -56,6 +61,7 @@ class Throughput:
     source: str
     step_s: float = 0.0
     run_s: float = 0.0
+    job_s: float = 0.0
     sweep_s: float = 0.0
 
     def tokens_per_s(self, params: float) -> float:
@@ -66,20 +72,22 @@ class Throughput:
         return tokens / self.tokens_per_s(params) + steps * self.step_s + self.run_s
 
     def wall_seconds(self, seconds: Sequence[float], workers: int = 1) -> float:
-        """Wall-clock of a sweep of runs taking ``seconds`` each, ``workers`` at a time: the
-        sweep's fixed cost plus the longer of an even share of the work and the longest run
-        (a sweep with nothing to train still starts)."""
-        if not len(seconds):
-            return self.sweep_s
-        share = sum(seconds) / max(1, workers)
-        return self.sweep_s + max(share, max(seconds))
+        """Wall-clock of a sweep whose jobs train for ``seconds`` each (0: a run already
+        finished, skipped), dispatched in that order to ``workers`` that each take the next job
+        when free (Hydra's joblib launcher): its start plus the last worker's finish, every job
+        costing ``job_s`` more."""
+        free = [0.0] * max(1, workers)
+        for s in seconds:
+            i = free.index(min(free))
+            free[i] += s + self.job_s
+        return self.sweep_s + max(free)
 
     def describe(self) -> str:
         text = f"{self.source}: tokens/s = {self.t0:,.0f} x (N / {self.n0:.3g})^{self.slope:.3f}"
         if self.step_s or self.run_s:
             text += f", + {1000 * self.step_s:.3g} ms a step + {self.run_s:.3g} s a run"
-        if self.sweep_s:
-            text += f" + {self.sweep_s:.3g} s a sweep"
+        if self.job_s or self.sweep_s:
+            text += f" + {self.job_s:.3g} s a job + {self.sweep_s:.3g} s a sweep"
         return text
 
     @classmethod
@@ -128,19 +136,17 @@ class Throughput:
 
     @classmethod
     def default(cls) -> Throughput:
-        return _readme_throughput()
+        return _default_throughput()
 
 
 @lru_cache(maxsize=1)
-def _readme_throughput() -> Throughput:
-    """:meth:`Throughput.default`, fitted once (the sweep asks for it at every grid point)."""
-    params, tps = zip(*README_THROUGHPUT, strict=True)
+def _default_throughput() -> Throughput:
+    """:meth:`Throughput.default` (the sweep asks for it at every grid point)."""
     source = (
-        "default (README's measured 63,607 tok/s at 125K params, 12,665 at 842K, 4,135 at 3.3M "
-        "on the 2-core CPU; pass --runs for your machine)"
+        "default (this project's 2-core CPU, one thread a run, two at once: README, \"What a "
+        'ladder costs"; pass --runs for your machine)'
     )
-    fitted = Throughput.fit(params, tps, source)
-    return replace(fitted, step_s=README_STEP_S, run_s=README_RUN_S, sweep_s=README_SWEEP_S)
+    return Throughput(**DEFAULT_FIT, source=source, job_s=DEFAULT_JOB_S, sweep_s=DEFAULT_SWEEP_S)
 
 
 def throughput_from_runs(path: str | Path) -> Throughput:
@@ -189,4 +195,5 @@ def throughput_from_wall(df, where: str) -> Throughput | None:  # df: pandas.Dat
         cols["wall_s"][ok],
         f"fitted to the wall-clock of {n} runs of {where}",
     )
-    return replace(fitted, sweep_s=Throughput.default().sweep_s)
+    default = Throughput.default()
+    return replace(fitted, job_s=default.job_s, sweep_s=default.sweep_s)
