@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_prediction.py                      # C* = 1e12, ~21 min
     .venv/bin/python benchmarks/bench_prediction.py --target-flops 3e13 --no-naive  # ~2 h
     .venv/bin/python benchmarks/bench_prediction.py --no-naive           # the planned design only
+    .venv/bin/python benchmarks/bench_prediction.py --no-naive --schedule wsd  # cooldown branches
     .venv/bin/python benchmarks/bench_prediction.py data=text data.path=my_corpus/
 
 The closed loop of a scaling study, run twice through the real CLI (subprocesses, one at a time):
@@ -201,6 +202,13 @@ def main() -> int:
         "--level", type=float, default=0.9, help="the prediction interval's coverage (0.9)"
     )
     parser.add_argument("--no-naive", action="store_true", help="skip the baseline design")
+    parser.add_argument(
+        "--schedule",
+        choices=("cosine", "wsd"),
+        default="cosine",
+        help="the planned ladder's design: separate cosine runs, or WSD cooldown branches of one "
+        "stable run per size (scaling plan --schedule wsd; verified with a wsd run at C*)",
+    )
     parser.add_argument("--keep", help="work folder to keep (default: a temporary one)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_args()
@@ -235,12 +243,17 @@ def main() -> int:
     ]
     if args.prior and args.prior.lower() != "none":
         plan_cmd += ["--prior", str(Path(args.prior).resolve())]
+    plan_cmd += ["--schedule", args.schedule]
     printed = run(plan_cmd, work).stdout
     print(printed.split("\nwrote")[0])
     preset = (work / "sweeps" / "planned.yaml").read_text()
-    budgets = sorted({float(v) for v in re.findall(r"d_model: \d+, flops: ([0-9.e+-]+)", preset)})
+    budgets = sorted(
+        {float(v) for v in re.findall(r"d_model: \d+, flops: ([0-9.e+-]+)", preset)}
+        | {float(v) for h in re.findall(r"horizons: \[([^\]]*)\]", preset) for v in h.split(",")}
+    )
 
     common = [
+        f"train.schedule={args.schedule}",
         "train.lr=auto",
         "train.batch_size=auto",
         f"model.seq_len={args.seq_len}",

@@ -56,7 +56,7 @@ def add_plan(commands: Commands) -> None:
     """The parser of ``scaling plan``: one option per field of PlanOptions, its dest the field's
     name and its default the field's (what :func:`cmd_plan` reads back), plus --prior, --name
     and --runs."""
-    from scaling.analysis.design.options import PlanOptions
+    from scaling.analysis.design.options import SCHEDULES, PlanOptions
     from scaling.analysis.design.shapes import SHAPE_FAMILIES
 
     d = PlanOptions(target_flops=1.0)
@@ -185,6 +185,14 @@ def add_plan(commands: Commands) -> None:
         "and scoring the prediction (sweep.verify_flops)",
     )
     p.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default=d.schedule,
+        help="cosine: every point its own run with its own schedule; wsd: each size one "
+        "warmup-stable-decay run with a cooldown branch per budget, the budgets sharing sizes "
+        "(fewer FLOPs; prints both designs' cost) (default: %(default)s)",
+    )
+    p.add_argument(
         "--seq-len",
         type=int,
         default=d.seq_len,
@@ -225,12 +233,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
     options.check()
     prior = prior_from_fit(args.prior) if args.prior is not None else default_prior()
     throughput = throughput_from_runs(args.runs) if args.runs is not None else Throughput.default()
-    plan = plan_ladder(options, prior, throughput)
-    validate_points(plan)  # each run as the sweep will build it
     command = shlex.join(["scaling", *args.argv])
     out = Path("sweeps") / f"{args.name}.yaml"
-    atomic_write_text(out, preset_yaml(plan, args.name, command))
-    print(plan_table(plan))
+    if options.schedule == "wsd":
+        from scaling.analysis.design.wsd import plan_wsd
+        from scaling.analysis.design.wsd_preset import validate_groups, wsd_preset, wsd_table
+
+        branched = plan_wsd(options, prior, throughput)
+        validate_groups(branched)
+        atomic_write_text(out, wsd_preset(branched, args.name, command))
+        print(wsd_table(branched))
+    else:
+        plan = plan_ladder(options, prior, throughput)
+        validate_points(plan)  # each run as the sweep will build it
+        atomic_write_text(out, preset_yaml(plan, args.name, command))
+        print(plan_table(plan))
     print(
         f"wrote {out}; run it with:\n  python -m scaling.sweep -m sweeps={args.name}\n"
         f"it ends with an IsoFLOP fit (approach 2) in analysis/{args.name}/"

@@ -239,6 +239,7 @@ def verify(
             f"model.n_layer={shape.n_layer}",
             f"model.d_model={shape.d_model}",
             "train.tokens=null",
+            "train.horizons=null",  # a branched ladder's grid point: the run at C is one run
             f"train.flops={flops:g}",
         ]
         cfg, measured, run_id, name = _train(run_overrides, base_config)

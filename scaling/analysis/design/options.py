@@ -28,6 +28,9 @@ from scaling.run_config import RunConfig
 RECIPE_SEQ_LEN = 32
 RECIPE_HEAD_DIM = 8
 PLAN_MIN_STEPS = 200  # a run with fewer optimizer steps is decided by its step count, not its size
+# cosine: every point a separate run with its own schedule; wsd: each size one stable run and a
+# cooldown branch per budget (scaling.analysis.design.wsd)
+SCHEDULES = ("cosine", "wsd")
 _DATA = DataConfig()  # the horizon does not depend on the data group
 
 
@@ -56,6 +59,7 @@ class PlanOptions:
     head_dim: int = RECIPE_HEAD_DIM  # d_model per head: free widths are its multiples
     vocab_size: int = DataConfig().nominal_vocab_size  # the byte tokenizer's 256
     shapes: str = "free"  # aspect (only n_layer varies) | free (d_model too): SHAPE_FAMILIES
+    schedule: str = "cosine"  # SCHEDULES
 
     def check(self) -> None:
         """One line for the first option that cannot work."""
@@ -91,6 +95,8 @@ class PlanOptions:
             raise UserError(f"--tpp-range must be LO..HI with 0 < LO < HI, got {lo:g}..{hi:g}")
         if self.shapes not in SHAPE_FAMILIES:
             raise UserError(f"--shapes must be one of {', '.join(SHAPE_FAMILIES)}")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"--schedule must be one of {', '.join(SCHEDULES)}")
         if self.replicates < 0:
             raise UserError(f"--replicates must be >= 0, got {self.replicates}")
         if self.lr != AUTO and not (
