@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from scaling.analysis.design.options import PlanOptions
@@ -34,6 +35,7 @@ from scaling.analysis.design.throughput import Throughput
 from scaling.analysis.report.study_report import STUDY_HEAD, with_study_section
 from scaling.cli import main
 from scaling.cli.study import STUDY_RECIPE
+from scaling.cli.study_run import Study
 from scaling.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,6 +54,27 @@ def _true_n_opt(C: float) -> float:
 def _loss(params: float, C: float) -> float:
     """An IsoFLOP curve that is a parabola in ln N about the true optimum."""
     return 2.0 + 0.03 * math.log(params / _true_n_opt(C)) ** 2
+
+
+class _SyntheticStudy(Study):
+    """A study whose sweeps train nothing: its table holds the runs the last sweep was given,
+    with losses from :func:`_loss` (the synthetic truth)."""
+
+    trained: list
+
+    def _sweep(self, preset, runs, opts, stage, lr_per_point=False):  # type: ignore[no-untyped-def]
+        self.trained = list(runs)
+        return 0.0, 0.0
+
+    def table(self, curves: bool = False) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {"n_layer": r.shape.n_layer, "d_model": r.shape.d_model, "seed": r.seed,
+                 "planned_flops": r.budget, "lr": r.lr, "params": r.params,
+                 "loss": _loss(r.params, r.budget)}
+                for r in getattr(self, "trained", [])
+            ]
+        )  # fmt: skip
 
 
 def _pilot_on_truth(prior: Prior) -> list[Vertex]:
@@ -271,7 +294,6 @@ def test_a_pilot_optimum_below_the_smallest_sizes_still_gets_a_ladder_kept_insid
     """`make demo` found it: at 2e11 the pilot put N_opt(6.67e10) at 9.7K, 0.09 decades above
     the smallest size the guards allow there (7.92K): no ladder bracketed it, at any ratio. The
     study then centres the ladder 0.45 decades inside the passing sizes."""
-    from scaling.cli.study_run import Study
 
     opts = _opts(2e11)
     low = Prior(n_opt=lambda C: 9.7e3 * (C / 6.67e10) ** 0.45, source="low")
@@ -289,30 +311,10 @@ def test_a_ladder_budget_whose_lowest_loss_is_at_its_edge_gets_sizes_beyond_it()
     (vertex 69K against sizes 51K..337K) and the fit was refused. The ladder stage now trains
     sizes beyond such an edge (losses here from a truth whose optimum at the top budget lies
     below the ladder's smallest size)."""
-    import pandas as pd
-
-    from scaling.cli.study_run import Study
 
     opts = _opts(1e13)
     prior = Prior(n_opt=lambda C: 3.0 * _true_n_opt(C), source="3x high")
-    trained: list = []
-
-    class Synthetic(Study):
-        def _sweep(self, preset, runs, opts, stage, lr_per_point=False):  # type: ignore[no-untyped-def]
-            trained[:] = list(runs)
-            return 0.0, 0.0
-
-        def table(self) -> pd.DataFrame:
-            return pd.DataFrame(
-                [
-                    {"n_layer": r.shape.n_layer, "d_model": r.shape.d_model, "seed": r.seed,
-                     "planned_flops": r.budget, "lr": r.lr, "params": r.params,
-                     "loss": _loss(r.params, r.budget)}
-                    for r in trained
-                ]
-            )  # fmt: skip
-
-    study = Synthetic("x", opts, [], prior, TP, "sqlite:///unused.db", "corpus")
+    study = _SyntheticStudy("x", opts, [], prior, TP, "sqlite:///unused.db", "corpus")
     plan = plan_ladder(opts, prior, TP)
     top = plan.budgets[0]
     assert _true_n_opt(top.flops) < top.runs[0].params  # the truth lies below its sizes
@@ -343,10 +345,8 @@ def test_a_ladder_whose_backtest_missed_gets_budgets_between_its_top_ones_once()
     """On sitepackages at 1e13 the fit's only problem was its backtest (the top 2 of 5 budgets
     held out, 3 left to fit). The study then trains budgets at the geometric midpoints of the
     top three, sized like the ladder's, so the backtest refits 5 budgets; once."""
-    import pandas as pd
 
     from scaling.analysis.design.study import midpoint_budgets
-    from scaling.cli.study_run import Study
 
     # by hand: sqrt(3.33e12 * 1.11e12) = 1.9226e12, sqrt(1.11e12 * 3.7e11) = 6.4086e11
     ladder = [3.33e12, 1.11e12, 3.7e11, 1.23e11, 4.12e10]
@@ -354,24 +354,7 @@ def test_a_ladder_whose_backtest_missed_gets_budgets_between_its_top_ones_once()
     assert midpoint_budgets(ladder, 1) == [1.92e12]
     opts = _opts(1e13)
     prior = Prior(n_opt=_true_n_opt, source="truth")
-    trained: list = []
-
-    class Synthetic(Study):
-        def _sweep(self, preset, runs, opts, stage, lr_per_point=False):  # type: ignore[no-untyped-def]
-            trained[:] = list(runs)
-            return 0.0, 0.0
-
-        def table(self, curves: bool = False) -> pd.DataFrame:
-            return pd.DataFrame(
-                [
-                    {"n_layer": r.shape.n_layer, "d_model": r.shape.d_model, "seed": r.seed,
-                     "planned_flops": r.budget, "lr": r.lr, "params": r.params,
-                     "loss": _loss(r.params, r.budget)}
-                    for r in trained
-                ]
-            )  # fmt: skip
-
-    study = Synthetic("x", opts, [], prior, TP, "sqlite:///unused.db", "corpus")
+    study = _SyntheticStudy("x", opts, [], prior, TP, "sqlite:///unused.db", "corpus")
     plan = study.ladder_plan(prior)
     study.ladder(plan)
     before = list(study.ladder_runs)
@@ -384,6 +367,6 @@ def test_a_ladder_whose_backtest_missed_gets_budgets_between_its_top_ones_once()
         sizes = [r.params for r in added if r.budget == b and not r.replicate]
         assert len(sizes) == opts.sizes and min(sizes) < _true_n_opt(b) < max(sizes)
         assert [r.seed for r in added if r.budget == b and r.replicate] == [1]
-    assert set(before) <= set(trained)  # the ladder's runs are in the sweep (skipped by key)
+    assert set(before) <= set(study.trained)  # the ladder's runs are in the sweep (skipped by key)
     assert "missed its backtest" in " ".join(study.stages[-1].notes)
     assert not study.denser(plan, 2)  # one round

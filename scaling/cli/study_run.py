@@ -33,7 +33,13 @@ from scaling.analysis.design.plan import (
     plan_ladder,
     planned_run,
 )
-from scaling.analysis.design.preset import WRITTEN_BY, _yaml_float, duration, point_run_keys
+from scaling.analysis.design.preset import (
+    WRITTEN_BY,
+    _yaml_float,
+    duration,
+    grid_lines,
+    point_run_keys,
+)
 from scaling.analysis.design.prior import Prior
 from scaling.analysis.design.study import (
     DENSER_ROUNDS,
@@ -84,7 +90,6 @@ def preset_text(
     keys = opts.train_keys()
     if lr_per_point:
         keys["lr"] = "${sweep.point.lr}"
-    points = ",\n".join(f"        {_point(r, lr_per_point)}" for r in runs)
     lines = [
         "# @package _global_",
         f"{WRITTEN_BY}scaling study (the {stage} stage of study {experiment}, {len(runs)} runs; "
@@ -97,12 +102,7 @@ def preset_text(
         "  collect: false",
         "  fit: false",
         f"  point: {_point(runs[0], lr_per_point)}",
-        "hydra:",
-        "  sweeper:",
-        "    params:",
-        "      sweep.point: >-",
-        points,
-        "",
+        *grid_lines([_point(r, lr_per_point) for r in runs]),
     ]
     return "\n".join(lines)
 

@@ -16,6 +16,7 @@ Pure: the core only.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -194,30 +195,47 @@ def preset_yaml(plan: Plan, name: str, command: str) -> str:
         "corpus).",
         "# Each run is one value of sweep.point; model.n_layer, model.d_model (n_head = d_model /",
         "# head_dim), train.flops and seed follow it.",
-        f"# The sweep ends with an IsoFLOP fit (sweep.approach=2) in analysis/{name}/"
-        + (
-            ", then trains\n# the fit's predicted optimum at C* (sweep.verify_flops) and scores "
-            "its prediction."
-            if o.verify
-            else "."
-        ),
+        fit_note(name, o.verify),
         "",
     ]
-    points = ",\n".join(f"        {_point(r)}" for r in runs)
     body = [
         *point_run_keys(name, o.train_keys(), o.seq_len, o.head_dim),
+        *fit_sweep(o, _point(runs[0])),
+        *grid_lines([_point(r) for r in runs]),
+    ]
+    return "\n".join(header + body)
+
+
+def fit_note(name: str, verify: bool) -> str:
+    """A planned preset's comment on how its sweep ends."""
+    return f"# The sweep ends with an IsoFLOP fit (sweep.approach=2) in analysis/{name}/" + (
+        ", then trains\n# the fit's predicted optimum at C* (sweep.verify_flops) and scores its "
+        "prediction."
+        if verify
+        else "."
+    )
+
+
+def fit_sweep(o: PlanOptions, first: str) -> list[str]:
+    """A planned preset's ``sweep:`` keys: the IsoFLOP fit, the verification, the first point."""
+    return [
         "sweep:",
         "  approach: 2",
         *([f"  verify_flops: {_yaml_float(o.target_flops)}"] if o.verify else []),
-        f"  point: {_point(runs[0])}",
+        f"  point: {first}",
+    ]
+
+
+def grid_lines(points: Sequence[str]) -> list[str]:
+    """A preset's grid: one ``sweep.point`` value per run (or branch group)."""
+    return [
         "hydra:",
         "  sweeper:",
         "    params:",
         "      sweep.point: >-",
-        points,
+        ",\n".join(f"        {p}" for p in points),
         "",
     ]
-    return "\n".join(header + body)
 
 
 def validate_points(plan: Plan) -> None:

@@ -12,6 +12,9 @@ from scaling.analysis.design.preset import (
     _hparams_text,
     _yaml_float,
     duration,
+    fit_note,
+    fit_sweep,
+    grid_lines,
     point_run_keys,
 )
 from scaling.analysis.design.wsd import BranchGroup, WsdPlan, group_config
@@ -87,7 +90,6 @@ def wsd_preset(plan: WsdPlan, name: str, command: str) -> str:
     largest budget as ``train.flops`` and every budget as ``train.horizons``)."""
     o = plan.points.options
     keys = {**o.train_keys(), "schedule": "wsd", "horizons": "${sweep.point.horizons}"}
-    points = ",\n".join(f"        {_point(g)}" for g in plan.groups)
     lines = [
         "# @package _global_",
         f"# python -m scaling.sweep -m sweeps={name}",
@@ -101,25 +103,11 @@ def wsd_preset(plan: WsdPlan, name: str, command: str) -> str:
         "MLflow run with train.flops = its budget.",
         f"# {len(plan.groups)} stable runs, {len(plan.points.runs)} points, "
         f"{plan.total_flops:.3g} FLOPs trained (separate runs: {plan.separate.total_flops:.3g}).",
-        f"# The sweep ends with an IsoFLOP fit (sweep.approach=2) in analysis/{name}/"
-        + (
-            ", then trains\n# the fit's predicted optimum at C* (sweep.verify_flops) and scores "
-            "its prediction."
-            if o.verify
-            else "."
-        ),
+        fit_note(name, o.verify),
         "",
         *point_run_keys(name, keys, o.seq_len, o.head_dim),
-        "sweep:",
-        "  approach: 2",
-        *([f"  verify_flops: {_yaml_float(o.target_flops)}"] if o.verify else []),
-        f"  point: {_point(plan.groups[0])}",
-        "hydra:",
-        "  sweeper:",
-        "    params:",
-        "      sweep.point: >-",
-        points,
-        "",
+        *fit_sweep(o, _point(plan.groups[0])),
+        *grid_lines([_point(g) for g in plan.groups]),
     ]
     return "\n".join(lines)
 
