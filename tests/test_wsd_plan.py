@@ -31,6 +31,14 @@ def test_the_budgets_share_sizes_and_each_size_trains_once(branched) -> None:
         for r in b.runs:
             (g,) = [g for g in groups if g.shape == r.shape]
             assert b.flops in g.horizons
+    # the seed replicate is the top budget's centre size's whole group again: the same
+    # branches (batch, LR, tokens), so each of its budgets gets a seed pair for the noise
+    (rep,) = [g for g in branched.groups if g.replicate]
+    (base,) = [g for g in groups if g.shape == rep.shape]
+    assert rep.shape == branched.points.budgets[0].centre.shape and rep.seed == 1
+    assert [(r.budget, r.tokens, r.batch_size, r.lr) for r in rep.branches] == [
+        (r.budget, r.tokens, r.batch_size, r.lr) for r in base.branches
+    ]
     # consecutive budgets overlap in sizes: the lower one's are the upper one's moved down
     tops = [{r.shape for r in b.runs} for b in branched.points.budgets]
     assert all(len(a & b) >= 2 for a, b in zip(tops, tops[1:], strict=False))

@@ -216,21 +216,21 @@ def plan_wsd(
 def _assemble(
     budgets: Sequence[BudgetPlan], opts: PlanOptions, prior: Prior, throughput: Throughput
 ) -> WsdPlan | None:
-    """The groups of ``budgets``' sizes (seed 0) and of each centre size (seeds 1..), their
-    branches at the group's batch; None when a budget keeps fewer than :data:`MIN_SIZES`."""
+    """The groups of ``budgets``' sizes (seed 0) and the top budget's centre size's group again
+    with seeds 1..``replicates`` (a replicate must be the same branches: the group's batch, LR
+    and warmup come from its horizons), their branches at the group's batch; None when a budget
+    keeps fewer than :data:`MIN_SIZES`."""
     by_shape: dict[Shape, list[float]] = {}
     for b in budgets:
         for r in b.runs:
             by_shape.setdefault(r.shape, []).append(b.flops)
     groups = [_group(s, 0, bs, opts, throughput) for s, bs in by_shape.items()]
-    centres: dict[Shape, list[float]] = {}
-    for b in budgets:
-        centres.setdefault(b.centre.shape, []).append(b.flops)
-    groups += [
-        _group(s, seed, bs, opts, throughput, replicate=True)
-        for s, bs in centres.items()
-        for seed in range(1, opts.replicates + 1)
-    ]
+    centre = next((g for g in groups if g and g.shape == budgets[0].centre.shape), None)
+    if centre is not None:  # the same group with other seeds: seed pairs at each of its budgets
+        groups += [
+            _group(centre.shape, seed, centre.horizons, opts, throughput, replicate=True)
+            for seed in range(1, opts.replicates + 1)
+        ]
     kept = tuple(g for g in groups if g is not None)
     points: list[BudgetPlan] = []
     for b in budgets:
