@@ -22,7 +22,7 @@ def branched():
 
 
 def test_the_budgets_share_sizes_and_each_size_trains_once(branched) -> None:
-    """29 points from 10 stable runs (seed 0): a size's budgets are its horizons."""
+    """22 points from 10 stable runs (seed 0): a size's budgets are its horizons."""
     groups = [g for g in branched.groups if not g.replicate]
     points = [r for b in branched.points.budgets for r in b.runs]
     assert len(groups) < len(points) / 2
