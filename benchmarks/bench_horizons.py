@@ -254,11 +254,11 @@ def _zeta_residuals(th: np.ndarray, s1: np.ndarray, s2: np.ndarray, y: np.ndarra
     return (y - _law_zeta(th, s1, s2)) / y
 
 
-def curve_floor(curves: pd.DataFrame) -> list[tuple[float, float, float]]:
+def curve_floor(curves: pd.DataFrame) -> list[tuple[float, float, float, float]]:
     """How close a smooth law gets with every branch of a size fitted (in-sample): per size,
-    (params, worst |error| % of the branches' final losses under the law, the same with the
-    annealing term C * S2**zeta, zeta free). A held-out prediction cannot be expected to beat
-    the second: what is left there is the runs' own noise."""
+    (params, worst |error| % of the branches' final losses under Tissue et al.'s law, the same
+    with the annealing term C * S2**zeta, zeta free, and under the multi-power law). A held-out
+    prediction cannot be expected to beat these: what is left there is the runs' own noise."""
     from scipy.optimize import least_squares
 
     from scaling.analysis.curves.curve import CurveOptions, fit_size
@@ -291,7 +291,12 @@ def curve_floor(curves: pd.DataFrame) -> list[tuple[float, float, float]]:
             abs(float(_law_zeta(th, *(a[-1:] for a in r.areas(options)))[0]) / r.final_loss - 1)
             for r in branches
         )
-        out.append((n, 100 * tissue, 100 * zeta))
+        mpl_law = fit_size(size, CurveOptions(bootstrap=0))
+        mpl = max(
+            abs(mpl_law.predict_final(r.schedule, r.total_steps).loss / r.final_loss - 1)
+            for r in branches
+        )
+        out.append((n, 100 * tissue, 100 * zeta, 100 * mpl))
     return out
 
 
@@ -435,9 +440,10 @@ def main() -> int:
         f"over {len(errors)} held-out horizons; {misses} beyond their allowance"
     )
     print("  noise floor: the law fitted on every branch of a size (in-sample), worst |error|:")
-    for n, tissue, zeta in curve_floor(curves):
+    for n, tissue, zeta, mpl in curve_floor(curves):
         print(
             f"  N {n:>9,.0f}  Tissue et al. {tissue:.2f}%   with C*S2^zeta, zeta free {zeta:.2f}%"
+            f"   multi-power {mpl:.2f}%"
         )
     if misses or not errors:
         failures.append(f"curve law: {misses} held-out horizon(s) beyond their allowance")
