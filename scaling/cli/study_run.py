@@ -183,9 +183,7 @@ class Study:
         machine, this corpus, the study's launcher), when enough of them span enough sizes."""
         fitted = throughput_from_wall(self.table(), f"study {self.name}")
         if fitted is not None:
-            self.throughput = replace(
-                fitted, job_s=self.throughput.job_s, sweep_s=self.throughput.sweep_s
-            )
+            self.throughput = fitted
             progress(f"throughput: {self.throughput.describe()}")
 
     def table(self, curves: bool = False) -> pd.DataFrame:

@@ -120,18 +120,25 @@ def planned_run(
     """The run ``model.n_layer, model.d_model, train.flops=budget, seed`` trains (its horizon
     from :class:`~scaling.run_config.RunConfig`, as the sweep computes it)."""
     run = _horizon(shape, budget, opts)  # the seed changes neither tokens nor steps
-    train = run.train
-    tokens = run.tokens
+    return run_of(shape, seed, run, throughput)
+
+
+def run_of(
+    shape: Shape, seed: int, run: RunConfig, throughput: Throughput, replicate: bool = False
+) -> PlannedRun:
+    """The planned run of ``shape`` that ``run`` (a resolved run config at ``train.flops``)
+    trains: its tokens, steps, batch, LR and estimated time."""
     return PlannedRun(
-        budget=budget,
+        budget=float(run.train.flops),  # type: ignore[arg-type]
         shape=shape,
         seed=seed,
-        tokens=tokens,
+        tokens=run.tokens,
         steps=run.steps,
         flops=run.flops("6N"),
-        batch_size=train.batch_size,
-        lr=train.lr,
-        seconds=throughput.seconds(shape.params, tokens, run.steps),
+        batch_size=run.train.batch_size,
+        lr=float(run.train.lr),
+        seconds=throughput.seconds(shape.params, run.tokens, run.steps),
+        replicate=replicate,
     )
 
 

@@ -22,10 +22,12 @@ from typing import Any
 
 from scaling.analysis.design.options import PlanOptions
 from scaling.analysis.design.plan import Plan, PlannedRun
+from scaling.analysis.design.shapes import Shape
 from scaling.config import SWEEPS_DIR, GPTConfig, build_run_config
 from scaling.counting import count_params
 from scaling.errors import UserError
 from scaling.numbers import short
+from scaling.run_config import RunConfig
 
 WRITTEN_BY = "# Written by: "  # the header line of a preset that `scaling plan` wrote
 
@@ -238,24 +240,30 @@ def grid_lines(points: Sequence[str]) -> list[str]:
     ]
 
 
+def point_config(o: PlanOptions, shape: Shape, seed: int, train: dict[str, Any]) -> RunConfig:
+    """The run config a planned preset's point composes to (``build_run_config``, as the sweep
+    validates it): the shape, the seed, ``train`` and the options' train keys."""
+    return build_run_config(
+        {
+            "model": {
+                "n_layer": shape.n_layer,
+                "d_model": shape.d_model,
+                "seq_len": o.seq_len,
+                "head_dim": o.head_dim,
+            },
+            "data": {},
+            "train": {**train, **o.train_keys()},
+            "seed": seed,
+        },
+        vocab_size=o.vocab_size,
+    )
+
+
 def validate_points(plan: Plan) -> None:
     """Every run through :func:`scaling.config.build_run_config`, as the sweep validates it."""
     o = plan.options
     for r in plan.runs:
-        cfg = build_run_config(
-            {
-                "model": {
-                    "n_layer": r.shape.n_layer,
-                    "d_model": r.shape.d_model,
-                    "seq_len": o.seq_len,
-                    "head_dim": o.head_dim,
-                },
-                "data": {},
-                "train": {"tokens": None, "flops": r.budget, **o.train_keys()},
-                "seed": r.seed,
-            },
-            vocab_size=o.vocab_size,
-        )
+        cfg = point_config(o, r.shape, r.seed, {"tokens": None, "flops": r.budget})
         if (
             cfg.tokens != r.tokens
             or count_params(cfg.model).total != r.params

@@ -40,13 +40,14 @@ from scaling.analysis.design.plan import (
     guard_problem,
     healthy_budgets,
     plan_ladder,
+    run_of,
 )
 from scaling.analysis.design.prior import Prior, default_prior
 from scaling.analysis.design.shapes import Shape, shapes, snap
 from scaling.analysis.design.throughput import Throughput
 from scaling.auto import AUTO
 from scaling.config import DataConfig, TrainConfig, TrainerConfig, resolve_auto
-from scaling.errors import UserError
+from scaling.errors import ConfigError, UserError
 from scaling.run_config import RunConfig
 
 MIN_SIZES = 3  # a budget with fewer sizes left cannot place a parabola's vertex
@@ -116,26 +117,12 @@ def _group(
     kept = list(budgets)
     while kept:
         cfg = group_config(opts, shape, kept)
-        runs = [
-            PlannedRun(
-                budget=float(b.train.flops),
-                shape=shape,
-                seed=seed,
-                tokens=b.tokens,
-                steps=b.steps,
-                flops=6.0 * shape.params * b.tokens,
-                batch_size=b.train.batch_size,
-                lr=float(b.train.lr),
-                seconds=throughput.seconds(shape.params, b.tokens, b.steps),
-                replicate=replicate,
-            )
-            for b in cfg.branches()
-        ]
+        runs = [run_of(shape, seed, b, throughput, replicate) for b in cfg.branches()]
         bad = [r.budget for r in runs if guard_problem(r, opts) is not None]
         if not bad:
             try:
                 cfg.validate_horizon()
-            except Exception:  # noqa: BLE001 -- the shortest branch cannot hold the warmup
+            except ConfigError:  # the shortest branch cannot hold the shared warmup
                 bad = [min(kept)]
         if not bad:
             tokens = cfg.spent_tokens()
@@ -198,14 +185,14 @@ def plan_wsd(
     budgets = _points(candidates, opts, throughput)
     why = f"only {len(budgets)} budgets get {opts.sizes} sizes from one grid of sizes"
     for n in range(len(budgets), opts.min_budgets - 1, -1):
-        plan = _assemble(budgets[:n], opts, prior, throughput)
+        plan = _assemble(budgets[:n], opts, prior, throughput, separate)
         if plan is None:
             why = "a budget keeps fewer than 3 sizes once each size trains at its group's batch"
             continue
         cost = plan.total_hours if opts.budget_hours is not None else plan.total_flops
         limit = opts.budget_hours if opts.budget_hours is not None else opts.budget_flops
         if limit is None or cost <= limit:
-            return replace(plan, separate=separate)
+            return plan
         why = f"the budget affords {n - 1} budgets or fewer"
     raise UserError(
         f"--schedule wsd cannot plan a healthy ladder for --target-flops "
@@ -214,7 +201,11 @@ def plan_wsd(
 
 
 def _assemble(
-    budgets: Sequence[BudgetPlan], opts: PlanOptions, prior: Prior, throughput: Throughput
+    budgets: Sequence[BudgetPlan],
+    opts: PlanOptions,
+    prior: Prior,
+    throughput: Throughput,
+    separate: Plan,
 ) -> WsdPlan | None:
     """The groups of ``budgets``' sizes (seed 0) and the top budget's centre size's group again
     with seeds 1..``replicates`` (a replicate must be the same branches: the group's batch, LR
@@ -249,4 +240,4 @@ def _assemble(
         throughput=throughput.describe(),
         target_n_opt=prior.n_opt(opts.target_flops),
     )
-    return WsdPlan(points=plan, groups=kept, separate=plan)
+    return WsdPlan(points=plan, groups=kept, separate=separate)

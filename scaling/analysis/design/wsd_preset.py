@@ -15,10 +15,10 @@ from scaling.analysis.design.preset import (
     fit_note,
     fit_sweep,
     grid_lines,
+    point_config,
     point_run_keys,
 )
 from scaling.analysis.design.wsd import BranchGroup, WsdPlan, group_config
-from scaling.config import build_run_config
 from scaling.counting import count_params
 from scaling.numbers import short
 
@@ -117,26 +117,8 @@ def validate_groups(plan: WsdPlan) -> None:
     the same branches, tokens, batch and LR as planned."""
     o = plan.points.options
     for g in plan.groups:
-        cfg = build_run_config(
-            {
-                "model": {
-                    "n_layer": g.shape.n_layer,
-                    "d_model": g.shape.d_model,
-                    "seq_len": o.seq_len,
-                    "head_dim": o.head_dim,
-                },
-                "data": {},
-                "train": {
-                    "tokens": None,
-                    "flops": max(g.horizons),
-                    "horizons": g.horizons,
-                    "schedule": "wsd",
-                    **o.train_keys(),
-                },
-                "seed": g.seed,
-            },
-            vocab_size=o.vocab_size,
-        )
+        train = {"tokens": None, "flops": max(g.horizons), "horizons": g.horizons}
+        cfg = point_config(o, g.shape, g.seed, {**train, "schedule": "wsd"})
         planned = group_config(o, g.shape, g.horizons)
         if (
             count_params(cfg.model).total != g.shape.params
