@@ -330,11 +330,9 @@ def _grid_points(tmp_path: Path, shared_cache: Path, varying: list[list[str]]): 
         return validate_grid(master, jobs)
 
 
-def test_the_grid_drops_points_with_a_key_it_already_has(
-    tmp_path, shared_cache, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+def test_the_grid_drops_points_with_a_key_it_already_has(tmp_path, shared_cache) -> None:  # type: ignore[no-untyped-def]
     from scaling.training.sweep_grid import duplicates_line, plan_table
-    from scaling.training.sweep_jobs import duplicate_of, publish_duplicates
+    from scaling.training.sweep_jobs import duplicate_of, duplicates_table
 
     varying = [
         ["train.lr=1", "train.log_every=5"],
@@ -355,12 +353,10 @@ def test_the_grid_drops_points_with_a_key_it_already_has(
     plan = plan_table(points)
     assert "2 runs," in plan and plan.endswith(line)
 
-    monkeypatch.delenv("SCALING_SWEEP_DUPLICATES", raising=False)
-    publish_duplicates(points)
-    assert duplicate_of(1) == duplicate_of(3) == (points[0].key, points[0].name, 0)
-    assert duplicate_of(0) is None and duplicate_of(2) is None
-    publish_duplicates(points[1:])  # a later grid without duplicates clears the table
-    assert duplicate_of(1) is None
+    table = duplicates_table(points)
+    assert duplicate_of(1, table) == duplicate_of(3, table) == (points[0].key, points[0].name, 0)
+    assert duplicate_of(0, table) is None and duplicate_of(2, table) is None
+    assert duplicates_table(points[1:]) == {}  # a later grid without duplicates has none
     assert duplicates_line(points[1:]) is None
 
 

@@ -328,22 +328,19 @@ def test_the_eta_weighs_runs_by_their_steps_not_only_their_flops() -> None:
 def test_with_two_workers_the_eta_waits_for_a_finished_job(monkeypatch, capsys) -> None:
     """Under the joblib launcher job k starts while job k-1 is still training: the ETA counts
     only the jobs two back as done (the demo's second run printed 'ETA 0.7 min' of 4.5)."""
-    import json
     import types
 
     import hydra.core.hydra_config as hc
 
     import scaling.training.sweep_jobs as sw
 
-    monkeypatch.setenv(sw._ENV_TOTAL, "4")
-    monkeypatch.setenv(sw._ENV_START, str(time.time() - 600.0))
-    monkeypatch.setenv(sw._ENV_FLOPS, json.dumps([10.0, 10.0, 10.0, 10.0]))
+    state = {"total": 4, "start": time.time() - 600.0, "work": [10.0, 10.0, 10.0, 10.0]}
     monkeypatch.setattr(sw, "_local_workers", lambda: 2)
 
     def line(num: int) -> str:
         job = types.SimpleNamespace(job=types.SimpleNamespace(num=num))
         monkeypatch.setattr(hc.HydraConfig, "get", staticmethod(lambda: job))
-        sw._progress_line(None, f"run{num}")
+        sw._progress_line(state, f"run{num}")
         return capsys.readouterr().err.strip()
 
     def eta_per_elapsed(text: str) -> float:
@@ -355,3 +352,40 @@ def test_with_two_workers_the_eta_waits_for_a_finished_job(monkeypatch, capsys) 
     assert eta_per_elapsed(line(2)) == pytest.approx(3.0, abs=0.1)
     monkeypatch.setattr(sw, "_local_workers", lambda: None)  # sequential: jobs 0, 1 done: 1x
     assert eta_per_elapsed(line(2)) == pytest.approx(1.0, abs=0.1)
+
+
+_TWO_SWEEPS = """
+import sys
+from pathlib import Path
+from scaling.training.sweep import run_sweep
+
+def workers():  # this process's children (Linux)
+    return sorted(p for f in Path("/proc/self/task").glob("*/children") for p in f.read_text().split())
+
+common = sys.argv[1:]
+first = run_sweep([*common, "train.lr=1e-3,0.001,3e-3"])  # job 1: a duplicate of job 0
+before = workers()
+second = run_sweep([*common, "train.lr=1e-3,2e-3"])  # job 1: a new run
+print("STATUS", first, second, "WORKERS", before == workers() and len(before) >= 2)
+"""
+
+
+@pytest.mark.slow
+def test_sweeps_run_in_one_process_share_workers_and_each_tells_its_own_jobs(tmp_path) -> None:
+    """A study runs its stages in one process: the joblib workers the first sweep started train
+    the second's runs too, and what the second sweep tells its jobs (here: job 1 is no
+    duplicate) is its own, not what those workers were told when they started."""
+    env = {**os.environ, "SCALING_CACHE": str(tmp_path / "cache"), "PYTHONWARNINGS": "ignore"}
+    common = [*TINY, "data=text", f"data.path={SMALL_TEXT_DIR}",
+              f"results_dir={tmp_path / 'results'}", "sweep.fit=false", "sweep.collect=false",
+              "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", _TWO_SWEEPS, *common],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+    )  # fmt: skip
+    assert "STATUS 0 0 WORKERS True" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+    df = runs(tmp_path)
+    assert len(df) == 3 and set(df.status) == {"FINISHED"}  # 1e-3, 3e-3 and 2e-3, once each
+    assert len(set(df.key)) == 3
+    assert "duplicate of grid point 1" in out.stdout  # the first sweep's job 1, only
+    assert out.stdout.count("duplicate of grid point") == 1

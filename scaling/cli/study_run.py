@@ -1,12 +1,14 @@
 """The stages of ``scaling study`` (:class:`Study`): pilot, LR check, ladder, fit, verification.
 
 Each stage that trains writes a sweep preset (``sweeps/<name>_pilot.yaml``, ``<name>_lr.yaml``,
-``<name>.yaml``) and runs it as ``python -m scaling.sweep -m sweeps=<preset>`` in a child
-process, with the user's overrides (the corpus) after it; every run lands in the study's
-experiment. The sweep skips a run whose key already FINISHED, so a rerun after a kill trains
-only what is missing, and the designs that follow a stage are computed again from the same
-losses: the same runs, never one trained twice. A signal (Ctrl-C, SIGTERM) is passed to the
-child, which records its run KILLED; the study then exits with the child's status.
+``<name>.yaml``) and runs the sweep ``python -m scaling.sweep -m sweeps=<preset>`` would, with
+the user's overrides (the corpus) after it, in this process (:func:`~scaling.training.sweep.
+run_sweep`): the stages share the joblib launcher's workers, which import torch and Lightning
+once. Every run lands in the study's experiment. The sweep skips a run whose key already
+FINISHED, so a rerun after a kill trains only what is missing, and the designs that follow a
+stage are computed again from the same losses: the same runs, never one trained twice. A signal
+(Ctrl-C, SIGTERM) ends the sweep as it ends ``python -m scaling.sweep`` (its run recorded
+KILLED); the study then exits with the sweep's status.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -152,19 +153,20 @@ class Study:
     ) -> tuple[float, float]:
         """Write ``sweeps/<preset>.yaml`` and train it; the wall-clock it took and the one the
         throughput model estimated for the runs not yet finished."""
+        from scaling.training.sweep import run_sweep
+
         path = Path("sweeps") / f"{preset}.yaml"
         atomic_write_text(path, preset_text(self.name, runs, opts, stage, lr_per_point))
-        argv = [sys.executable, "-m", "scaling.sweep", "-m", f"sweeps={preset}", *self.overrides]
         done = {_ident(r) for r in self.finished(runs)}
         jobs = [0.0 if _ident(r) in done else r.seconds for r in runs]  # the preset's order
         estimate = self.throughput.wall_seconds(jobs, workers=WORKERS)
         todo = len(runs) - len(done)
         progress(f"{stage}: {todo} of {len(runs)} runs to train, about {duration(estimate)}")
         started = time.monotonic()
-        status = run_child(argv)
+        status = run_sweep([f"sweeps={preset}", *self.overrides])
         seconds = time.monotonic() - started
-        if status in (EXIT_SIGINT, EXIT_SIGTERM) or status < 0:
-            raise SystemExit(status if status > 0 else 128 - status)
+        if status in (EXIT_SIGINT, EXIT_SIGTERM):
+            raise SystemExit(status)
         if status == 1:
             self.failed += 1
         elif status != 0:

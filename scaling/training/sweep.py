@@ -40,6 +40,7 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Sequence
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -114,7 +115,8 @@ class SweepCallback(Callback):
         for uri, experiment in stores:
             ensure_experiment(uri, experiment)
         signal.signal(signal.SIGTERM, _terminate)  # between runs too, not only inside a fit
-        publish(self.points, len(jobs))  # duplicates, planned work, count and start, for the jobs
+        # duplicates, planned work, count and start, for the jobs
+        publish(self.points, len(jobs), str(config.hydra.sweep.dir))
         print(
             f"sweep: {len(self.points)} runs -> {self.points[0].uri} "
             f"(experiment {self.points[0].experiment!r})",
@@ -237,6 +239,7 @@ def _argv_defaults(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
+    """``python -m scaling.sweep``: the sweep of ``sys.argv``; exits with its status."""
     import hydra
 
     from scaling.config import CONF_DIR, register_configs
@@ -267,6 +270,32 @@ def main() -> None:
     if lost:
         _print_lost(lost)
         raise SystemExit(1)
+
+
+def run_sweep(args: Sequence[str]) -> int:
+    """The sweep ``python -m scaling.sweep -m ARGS`` runs, in this process; its exit status.
+
+    What one process runs in turn (a study's stages) shares the joblib launcher's workers: they
+    have imported torch and Lightning once, and each sweep after the first starts training at
+    once. The signal handlers, ``sys.argv`` and Hydra's global state are as before afterwards.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+
+    saved = sys.argv, signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    sys.argv = ["scaling.sweep", "-m", *args]
+    try:
+        main()
+        return 0
+    except SystemExit as err:
+        code = err.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    finally:
+        sys.argv = saved[0]
+        signal.signal(signal.SIGTERM, saved[1])
+        signal.signal(signal.SIGINT, saved[2])
+        _ACTIVE.clear()
+        keep_started_ms(None)
+        GlobalHydra.instance().clear()
 
 
 def _relaunch_after_dead_worker(err: BaseException, attempt: int) -> list[str]:

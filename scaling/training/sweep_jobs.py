@@ -1,10 +1,13 @@
 """A sweep's jobs: what each one runs (:func:`run_point`), and what the driver tells them.
 
 The driver and the jobs share no memory (joblib, submitit and SLURM run jobs in other
-processes), so the driver hands them what they need through the environment their workers
-inherit (:func:`publish`): which grid points are duplicates of another point's run, the planned
-seconds of each job (the ETA's weights), the count of jobs and when the sweep started. Each job
-prints its place in the grid with the elapsed time and an ETA (:func:`_progress_line`).
+processes), so the driver hands them what they need in a file in the sweep's folder
+(``hydra.sweep.dir``, where every job's own folder is, on every launcher): which grid points are
+duplicates of another point's run, the planned seconds of each job (the ETA's weights), the
+count of jobs and when the sweep started (:func:`publish`). Not the environment: joblib's
+workers outlive a sweep (a study's stages, run in one process, reuse them) and keep the
+environment they started with. Each job prints its place in the grid with the elapsed time and
+an ETA (:func:`_progress_line`).
 """
 
 from __future__ import annotations
@@ -15,56 +18,56 @@ import sys
 import time
 import traceback
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from scaling.errors import UserError
+from scaling.files import atomic_write_text
 from scaling.training.sweep_grid import GridPoint
 
-_ENV_TOTAL = "SCALING_SWEEP_TOTAL"
-_ENV_SINCE = "SCALING_SWEEP_SINCE"  # start of the first pass, kept across a relaunch
-_ENV_FLOPS = "SCALING_SWEEP_FLOPS"  # planned seconds still to train, by job (the ETA's weights)
-_ENV_START = "SCALING_SWEEP_START"
-_ENV_DUPLICATES = "SCALING_SWEEP_DUPLICATES"  # {job number: [key, name, owner job]}, JSON
+STATE_FILE = "scaling-sweep.json"  # in the sweep's folder: what the driver tells its jobs
+_since_ms: list[int] = []  # start of the first pass, kept across a relaunch (driver side)
 
 
 # ---- the driver's side ------------------------------------------------------------------------
 
 
-def publish(points: list[GridPoint], n_jobs: int) -> None:
-    """Everything the ``n_jobs`` jobs of a validated grid need from the driver: its duplicates,
-    each job's planned work, the count of jobs (duplicates included) and the time now."""
-    publish_duplicates(points)  # their jobs return SKIPPED at once
-    publish_work(points, n_jobs)
-    os.environ[_ENV_TOTAL] = str(n_jobs)  # job numbers count duplicates too
-    os.environ[_ENV_START] = str(time.time())
+def publish(points: list[GridPoint], n_jobs: int, folder: str | Path) -> None:
+    """Everything the ``n_jobs`` jobs of a validated grid need from the driver, written to
+    ``folder/STATE_FILE`` (``folder``: the sweep's ``hydra.sweep.dir``): its duplicates, each
+    job's planned work, the count of jobs (duplicates included) and the time now."""
+    state = {
+        "duplicates": duplicates_table(points),  # their jobs return SKIPPED at once
+        "work": planned_work(points, n_jobs),
+        "total": n_jobs,  # job numbers count duplicates too
+        "start": time.time(),
+    }
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(folder) / STATE_FILE, json.dumps(state))
 
 
 def sweep_started_ms() -> int:
     """When the sweep's first pass started (ms since the epoch): now, unless a relaunch after a
     dead worker kept it (:func:`keep_started_ms`)."""
-    return int(os.environ.get(_ENV_SINCE) or time.time() * 1000)
+    return _since_ms[0] if _since_ms else int(time.time() * 1000)
 
 
-def keep_started_ms(started_ms: int) -> None:
-    """Keep the first pass's start for the second pass (its summary counts runs since then)."""
-    os.environ[_ENV_SINCE] = str(started_ms)
+def keep_started_ms(started_ms: int | None) -> None:
+    """Keep the first pass's start for the second pass (its summary counts runs since then);
+    None forgets it (the sweep is over)."""
+    _since_ms[:] = [] if started_ms is None else [started_ms]
 
 
-def publish_duplicates(points: list[GridPoint]) -> None:
-    """Tell every job which grid points are duplicates, through the environment the launchers'
-    workers inherit (joblib, submitit, SLURM): Hydra's sweeper launches every point of the
-    product and cannot be told to leave one out, so a duplicate's job returns SKIPPED at once
-    (:func:`duplicate_of`)."""
-    table = {str(j): [p.key, p.name, p.job] for p in points for j in p.duplicate_jobs}
-    if table:
-        os.environ[_ENV_DUPLICATES] = json.dumps(table)
-    else:
-        os.environ.pop(_ENV_DUPLICATES, None)
+def duplicates_table(points: list[GridPoint]) -> dict[str, list[Any]]:
+    """``{job number: [key, run name, owner job]}`` for every duplicate grid point: Hydra's
+    sweeper launches every point of the product and cannot be told to leave one out, so a
+    duplicate's job returns SKIPPED at once (:func:`duplicate_of`)."""
+    return {str(j): [p.key, p.name, p.job] for p in points for j in p.duplicate_jobs}
 
 
-def publish_work(points: list[GridPoint], n_jobs: int) -> None:
+def planned_work(points: list[GridPoint], n_jobs: int) -> list[float]:
     """The planned seconds each job will train, by job number, for the ETA: 0 for a duplicate
     or a point already FINISHED in MLflow (skipped in about a second)."""
     from scaling.training.tracking import finished_keys
@@ -74,26 +77,40 @@ def publish_work(points: list[GridPoint], n_jobs: int) -> None:
     for p in points:
         if p.job < n_jobs and not set(p.members or (p.key,)) <= done[(p.uri, p.experiment)]:
             work[p.job] = p.seconds
-    os.environ[_ENV_FLOPS] = json.dumps(work)
+    return work
 
 
 # ---- the job's side (runs in the launcher's process) -------------------------------------------
 
 
-def duplicate_of(job: int | None = None) -> tuple[str, str, int] | None:
-    """``(key, run name, job number)`` of the point that trains this job's run when this job
-    (``hydra.job.num`` unless given) is a duplicate grid point, else None."""
-    raw = os.environ.get(_ENV_DUPLICATES)
-    if not raw:
-        return None
-    if job is None:
-        try:
-            from hydra.core.hydra_config import HydraConfig
+def job_state() -> dict[str, Any]:
+    """What the driver published for this job's sweep (:func:`publish`); empty outside a
+    sweep."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
 
-            job = int(HydraConfig.get().job.num)
-        except (ImportError, ValueError, AttributeError, TypeError):
-            return None
-    entry = json.loads(raw).get(str(job))
+        folder = str(HydraConfig.get().sweep.dir)
+    except (ImportError, ValueError, AttributeError, TypeError):
+        return {}
+    try:
+        return dict(json.loads((Path(folder) / STATE_FILE).read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _job_num() -> int | None:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return int(HydraConfig.get().job.num)
+    except (ImportError, ValueError, AttributeError, TypeError):
+        return None
+
+
+def duplicate_of(job: int | None, table: dict[str, Any]) -> tuple[str, str, int] | None:
+    """``(key, run name, job number)`` of the point that trains job ``job``'s run when that job
+    is a duplicate grid point in ``table`` (:func:`duplicates_table`), else None."""
+    entry = table.get(str(job)) if job is not None else None
     return (str(entry[0]), str(entry[1]), int(entry[2])) if entry else None
 
 
@@ -145,7 +162,9 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
 
     quiet_libraries()
     started = time.perf_counter()
-    duplicate = duplicate_of()  # this job's run is another grid point's: never trained twice
+    state = job_state()
+    # this job's run is another grid point's: never trained twice
+    duplicate = duplicate_of(_job_num(), state.get("duplicates") or {})
     if duplicate is not None:
         key, name, owner = duplicate
         reason = f"duplicate of grid point {owner + 1} (the same run key {key})"
@@ -167,7 +186,7 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
     except UserError as err:  # validated by the driver; only a changed environment gets here
         print(f"error: {err}", file=sys.stderr)
         return {"status": "FAILED", "reason": str(err)}
-    _progress_line(cfg, prep.name)
+    _progress_line(state, prep.name)
     c = prep.cfg
     done = finished_run_id(c.tracking.uri, c.tracking.experiment, prep.key)
     if done is not None:
@@ -196,25 +215,21 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
     return asdict(result)
 
 
-def _progress_line(cfg: DictConfig, name: str) -> None:
-    """``[run k/n] name``, with the elapsed time and an ETA once a job is done, on stderr."""
-    total = int(os.environ.get(_ENV_TOTAL, "0") or 0)
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        num = int(HydraConfig.get().job.num)
-    except (ImportError, ValueError, AttributeError, TypeError):
-        return
-    if not total:
+def _progress_line(state: dict[str, Any], name: str) -> None:
+    """``[run k/n] name``, with the elapsed time and an ETA once a job is done, on stderr
+    (``state``: :func:`job_state`)."""
+    total = int(state.get("total") or 0)
+    num = _job_num()
+    if not total or num is None:
         return
     msg = f"[run {num + 1}/{total}] {name}"
-    start = float(os.environ.get(_ENV_START, "0") or 0)
+    start = float(state.get("start") or 0)
     # jobs before this one have started; with parallel workers the last (workers - 1) of them
     # may still be training, so only the ones before those count as done (a pessimistic ETA)
     done = num - ((_local_workers() or 1) - 1)
     if start and done > 0:
         elapsed = time.time() - start
-        work = json.loads(os.environ.get(_ENV_FLOPS) or "[]")
+        work = list(state.get("work") or [])
         eta = eta_seconds(elapsed, work, done) if len(work) == total else None
         if eta is None:  # no FLOPs known yet: by the count of runs
             eta = elapsed / done * (total - done)
