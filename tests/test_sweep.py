@@ -360,7 +360,8 @@ from pathlib import Path
 from scaling.training.sweep import run_sweep
 
 def workers():  # this process's children (Linux)
-    return sorted(p for f in Path("/proc/self/task").glob("*/children") for p in f.read_text().split())
+    tasks = Path("/proc/self/task").glob("*/children")
+    return sorted(pid for f in tasks for pid in f.read_text().split())
 
 common = sys.argv[1:]
 first = run_sweep([*common, "train.lr=1e-3,0.001,3e-3"])  # job 1: a duplicate of job 0

@@ -57,7 +57,12 @@ from scaling.analysis.design.study import (
     pilot_vertex,
     within_guards,
 )
-from scaling.analysis.design.throughput import Throughput, throughput_from_wall
+from scaling.analysis.design.throughput import (
+    IN_PROCESS_COSTS,
+    WORKER_START_S,
+    Throughput,
+    throughput_from_wall,
+)
 from scaling.analysis.report.study_report import StageRecord
 from scaling.errors import EXIT_SIGINT, EXIT_SIGTERM, UserError
 from scaling.files import atomic_write_text
@@ -140,6 +145,7 @@ class Study:
         self.ladder_runs: list[PlannedRun] = []
         self.ladder_centre: Prior = start_prior  # the prior the ladder was centred on
         self.denser_rounds = 0
+        self.workers_started = False  # a stage has trained: the launcher's workers are up
 
     # ---- running sweeps -------------------------------------------------------------------
 
@@ -159,7 +165,10 @@ class Study:
         atomic_write_text(path, preset_text(self.name, runs, opts, stage, lr_per_point))
         done = {_ident(r) for r in self.finished(runs)}
         jobs = [0.0 if _ident(r) in done else r.seconds for r in runs]  # the preset's order
-        estimate = self.throughput.wall_seconds(jobs, workers=WORKERS)
+        estimate = self.stage_costs().wall_seconds(jobs, workers=WORKERS)
+        if not self.workers_started and any(jobs):
+            estimate += WORKER_START_S
+            self.workers_started = True
         todo = len(runs) - len(done)
         progress(f"{stage}: {todo} of {len(runs)} runs to train, about {duration(estimate)}")
         started = time.monotonic()
@@ -172,6 +181,11 @@ class Study:
         elif status != 0:
             raise SystemExit(status)
         return seconds, estimate
+
+    def stage_costs(self) -> Throughput:
+        """The throughput model with a stage's costs: a sweep in this process
+        (:data:`~scaling.analysis.design.throughput.IN_PROCESS_COSTS`)."""
+        return replace(self.throughput, **IN_PROCESS_COSTS)
 
     def finished(self, runs: Sequence[PlannedRun]) -> list[PlannedRun]:
         """The runs of ``runs`` this study's experiment has FINISHED on this corpus."""

@@ -37,6 +37,14 @@ DEFAULT_FIT = {
 # machine: 5, 13 and 30 skipped runs took 9.2, 15.4 and 27.9 s, 2 at a time.
 DEFAULT_JOB_S = 1.56
 DEFAULT_SWEEP_S = 4.5
+# The same costs of a sweep run inside a process that has run one before (a study's stages,
+# training.sweep.run_sweep), on the same machine: the driver is started and the launcher's
+# workers have imported torch and Lightning. Before its first job it composes and validates
+# every grid point (point_s each); a trained job costs job_s outside its MLflow run. The
+# process's first sweep that trains also waits for its workers' imports (WORKER_START_S). The
+# README's "What a ladder costs" has the measurement.
+IN_PROCESS_COSTS = {"sweep_s": 0.9, "point_s": 0.23, "job_s": 0.5}
+WORKER_START_S = 4.5
 # A wall-clock fit needs this many runs (four coefficients) spanning this many decades of N.
 MIN_WALL_RUNS = 6
 MIN_WALL_DECADES = 0.5
@@ -63,6 +71,7 @@ class Throughput:
     run_s: float = 0.0
     job_s: float = 0.0
     sweep_s: float = 0.0
+    point_s: float = 0.0
 
     def tokens_per_s(self, params: float) -> float:
         return self.t0 * (params / self.n0) ** self.slope
@@ -74,13 +83,13 @@ class Throughput:
     def wall_seconds(self, seconds: Sequence[float], workers: int = 1) -> float:
         """Wall-clock of a sweep whose jobs train for ``seconds`` each (0: a run already
         finished, skipped), dispatched in that order to ``workers`` that each take the next job
-        when free (Hydra's joblib launcher): its start plus the last worker's finish, every job
-        costing ``job_s`` more."""
+        when free (Hydra's joblib launcher): its start and the validation of its points, plus
+        the last worker's finish, every job costing ``job_s`` more."""
         free = [0.0] * max(1, workers)
         for s in seconds:
             i = free.index(min(free))
             free[i] += s + self.job_s
-        return self.sweep_s + max(free)
+        return self.sweep_s + self.point_s * len(seconds) + max(free)
 
     def describe(self) -> str:
         text = f"{self.source}: tokens/s = {self.t0:,.0f} x (N / {self.n0:.3g})^{self.slope:.3f}"
@@ -88,6 +97,8 @@ class Throughput:
             text += f", + {1000 * self.step_s:.3g} ms a step + {self.run_s:.3g} s a run"
         if self.job_s or self.sweep_s:
             text += f" + {self.job_s:.3g} s a job + {self.sweep_s:.3g} s a sweep"
+        if self.point_s:
+            text += f" + {self.point_s:.3g} s a grid point"
         return text
 
     @classmethod
