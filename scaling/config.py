@@ -22,6 +22,7 @@ the sweep driver, the CLI and the analysis side can size and name runs without t
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -140,13 +141,25 @@ def _integral_floats(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
 
 def _nested_dataclass(cls: type, name: str) -> type | None:
     """The dataclass type of field ``name`` of ``cls``, if it is one."""
+    hint = _type_hints(cls).get(name)
+    return hint if isinstance(hint, type) and is_dataclass(hint) else None
+
+
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints(cls)`` (empty when they cannot be resolved), once per class."""
     import typing
 
     try:
-        hint = typing.get_type_hints(cls).get(name)
+        return typing.get_type_hints(cls)
     except (NameError, TypeError):
-        return None
-    return hint if isinstance(hint, type) and is_dataclass(hint) else None
+        return {}
+
+
+@functools.lru_cache(maxsize=None)
+def _schema(cls: type) -> Any:
+    """``OmegaConf.structured(cls)``, once per class (``OmegaConf.merge`` copies it)."""
+    return OmegaConf.structured(cls)
 
 
 def fields_at(cls: type, path: str) -> tuple[type, str]:
@@ -167,7 +180,7 @@ def structured(cls: type[C], group: str, values: Mapping[str, Any]) -> C:
     the wrong type, or a value ``cls.__post_init__`` rejects.
     """
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(cls), _integral_floats(cls, values))
+        merged = OmegaConf.merge(_schema(cls), _integral_floats(cls, values))
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as err:
         name = str(getattr(err, "full_key", "") or getattr(err, "key", "") or "")
