@@ -53,7 +53,9 @@ VARIANTS = {  # name -> (train.precision, train.compile)
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument(
+        "--device", default=None, help="cuda (the default when there is one) or cpu (a smoke run)"
+    )
     ap.add_argument("--shapes", type=Shape.parse, nargs="+", default=[GPT2_SMALL])
     ap.add_argument("--steps", type=int, default=200, help="optimizer steps a run (default 200)")
     ap.add_argument(
@@ -62,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         help="token cache dir (default: $SCALING_CACHE or .cache/scaling)",
     )
     args = ap.parse_args(argv)
+    if args.device is None:
+        if not torch.cuda.is_available():
+            print("bench_gpu: no CUDA device here: nothing measured (--device cpu: a smoke run)")
+            return 0
+        args.device = "cuda"
     os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning").setLevel(logging.ERROR)
