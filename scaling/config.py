@@ -145,7 +145,7 @@ def _nested_dataclass(cls: type, name: str) -> type | None:
     return hint if isinstance(hint, type) and is_dataclass(hint) else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _type_hints(cls: type) -> dict[str, Any]:
     """``typing.get_type_hints(cls)`` (empty when they cannot be resolved), once per class."""
     import typing
@@ -156,7 +156,7 @@ def _type_hints(cls: type) -> dict[str, Any]:
         return {}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _schema(cls: type) -> Any:
     """``OmegaConf.structured(cls)``, once per class (``OmegaConf.merge`` copies it)."""
     return OmegaConf.structured(cls)

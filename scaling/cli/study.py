@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -234,7 +233,7 @@ def _fit_and_verify(study: Study, plan: Plan, args: argparse.Namespace) -> int:
     from scaling.analysis.prediction.predict import Predictor
     from scaling.analysis.prediction.question import judge
     from scaling.analysis.report.study_report import StageRecord
-    from scaling.cli.study_run import progress, run_child
+    from scaling.cli.study_run import progress
     from scaling.config import SweepConfig
 
     C = float(args.target_flops)
@@ -297,22 +296,9 @@ def _fit_and_verify(study: Study, plan: Plan, args: argparse.Namespace) -> int:
         progress(
             f"verify: training the predicted optimum at {C:.3g} FLOPs, about {duration(estimate)}"
         )
-        argv = [
-            sys.executable,
-            "-m",
-            "scaling",
-            "verify",
-            "--fit",
-            str(fit_path),
-            "--flops",
-            f"{C:g}",
-            *(["--bracket"] if args.bracket else []),
-            *(["--allow-unhealthy"] if args.allow_unhealthy else []),
-            *study_train_overrides(study),
-        ]
         started = time.monotonic()
         said: list[str] = []
-        code = run_child(argv, said)
+        code = _verify_in_process(study, fit_path, C, args, said)
         verified = [line for line in said if "predicted" in line and "measured" in line]
         runs = 3 if args.bracket else 1
         study.stages.append(
@@ -332,6 +318,33 @@ def _fit_and_verify(study: Study, plan: Plan, args: argparse.Namespace) -> int:
     if status == 0 and args.verify:
         print("\n".join(verified[:1]), flush=True)  # the contract's last line
     return status
+
+
+def _verify_in_process(
+    study: Study, fit_path: Path, flops: float, args: argparse.Namespace, said: list[str]
+) -> int:
+    """``scaling verify`` of the study's fit at ``flops`` with the study's keys, in this process
+    (its imports already made); its lines printed and kept in ``said``; the status it would
+    exit with."""
+    from scaling.errors import exit_on_user_error
+    from scaling.training.verify import summary_lines, verify
+
+    def run() -> None:
+        results = verify(
+            fit_path,
+            flops,
+            study_train_overrides(study),
+            bracket=args.bracket,
+            allow_unhealthy=args.allow_unhealthy,
+        )
+        said.extend(summary_lines(results, fit_path))
+        print("\n".join(said), flush=True)
+
+    try:
+        exit_on_user_error(run)()
+    except SystemExit as err:  # a user error's status, or a signal's (the run recorded KILLED)
+        return err.code if isinstance(err.code, int) else 1
+    return 0
 
 
 def verify_estimate(study: Study, params: float, flops: float, bracket: bool) -> float:

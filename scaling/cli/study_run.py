@@ -16,13 +16,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -528,26 +525,3 @@ def write_shifted_rule(source: str | None, shift: float, out: Path) -> None:
 
 def progress(line: str) -> None:
     print(f"study: {line}", flush=True)
-
-
-def run_child(argv: Sequence[str], lines: list[str] | None = None) -> int:
-    """Run ``argv`` (its output is ours; with ``lines``, its stdout is also kept there); SIGINT
-    and SIGTERM are passed on to it and its status is returned once it has ended."""
-    child = subprocess.Popen(
-        list(argv), stdout=subprocess.PIPE if lines is not None else None, text=True
-    )
-
-    def forward(signum: int, frame: Any) -> None:
-        if child.poll() is None:
-            child.send_signal(signum)
-
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        if lines is not None and child.stdout is not None:
-            for line in child.stdout:
-                print(line, end="", flush=True)
-                lines.append(line.rstrip("\n"))
-        return child.wait()
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
