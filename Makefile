@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 # The whole study on the embedded corpus (Python's standard library): a pilot, an LR check, a
 # ladder up to 6.7e10 FLOPs, its fit, and the predicted optimum at 2e11 trained and scored
-# (analysis/study/report.md; about 3 minutes on 2 cores).
+# (analysis/study/report.md; about 2 minutes on 2 cores).
 demo: $(STAMP)
 	$(BIN)/scaling study --target-flops 2e11 --verify
 
