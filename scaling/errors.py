@@ -48,6 +48,14 @@ class UnhealthyFitError(UserError):
     exit_code = EXIT_UNHEALTHY_FIT
 
 
+def exit_status(err: SystemExit) -> int:
+    """The status a process ending with ``err`` exits with (Python's rule: None is 0, an int is
+    itself, anything else is 1)."""
+    if err.code is None:
+        return 0
+    return err.code if isinstance(err.code, int) else 1
+
+
 def exit_on_user_error(fn: Callable[..., T]) -> Callable[..., T]:
     """Run ``fn``; on :class:`UserError` print ``error: <message>`` and exit with its code."""
 

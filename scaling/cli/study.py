@@ -326,7 +326,7 @@ def _verify_in_process(
     """``scaling verify`` of the study's fit at ``flops`` with the study's keys, in this process
     (its imports already made); its lines printed and kept in ``said``; the status it would
     exit with."""
-    from scaling.errors import exit_on_user_error
+    from scaling.errors import exit_on_user_error, exit_status
     from scaling.training.verify import summary_lines, verify
 
     def run() -> None:
@@ -343,7 +343,7 @@ def _verify_in_process(
     try:
         exit_on_user_error(run)()
     except SystemExit as err:  # a user error's status, or a signal's (the run recorded KILLED)
-        return err.code if isinstance(err.code, int) else 1
+        return exit_status(err)
     return 0
 
 

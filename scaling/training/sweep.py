@@ -47,7 +47,13 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from scaling.config import SweepConfig, structured
-from scaling.errors import EXIT_SIGINT, EXIT_SIGTERM, UserError, exit_on_user_error
+from scaling.errors import (
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    UserError,
+    exit_on_user_error,
+    exit_status,
+)
 from scaling.training.sweep_grid import (
     GridPoint,
     duplicates_line,
@@ -287,8 +293,7 @@ def run_sweep(args: Sequence[str]) -> int:
         main()
         return 0
     except SystemExit as err:
-        code = err.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
+        return exit_status(err)
     finally:
         sys.argv = saved[0]
         signal.signal(signal.SIGTERM, saved[1])

@@ -44,7 +44,6 @@ def publish(points: list[GridPoint], n_jobs: int, folder: str | Path) -> None:
         "total": n_jobs,  # job numbers count duplicates too
         "start": time.time(),
     }
-    Path(folder).mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(folder) / STATE_FILE, json.dumps(state))
 
 
@@ -83,27 +82,33 @@ def planned_work(points: list[GridPoint], n_jobs: int) -> list[float]:
 # ---- the job's side (runs in the launcher's process) -------------------------------------------
 
 
-def job_state() -> dict[str, Any]:
-    """What the driver published for this job's sweep (:func:`publish`); empty outside a
-    sweep."""
+def _hydra_config() -> Any | None:
+    """This job's Hydra config (``hydra.*``: its number, the sweep's folder, the launcher);
+    None outside a Hydra job."""
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        folder = str(HydraConfig.get().sweep.dir)
-    except (ImportError, ValueError, AttributeError, TypeError):
-        return {}
+        return HydraConfig.get()
+    except (ImportError, ValueError):
+        return None
+
+
+def job_state() -> dict[str, Any]:
+    """What the driver published for this job's sweep (:func:`publish`); empty outside a
+    sweep."""
+    hc = _hydra_config()
     try:
-        return dict(json.loads((Path(folder) / STATE_FILE).read_text()))
-    except (OSError, ValueError):
+        folder = Path(str(hc.sweep.dir))  # type: ignore[union-attr]
+        return dict(json.loads((folder / STATE_FILE).read_text()))
+    except (AttributeError, TypeError, OSError, ValueError):  # no Hydra job, or no file
         return {}
 
 
 def _job_num() -> int | None:
+    hc = _hydra_config()
     try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return int(HydraConfig.get().job.num)
-    except (ImportError, ValueError, AttributeError, TypeError):
+        return None if hc is None else int(hc.job.num)
+    except (AttributeError, TypeError, ValueError):
         return None
 
 
@@ -127,11 +132,8 @@ def eta_seconds(elapsed: float, work: list[float], done_jobs: int) -> float | No
 def _local_workers() -> int | None:
     """How many jobs this machine's launcher runs at once (joblib, submitit_local); None for a
     sequential launcher or one whose jobs run elsewhere (SLURM)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        hc = HydraConfig.get()
-    except (ImportError, ValueError):
+    hc = _hydra_config()
+    if hc is None:
         return None
     cores = os.cpu_count() or 1
     target = str(hc.launcher.get("_target_", ""))
